@@ -1,0 +1,24 @@
+"""The ``agentcron`` command line (click, as Celery's own CLI).
+
+Each command group lives in its own module and is registered here. Exit codes: 0 success,
+2 bad input (click's usage code), 1 a runtime failure.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from agentcron.cli.timing import next_command, validate_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="agentcron")
+def main() -> None:
+    """Run AI-agent jobs on a clock, exactly one success per schedule window."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+main.add_command(next_command)
+main.add_command(validate_command)

@@ -1,0 +1,310 @@
+"""Job declarations (data the user writes) and their validation into runnable specs.
+
+``beat_schedule.py`` is data only: ``JOBS = [Job(...), ...]``. :func:`compile_jobs` checks every
+field of every job, reports every problem of the file together in one :class:`ConfigError`, and
+returns nothing at all from a half-valid file.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from agentcron.agents import Agent, AgentKind, import_object, resolve_agent
+from agentcron.errors import ConfigError, Problem
+from agentcron.schedules import Schedule, parse_instant, parse_schedule
+from agentcron.windows import GRANULARITIES, is_job_name
+
+Duration = int | float | timedelta | str
+OVERLAP_POLICIES = ("skip", "buffer_one", "buffer_all", "cancel_other", "allow")
+COALESCE_POLICIES = ("latest", "all", "none")
+SYNC_QUEUE = "agentcron.sync"
+ASYNC_QUEUE = "agentcron.async"
+DEFAULT_CONFIG_MAX_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Job:
+    """One scheduled agent job, as declared in ``beat_schedule.py``.
+
+    ``max_retries`` is the number of *total attempts* (1 initial + retries). Durations take
+    seconds, a ``timedelta`` or an interval text such as ``"15m"``.
+    """
+
+    name: str
+    _: KW_ONLY
+    agent: Any
+    schedule: str
+    task: str = ""
+    config: Mapping[str, Any] = field(default_factory=dict)
+    tz: str = "UTC"
+    window: str = "slot"
+    overlap: str = "skip"
+    max_retries: int = 3
+    backoff_base: Duration = 1.0
+    backoff_cap: Duration = 300.0
+    timeout: Duration | None = 3600.0
+    lease_ttl: Duration = 60.0
+    catchup_window: Duration | None = None
+    coalesce: str = "latest"
+    misfire_grace: Duration | None = None
+    jitter: Duration = 0.0
+    on_success: Callable[..., Any] | str | None = None
+    on_failure: Callable[..., Any] | str | None = None
+    queue: str | None = None
+    enabled: bool = True
+    start: datetime | str | None = None
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A validated job: its schedule parsed, its agent resolved, its durations normalised."""
+
+    job: Job
+    schedule: Schedule
+    agent: Agent
+    queue: str
+    timeout: timedelta | None
+    lease_ttl: timedelta
+    backoff_base: float
+    backoff_cap: float
+    catchup_window: timedelta
+    misfire_grace: timedelta
+    jitter: timedelta
+    on_success: Callable[..., Any] | None
+    on_failure: Callable[..., Any] | None
+
+    @property
+    def name(self) -> str:
+        return self.job.name
+
+    @property
+    def kind(self) -> AgentKind:
+        return self.agent.kind
+
+
+def to_timedelta(value: Duration, field_name: str) -> timedelta:
+    """Seconds, a timedelta or an interval text (``"90s"``, ``"15m"``) as a timedelta."""
+    if isinstance(value, bool):
+        raise ConfigError([Problem(None, field_name, str(value), "expected a duration")])
+    if isinstance(value, timedelta):
+        result = value
+    elif isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ConfigError([Problem(None, field_name, str(value), "must be finite")])
+        result = timedelta(seconds=value)
+    elif isinstance(value, str):
+        from agentcron.schedules import IntervalSchedule
+
+        try:
+            parsed = parse_schedule(value)
+        except ConfigError as exc:
+            raise ConfigError([Problem(None, field_name, value, "not a duration")]) from exc
+        if not isinstance(parsed, IntervalSchedule):
+            raise ConfigError([Problem(None, field_name, value, "not a duration (try '15m')")])
+        result = parsed.period
+    else:
+        raise ConfigError([Problem(None, field_name, repr(value), "expected a duration")])
+    if result < timedelta(0):
+        raise ConfigError([Problem(None, field_name, str(value), "must not be negative")])
+    return result
+
+
+def _check_choice(value: object, field_name: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        reason = f"unknown value; one of {', '.join(choices)}"
+        raise ConfigError([Problem(None, field_name, str(value), reason)])
+
+
+def _check_config(config: object, limit: int) -> None:
+    if not isinstance(config, Mapping):
+        raise ConfigError([Problem(None, "config", repr(config), "must be a dict")])
+    try:
+        size = len(json.dumps(config, allow_nan=False).encode())
+    except (TypeError, ValueError) as exc:
+        raise ConfigError([Problem(None, "config", repr(config)[:80], f"not JSON: {exc}")]) from exc
+    if size > limit:
+        reason = f"too large: {size} bytes, limit {limit} bytes"
+        raise ConfigError([Problem(None, "config", f"{size} bytes", reason)])
+
+
+def _resolve_callback(
+    value: object, field_name: str, paths: Sequence[Path]
+) -> Callable[..., Any] | None:
+    if value is None:
+        return None
+    target = import_object(value, paths) if isinstance(value, str) else value
+    if not callable(target):
+        raise ConfigError([Problem(None, field_name, repr(value), "not callable")])
+    return target  # type: ignore[no-any-return]
+
+
+def _queue_for(job: Job, kind: AgentKind) -> str:
+    if job.queue is not None:
+        if not isinstance(job.queue, str) or not job.queue:
+            raise ConfigError([Problem(None, "queue", repr(job.queue), "must be a queue name")])
+        return job.queue
+    return ASYNC_QUEUE if kind is AgentKind.ASYNC else SYNC_QUEUE
+
+
+def _check_max_retries(value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError([Problem(None, "max_retries", repr(value), "not an integer")])
+    if value < 1:
+        reason = "must be >= 1 (it counts total attempts, 1 initial + retries)"
+        raise ConfigError([Problem(None, "max_retries", str(value), reason)])
+
+
+def _check_type(value: object, field_name: str, kind: type, what: str) -> None:
+    if not isinstance(value, kind):
+        raise ConfigError([Problem(None, field_name, repr(value), f"must be {what}")])
+
+
+def _scalar_checks(job: Job, limit: int) -> list[Callable[[], None]]:
+    return [
+        lambda: _check_choice(job.window, "window", GRANULARITIES),
+        lambda: _check_choice(job.overlap, "overlap", OVERLAP_POLICIES),
+        lambda: _check_choice(job.coalesce, "coalesce", COALESCE_POLICIES),
+        lambda: _check_max_retries(job.max_retries),
+        lambda: _check_type(job.task, "task", str, "text"),
+        lambda: _check_type(job.enabled, "enabled", bool, "True or False"),
+        lambda: _check_config(job.config, limit),
+    ]
+
+
+def compile_job(
+    job: Job, search_paths: Sequence[Path] = (), config_max_bytes: int = DEFAULT_CONFIG_MAX_BYTES
+) -> JobSpec:
+    """Validate one job; raise a ConfigError naming every problem with it."""
+    problems: list[Problem] = []
+
+    def attempt(step: Callable[[], Any]) -> Any:
+        try:
+            return step()
+        except ConfigError as exc:
+            problems.extend(exc.for_job(job.name).problems)
+            return None
+
+    if not is_job_name(job.name):
+        reason = "a job name is 1-128 letters, digits, '_', '.', '-' (no '@', no spaces)"
+        problems.append(Problem(str(job.name), "name", str(job.name), reason))
+    for check in _scalar_checks(job, config_max_bytes):
+        attempt(check)
+    start = attempt(lambda: _start_of(job))
+    schedule: Schedule | None = attempt(
+        lambda: parse_schedule(job.schedule, job.tz, start) if isinstance(job.schedule, str)
+        else _raise(Problem(None, "schedule", repr(job.schedule), "must be an expression text"))
+    )
+    agent: Agent | None = attempt(lambda: resolve_agent(job.agent, search_paths))
+    durations = {
+        name: attempt(lambda name=name: None if getattr(job, name) is None
+                      else to_timedelta(getattr(job, name), name))
+        for name in ("timeout", "lease_ttl", "backoff_base", "backoff_cap", "catchup_window",
+                     "misfire_grace", "jitter")
+    }  # fmt: skip
+    if durations["lease_ttl"] is not None and durations["lease_ttl"] < timedelta(seconds=1):
+        problems.append(Problem(job.name, "lease_ttl", str(job.lease_ttl), "must be >= 1 second"))
+    callbacks = {
+        name: attempt(lambda name=name: _resolve_callback(getattr(job, name), name, search_paths))
+        for name in ("on_success", "on_failure")
+    }
+    queue = attempt(lambda: _queue_for(job, agent.kind)) if agent is not None else None
+    if problems or schedule is None or agent is None or queue is None:
+        raise ConfigError(problems)
+    period = schedule.period or timedelta(days=1)
+    catchup = durations["catchup_window"] or period
+    return JobSpec(
+        job=job,
+        schedule=schedule,
+        agent=agent,
+        queue=queue,
+        timeout=durations["timeout"],
+        lease_ttl=durations["lease_ttl"],
+        backoff_base=durations["backoff_base"].total_seconds(),
+        backoff_cap=durations["backoff_cap"].total_seconds(),
+        catchup_window=catchup,
+        misfire_grace=durations["misfire_grace"] or catchup,
+        jitter=durations["jitter"],
+        on_success=callbacks["on_success"],
+        on_failure=callbacks["on_failure"],
+    )
+
+
+def _raise(problem: Problem) -> None:
+    raise ConfigError([problem])
+
+
+def _start_of(job: Job) -> datetime | None:
+    if job.start is None or isinstance(job.start, datetime):
+        if isinstance(job.start, datetime) and job.start.tzinfo is None:
+            raise ConfigError([Problem(None, "start", job.start.isoformat(), "must be aware")])
+        return job.start
+    return parse_instant(str(job.start))
+
+
+def compile_jobs(
+    jobs: Iterable[Job],
+    search_paths: Sequence[Path] = (),
+    config_max_bytes: int = DEFAULT_CONFIG_MAX_BYTES,
+) -> list[JobSpec]:
+    """Validate every job; all problems of all jobs in one ConfigError, or every spec."""
+    problems: list[Problem] = []
+    specs: list[JobSpec] = []
+    seen: set[str] = set()
+    for job in jobs:
+        if not isinstance(job, Job):
+            problems.append(Problem(None, "JOBS", repr(job)[:80], "not a Job(...) declaration"))
+            continue
+        if job.name in seen:
+            problems.append(Problem(job.name, "name", job.name, "duplicate job name"))
+        seen.add(job.name)
+        try:
+            specs.append(compile_job(job, search_paths, config_max_bytes))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    return specs
+
+
+def load_schedule_file(path: Path | str) -> list[Job]:
+    """Execute a schedule file and return its ``JOBS`` list (not yet validated)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError([Problem(None, "schedule file", str(path), "no such file")])
+    module_name = f"_agentcron_schedule_{abs(hash(path.resolve()))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ConfigError([Problem(None, "schedule file", str(path), "cannot be loaded")])
+    module = importlib.util.module_from_spec(spec)
+    from agentcron.agents import import_paths
+
+    try:
+        with import_paths([path.parent]):
+            sys.modules[module_name] = module
+            spec.loader.exec_module(module)
+    except Exception as exc:
+        reason = f"failed to load: {type(exc).__name__}: {exc}"
+        raise ConfigError([Problem(None, "schedule file", str(path), reason)]) from exc
+    jobs = getattr(module, "JOBS", None)
+    if not isinstance(jobs, list | tuple):
+        reason = "must define JOBS = [Job(...), ...]"
+        raise ConfigError([Problem(None, "schedule file", str(path), reason)])
+    return list(jobs)
+
+
+def load_jobs(
+    path: Path | str, config_max_bytes: int = DEFAULT_CONFIG_MAX_BYTES
+) -> list[JobSpec]:
+    """Load and validate a schedule file; agent paths resolve from its folder and the cwd."""
+    path = Path(path)
+    return compile_jobs(load_schedule_file(path), [path.parent.resolve()], config_max_bytes)
+
+

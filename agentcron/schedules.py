@@ -1,0 +1,315 @@
+"""Schedule expressions: pure time math, no I/O, no clock reads.
+
+One grammar serves ``Job.schedule`` and the in-process schedulers' ``schedule_expr``:
+
+* 5-field cron (``0 6 * * mon-fri``), ``cron:<5 fields>``, ``@hourly @daily @midnight @weekly
+  @monthly @yearly @annually`` and the words ``hourly daily weekly``: wall-clock schedules in the
+  schedule's timezone, matched by cronsim (Vixie cron's DST policy) behind this interface;
+* intervals ``30m``, ``2h``, ``*/30m``, ``*/10s``, ``*/N`` (seconds), a bare integer (seconds),
+  ``every 15 minutes``: anchored to the Unix epoch, or to an explicit ``start``;
+* one-shots ``at:2026-03-17T06:00:00Z``.
+
+Every instant going in or out is an aware datetime; every instant coming out is UTC.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronsim import CronSim, CronSimError
+from cronsim.cronsim import Field as _CronField
+
+from agentcron.errors import ConfigError, Problem
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
+
+_MACROS = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "hourly": "0 * * * *",
+    "daily": "0 0 * * *",
+    "weekly": "0 0 * * 0",
+}
+_CRON_FIELDS = (
+    ("minute", _CronField.MINUTE, "0-59"),
+    ("hour", _CronField.HOUR, "0-23"),
+    ("day-of-month", _CronField.DAY, "1-31 or L"),
+    ("month", _CronField.MONTH, "1-12 or jan-dec"),
+    ("day-of-week", _CronField.DOW, "0-7 or sun-sat"),
+)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_UNIT_WORDS = {
+    "s": "s", "sec": "s", "secs": "s", "second": "s", "seconds": "s",
+    "m": "m", "min": "m", "mins": "m", "minute": "m", "minutes": "m",
+    "h": "h", "hr": "h", "hrs": "h", "hour": "h", "hours": "h",
+    "d": "d", "day": "d", "days": "d",
+    "w": "w", "week": "w", "weeks": "w",
+}  # fmt: skip
+_INTERVAL_FORMS = (
+    re.compile(r"^(?P<n>\d+)$"),
+    re.compile(r"^\*/(?P<n>\d+)(?P<unit>[smhdw]?)$"),
+    re.compile(r"^(?P<n>\d+)\s*(?P<unit>[a-z]+)$"),
+    re.compile(r"^every\s+(?P<n>\d+)?\s*(?P<unit>[a-z]+)$"),
+)
+
+
+def _bad(field: str, value: str, reason: str) -> ConfigError:
+    return ConfigError([Problem(None, field, value, reason)])
+
+
+def to_utc(when: datetime, name: str = "time") -> datetime:
+    """``when`` in UTC; a naive datetime is an error, never silently local time."""
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware, got naive {when.isoformat()}")
+    return when.astimezone(UTC)
+
+
+def parse_instant(text: str, tz: tzinfo = UTC) -> datetime:
+    """Parse ISO 8601 (``Z`` allowed); a time without an offset is read in ``tz``."""
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError as exc:
+        raise _bad("time", text, "not an ISO 8601 date-time") from exc
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=tz)
+    return when.astimezone(UTC)
+
+
+@functools.lru_cache(maxsize=512)
+def get_timezone(name: str) -> tzinfo:
+    """The IANA zone called ``name`` (``UTC`` is :data:`datetime.UTC`)."""
+    if name in ("UTC", "Etc/UTC", "Z", "utc"):
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise _bad("tz", name, "unknown IANA timezone") from exc
+
+
+def format_instant(when: datetime) -> str:
+    """``YYYY-MM-DDTHH:MM:SSZ`` (UTC, whole seconds)."""
+    return to_utc(when).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Schedule(ABC):
+    """A pure function from an instant to the next fire time."""
+
+    expr: str
+    tz: tzinfo
+
+    @abstractmethod
+    def next_fire(self, after: datetime) -> datetime | None:
+        """The first fire time strictly after ``after`` (UTC), or None if there is none."""
+
+    @property
+    @abstractmethod
+    def period(self) -> timedelta | None:
+        """The nominal time between fires (the shortest gap); None for a one-shot."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """A human sentence for the schedule."""
+
+    def fires_between(self, start: datetime, end: datetime) -> Iterator[datetime]:
+        """Every fire time ``t`` with ``start < t <= end``, in order."""
+        end = to_utc(end, "end")
+        current = self.next_fire(start)
+        while current is not None and current <= end:
+            yield current
+            current = self.next_fire(current)
+
+    def previous_fire(self, at_or_before: datetime, horizon: timedelta) -> datetime | None:
+        """The last fire time ``<= at_or_before`` within ``horizon`` before it."""
+        last = None
+        for fire in self.fires_between(at_or_before - horizon, at_or_before):
+            last = fire
+        return last
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.expr!r}, tz={self.tz!s})"
+
+
+class CronSchedule(Schedule):
+    """A 5-field cron expression in a timezone (Vixie cron's DST policy, via cronsim)."""
+
+    def __init__(self, expr: str, fields: str, tz: tzinfo, start: datetime | None = None) -> None:
+        self.expr = expr
+        self.fields = fields
+        self.tz = tz
+        self.start = start
+        self._memo: tuple[datetime, datetime | None] | None = None
+
+    def next_fire(self, after: datetime) -> datetime | None:
+        after = to_utc(after, "after")
+        if self.start is not None and after < self.start:
+            after = self.start - _ONE_US
+        memo = self._memo
+        if memo is not None and memo[0] == after:
+            return memo[1]
+        try:
+            found: datetime | None = next(CronSim(self.fields, after.astimezone(self.tz)))
+        except StopIteration:
+            found = None
+        result = found.astimezone(UTC) if found is not None else None
+        self._memo = (after, result)
+        return result
+
+    @functools.cached_property
+    def _period(self) -> timedelta:
+        reference = datetime(2026, 1, 5, tzinfo=UTC)
+        fires = list(self.fires_between(reference, reference + timedelta(days=800)))[:8]
+        gaps = [b - a for a, b in zip(fires, fires[1:], strict=False)]
+        return min(gaps) if gaps else timedelta(days=365)
+
+    @property
+    def period(self) -> timedelta | None:
+        return self._period
+
+    def describe(self) -> str:
+        text = CronSim(self.fields, datetime(2026, 1, 1)).explain()
+        return f"{text} ({self.tz!s})"
+
+
+class IntervalSchedule(Schedule):
+    """Every ``seconds``, on a grid anchored to the epoch or to an explicit start."""
+
+    def __init__(self, expr: str, seconds: int, tz: tzinfo, start: datetime | None = None) -> None:
+        self.expr = expr
+        self.seconds = seconds
+        self.tz = tz
+        self.start = start
+        self.anchor = start if start is not None else EPOCH
+        self._step = timedelta(seconds=seconds)
+
+    def next_fire(self, after: datetime) -> datetime:
+        after = to_utc(after, "after")
+        if self.start is not None and after < self.start:
+            return self.start
+        steps = (after - self.anchor) // self._step + 1
+        return self.anchor + steps * self._step
+
+    @property
+    def period(self) -> timedelta:
+        return self._step
+
+    def describe(self) -> str:
+        for unit, name in (("w", "week"), ("d", "day"), ("h", "hour"), ("m", "minute")):
+            size = _UNIT_SECONDS[unit]
+            if self.seconds % size == 0:
+                count = self.seconds // size
+                break
+        else:
+            count, name = self.seconds, "second"
+        every = f"every {name}" if count == 1 else f"every {count} {name}s"
+        anchor = format_instant(self.anchor)
+        return f"{every} (anchored to {anchor})"
+
+
+class OneShotSchedule(Schedule):
+    """Fires once, at ``at``."""
+
+    def __init__(self, expr: str, at: datetime, tz: tzinfo) -> None:
+        self.expr = expr
+        self.at = at
+        self.tz = tz
+
+    def next_fire(self, after: datetime) -> datetime | None:
+        return self.at if to_utc(after, "after") < self.at else None
+
+    @property
+    def period(self) -> None:
+        return None
+
+    def describe(self) -> str:
+        return f"once, at {format_instant(self.at)}"
+
+
+def _check_cron_fields(fields: str) -> None:
+    parts = fields.split()
+    if len(parts) != 5:
+        raise _bad("schedule", fields, f"a cron expression has 5 fields, this has {len(parts)}")
+    for (name, field, allowed), text in zip(_CRON_FIELDS, parts, strict=True):
+        try:
+            field.parse(text.upper())
+        except (CronSimError, ValueError, IndexError) as exc:
+            items = text.split(",")
+            bad = next((i for i in items if not _item_ok(field, i)), text)
+            reason = f"bad {name} value {bad!r} in {text!r}; allowed {allowed}"
+            if bad == "" or "/0" in bad:
+                reason = f"bad {name} value {text!r}: empty list item or step 0"
+            raise ConfigError([Problem(None, f"schedule ({name})", bad or text, reason)]) from exc
+    try:
+        CronSim(fields, datetime(2026, 1, 1))
+    except CronSimError as exc:
+        raise _bad("schedule (day-of-month)", parts[2], f"no month has that day: {exc}") from exc
+
+
+def _item_ok(field: _CronField, item: str) -> bool:
+    try:
+        field.parse(item.upper())
+    except (CronSimError, ValueError, IndexError):
+        return False
+    return True
+
+
+def _interval_seconds(text: str) -> int | None:
+    for form in _INTERVAL_FORMS:
+        match = form.match(text)
+        if not match:
+            continue
+        groups = match.groupdict()
+        unit = _UNIT_WORDS.get(groups.get("unit") or "s")
+        if unit is None:
+            raise _bad("schedule", text, f"unknown time unit {groups.get('unit')!r}")
+        count = int(groups["n"]) if groups.get("n") else 1
+        seconds = count * _UNIT_SECONDS[unit]
+        if seconds <= 0:
+            raise _bad("schedule", text, "an interval must be at least one second (step 0)")
+        return seconds
+    return None
+
+
+@functools.lru_cache(maxsize=65536)
+def parse_schedule(expr: str, tz: str = "UTC", start: datetime | None = None) -> Schedule:
+    """Parse ``expr`` in timezone ``tz``; raise :class:`ConfigError` naming what is wrong.
+
+    Results are cached: equal arguments share one immutable-in-practice schedule object.
+    """
+    if not isinstance(expr, str) or not expr.strip():
+        raise _bad("schedule", str(expr), "empty schedule expression")
+    zone = get_timezone(tz)
+    if start is not None:
+        start = to_utc(start, "start")
+    text = " ".join(expr.strip().split())
+    lowered = text.lower()
+    if lowered.startswith("at:"):
+        return OneShotSchedule(expr, parse_instant(text[3:], zone), zone)
+    if lowered.startswith("cron:"):
+        text = text[5:].strip()
+        lowered = text.lower()
+    elif (seconds := _interval_seconds(lowered)) is not None:
+        return IntervalSchedule(expr, seconds, zone, start)
+    if lowered in _MACROS:
+        text = _MACROS[lowered]
+    elif lowered.startswith("@"):
+        raise _bad("schedule", expr, f"unknown macro; known: {', '.join(sorted(_MACROS))}")
+    elif len(text.split()) != 5:
+        raise _bad(
+            "schedule",
+            expr,
+            "not a 5-field cron expression, an @macro, an interval (30m, every 15 minutes)"
+            " or a one-shot (at:ISO8601)",
+        )
+    _check_cron_fields(text)
+    return CronSchedule(expr, text, zone, start)

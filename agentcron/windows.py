@@ -1,0 +1,76 @@
+"""Windows: what must happen exactly once. Pure functions of a slot, a granularity and a timezone.
+
+A *slot* is the nominal fire time a schedule produced (aware UTC). A *window* groups slots:
+``slot`` (the default, one window per slot), or the ``hour``, ``day``, ISO ``week`` or ``month``
+that contains the slot in the job's timezone. The *window key* names it:
+``"{job}@{window_start_utc:%Y-%m-%dT%H:%M:%SZ}"``; it travels in the task message and is never
+recomputed on a worker.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Literal, get_args
+
+from agentcron.errors import ConfigError, Problem
+from agentcron.schedules import format_instant, get_timezone, to_utc
+
+Granularity = Literal["slot", "hour", "day", "week", "month"]
+GRANULARITIES: tuple[str, ...] = get_args(Granularity)
+
+JOB_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}"
+_JOB_NAME = re.compile(rf"^{JOB_NAME_PATTERN}$")
+_WINDOW_KEY = re.compile(rf"^(?P<job>{JOB_NAME_PATTERN})@(?P<start>\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\dZ)$")
+
+
+def is_job_name(name: object) -> bool:
+    """Whether ``name`` may name a job (letters, digits, ``_ . -``; no ``@``, no spaces)."""
+    return isinstance(name, str) and bool(_JOB_NAME.match(name))
+
+
+def _local_midnight(day: datetime, tz: tzinfo) -> datetime:
+    # fold=0 maps a nonexistent local midnight to the first valid instant after the gap.
+    return datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
+
+
+def window_start(slot: datetime, granularity: str = "slot", tz: str | tzinfo = "UTC") -> datetime:
+    """The start (aware UTC) of the window of ``granularity`` that contains ``slot``."""
+    slot = to_utc(slot, "slot")
+    zone = get_timezone(tz) if isinstance(tz, str) else tz
+    if granularity == "slot":
+        return slot.replace(microsecond=0)
+    local = slot.astimezone(zone)
+    if granularity == "hour":
+        start = local.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
+        # A local hour that a DST change shortened may begin before this slot's own offset.
+        return min(start, slot)
+    if granularity == "day":
+        return _local_midnight(local, zone)
+    if granularity == "week":
+        monday = local - timedelta(days=local.weekday())
+        return _local_midnight(monday, zone)
+    if granularity == "month":
+        return _local_midnight(local.replace(day=1), zone)
+    raise ConfigError(
+        [Problem(None, "window", granularity, f"unknown window; one of {', '.join(GRANULARITIES)}")]
+    )
+
+
+def window_key(job: str, start: datetime) -> str:
+    """``"{job}@{start:%Y-%m-%dT%H:%M:%SZ}"``."""
+    if not is_job_name(job):
+        raise ConfigError([Problem(job, "name", str(job), "not a valid job name")])
+    return f"{job}@{format_instant(start)}"
+
+
+def parse_window_key(key: str) -> tuple[str, datetime]:
+    """Split a window key into ``(job, window_start)``; reject anything malformed."""
+    match = _WINDOW_KEY.match(key) if isinstance(key, str) else None
+    if match is None:
+        raise ValueError(f"malformed window key {key!r}; expected 'job@YYYY-MM-DDTHH:MM:SSZ'")
+    try:
+        start = datetime.strptime(match["start"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError as exc:
+        raise ValueError(f"malformed window key {key!r}: {exc}") from exc
+    return match["job"], start

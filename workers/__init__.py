@@ -1,0 +1,1 @@
+"""Celery glue: the app, task wrappers and the asyncio pool. Logic lives in agentcron/."""
