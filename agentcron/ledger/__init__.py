@@ -1,0 +1,1 @@
+"""The SQL run ledger: the durable record and the authority on windows."""

@@ -1,0 +1,66 @@
+"""Plain records the ledger hands out: states and rows, free of any ORM session."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+class RunState(enum.StrEnum):
+    """Where a window's run stands. The last six are terminal."""
+
+    SCHEDULED = "scheduled"
+    CLAIMED = "claimed"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    MISSED = "missed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset(
+    {RunState.SUCCEEDED, RunState.FAILED, RunState.SKIPPED, RunState.MISSED,
+     RunState.CANCELLED, RunState.TIMEOUT}
+)  # fmt: skip
+ACTIVE_STATES = frozenset({RunState.CLAIMED, RunState.RUNNING})
+
+
+@dataclass(frozen=True)
+class NewWindow:
+    """A window the scheduler (or a manual trigger) wants recorded before it is published."""
+
+    job: str
+    window_start: datetime
+    window_key: str
+    slot: datetime
+    trigger: str = "schedule"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of the runs table."""
+
+    job: str
+    window_start: datetime
+    window_key: str
+    slot: datetime
+    trigger: str
+    state: RunState
+    attempt: int
+    token: int | None
+    worker_id: str | None
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration: float | None
+    error_type: str | None
+    error_message: str | None
+    result: Any
