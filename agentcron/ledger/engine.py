@@ -1,0 +1,92 @@
+"""SQLAlchemy engines for the ledger: SQLite tuned for several writer processes, PostgreSQL pooled.
+
+SQLite: WAL, ``busy_timeout`` 30 s, ``synchronous=NORMAL``, and every transaction begins
+``IMMEDIATE`` (SQLAlchemy's documented pysqlite recipe: the driver's own BEGIN is switched off and
+a ``begin`` event emits ours), so two writers queue on the busy handler instead of failing with
+"database is locked" when a read transaction tries to upgrade to a write. A connection opened with
+:data:`READ_ONLY` begins ``DEFERRED`` instead (WAL readers never block writers).
+PostgreSQL: psycopg 3, a small pool, ``pool_pre_ping``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+BUSY_TIMEOUT_SECONDS = 30.0
+READ_ONLY = {"agentcron_read_only": True}
+"""Execution options for a connection that only reads (SQLite then begins DEFERRED)."""
+
+
+def is_sqlite(url: str) -> bool:
+    """Whether ``url`` names a SQLite database."""
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL, or None for an in-memory database."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def create_engine_for(url: str, **options: Any) -> Engine:
+    """An engine for ``url`` with the ledger's connection settings (see the module docstring)."""
+    if is_sqlite(url):
+        return _sqlite_engine(url, **options)
+    options.setdefault("pool_size", 5)
+    options.setdefault("max_overflow", 10)
+    options.setdefault("pool_pre_ping", True)
+    return create_engine(url, **options)
+
+
+def _sqlite_engine(url: str, **options: Any) -> Engine:
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        options.setdefault("pool_size", 10)
+        options.setdefault("max_overflow", 40)
+    connect_args = dict(options.pop("connect_args", {}))
+    connect_args.setdefault("timeout", BUSY_TIMEOUT_SECONDS)
+    engine = create_engine(url, connect_args=connect_args, **options)
+    event.listen(engine, "connect", _on_sqlite_connect)
+    event.listen(engine, "begin", _on_sqlite_begin)
+    return engine
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # No implicit BEGIN from the driver: the "begin" event below emits our own.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+def _on_sqlite_begin(conn: Connection) -> None:
+    read_only = conn.get_execution_options().get("agentcron_read_only", False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+@contextmanager
+def begin_write(engine: Engine) -> Iterator[Connection]:
+    """A write transaction (``BEGIN IMMEDIATE`` on SQLite); commits on success, else rolls back."""
+    with engine.begin() as conn:
+        yield conn
+
+
+@contextmanager
+def begin_read(engine: Engine) -> Iterator[Connection]:
+    """A read-only transaction (``BEGIN DEFERRED`` on SQLite)."""
+    with engine.connect() as conn, conn.execution_options(**READ_ONLY).begin():
+        yield conn

@@ -1,0 +1,365 @@
+"""The SQL run ledger: one row per window, fenced claims and completions (SQLite or PostgreSQL).
+
+The row's ``UNIQUE(job, window_start)`` makes a window exist once; a claim stamps the row with a
+fencing token, and every later write of the run (start, retry, complete) is an
+``UPDATE … WHERE token = :token``: 0 rows means the caller is a stale holder and is dropped.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Connection, Engine, Row, Table, case, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from agentcron.clock import SYSTEM_CLOCK, Clock
+from agentcron.ledger.engine import begin_read, begin_write, create_engine_for, is_sqlite
+from agentcron.ledger.models import ReportRow, RunRow
+from agentcron.ledger.records import (
+    ACTIVE_STATES,
+    TERMINAL_STATES,
+    NewWindow,
+    RunRecord,
+    RunState,
+)
+from agentcron.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RUNS = cast(Table, RunRow.__table__)
+REPORTS = cast(Table, ReportRow.__table__)
+_TERMINAL = sorted(str(s) for s in TERMINAL_STATES)
+_ACTIVE = sorted(str(s) for s in ACTIVE_STATES)
+
+
+class ResultError(ValueError):
+    """A run's result is not JSON-serialisable or larger than the configured limit."""
+
+
+class ClaimStatus(enum.StrEnum):
+    """What :meth:`Ledger.claim` found."""
+
+    CLAIMED = "claimed"
+    DONE = "done"
+    ACTIVE = "active"
+    EXHAUSTED = "exhausted"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of a claim and the row as it stands after it."""
+
+    status: ClaimStatus
+    record: RunRecord
+
+
+def _record(row: Row[Any]) -> RunRecord:
+    values = row._mapping
+    return RunRecord(
+        job=values["job"], window_start=values["window_start"], window_key=values["window_key"],
+        slot=values["slot"], trigger=values["trigger"], state=RunState(values["state"]),
+        attempt=values["attempt"], token=values["token"], worker_id=values["worker_id"],
+        scheduled_at=values["scheduled_at"], started_at=values["started_at"],
+        finished_at=values["finished_at"], duration=values["duration"],
+        error_type=values["error_type"], error_message=values["error_message"],
+        result=values["result"],
+    )  # fmt: skip
+
+
+class Ledger:
+    """The run ledger over one SQLAlchemy engine (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        clock: Clock = SYSTEM_CLOCK,
+        *,
+        result_max_bytes: int = 256 * 1024,
+        error_max_chars: int = 2000,
+        auto_migrate: bool | None = None,
+    ) -> None:
+        self._engine = create_engine_for(url)
+        self._clock = clock
+        self._dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
+        self.result_max_bytes = result_max_bytes
+        self.error_max_chars = error_max_chars
+        if auto_migrate if auto_migrate is not None else is_sqlite(url):
+            self.upgrade()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Ledger:
+        """A ledger on ``settings.database_url`` with the configured limits."""
+        return cls(settings.database_url, clock, result_max_bytes=settings.result_max_bytes,
+                   error_max_chars=settings.error_max_chars)  # fmt: skip
+
+    @property
+    def engine(self) -> Engine:
+        """The engine (shared by the SQL lease store and the dynamic schedules)."""
+        return self._engine
+
+    def upgrade(self) -> None:
+        """Migrate to the newest schema (alembic head); idempotent, safe concurrently."""
+        from agentcron.migrations import upgrade
+
+        upgrade(self._engine)
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self._engine.dispose()
+
+    # -- windows ------------------------------------------------------------------------------
+
+    def _new_rows(self, windows: Sequence[NewWindow], state: RunState) -> list[dict[str, Any]]:
+        now = self._clock.now()
+        return [
+            {"job": w.job, "window_start": w.window_start, "window_key": w.window_key,
+             "slot": w.slot, "trigger": w.trigger, "state": str(state), "attempt": 0,
+             "scheduled_at": now, "updated_at": now}
+            for w in windows
+        ]  # fmt: skip
+
+    def _insert_missing(self, conn: Connection, rows: list[dict[str, Any]]) -> list[str]:
+        if not rows:
+            return []
+        statement = (
+            self._dialect.insert(RUNS).on_conflict_do_nothing().returning(RUNS.c.window_key)
+        )
+        return list(conn.execute(statement, rows).scalars())
+
+    def record_scheduled(self, windows: Sequence[NewWindow]) -> list[str]:
+        """Record ``windows`` as 'scheduled' unless they have a row; return the new keys."""
+        with begin_write(self._engine) as conn:
+            return self._insert_missing(conn, self._new_rows(windows, RunState.SCHEDULED))
+
+    def _fetch(self, conn: Connection, job: str, window_start: datetime) -> RunRecord | None:
+        query = select(RUNS).where(RUNS.c.job == job, RUNS.c.window_start == window_start)
+        row = conn.execute(query).first()
+        return None if row is None else _record(row)
+
+    def get(self, job: str, window_start: datetime) -> RunRecord | None:
+        """The row of one window, or None."""
+        with begin_read(self._engine) as conn:
+            return self._fetch(conn, job, window_start)
+
+    def get_by_key(self, window_key: str) -> RunRecord | None:
+        """The row of the window named ``window_key``, or None."""
+        with begin_read(self._engine) as conn:
+            row = conn.execute(select(RUNS).where(RUNS.c.window_key == window_key)).first()
+            return None if row is None else _record(row)
+
+    def pending(self, older_than: datetime, limit: int = 1000) -> list[RunRecord]:
+        """Rows still 'scheduled' since ``older_than`` or earlier, oldest first."""
+        query = (
+            select(RUNS)
+            .where(RUNS.c.state == str(RunState.SCHEDULED), RUNS.c.scheduled_at <= older_than)
+            .order_by(RUNS.c.scheduled_at, RUNS.c.id)
+            .limit(limit)
+        )
+        with begin_read(self._engine) as conn:
+            return [_record(row) for row in conn.execute(query)]
+
+    def mark_terminal(self, window: NewWindow, state: RunState, reason: str) -> bool:
+        """Record ``window`` as ``state`` with ``reason`` unless already terminal or active."""
+        state = RunState(state)
+        if not state.terminal:
+            raise ValueError(f"mark_terminal needs a terminal state, not {state!r}")
+        now = self._clock.now()
+        values = {"state": str(state), "error_message": self._clip(reason), "finished_at": now,
+                  "updated_at": now}  # fmt: skip
+        with begin_write(self._engine) as conn:
+            row = self._new_rows([window], state)[0] | values
+            if self._insert_missing(conn, [row]):
+                return True
+            result = conn.execute(
+                update(RUNS)
+                .where(*self._match(window.job, window.window_start),
+                       RUNS.c.state.not_in(_TERMINAL + _ACTIVE))
+                .values(**values)
+            )  # fmt: skip
+            return result.rowcount == 1
+
+    # -- claims -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _match(job: str, window_start: datetime) -> tuple[Any, Any]:
+        return RUNS.c.job == job, RUNS.c.window_start == window_start
+
+    def claim(
+        self, window: NewWindow, token: int, worker_id: str, max_attempts: int, force: bool = False
+    ) -> Claim:
+        """Claim ``window`` for the holder of ``token`` (see :class:`ClaimStatus`)."""
+        restart = RUNS.c.state.in_(_TERMINAL)
+        claimable = [
+            *self._match(window.job, window.window_start),
+            RUNS.c.token.is_(None) | (RUNS.c.token < token),
+        ]
+        if not force:
+            claimable += [RUNS.c.state.not_in(_TERMINAL), RUNS.c.attempt < max_attempts]
+        now = self._clock.now()
+        values: dict[str, Any] = {
+            "state": str(RunState.CLAIMED), "token": token, "worker_id": worker_id,
+            "attempt": case((restart, 1), else_=RUNS.c.attempt + 1) if force
+            else RUNS.c.attempt + 1,
+            "started_at": None, "finished_at": None, "updated_at": now,
+        }  # fmt: skip
+        if force:
+            cleared = ("duration", "error_type", "error_message", "result")
+            values |= {name: case((restart, None), else_=RUNS.c[name]) for name in cleared}
+        with begin_write(self._engine) as conn:
+            self._insert_missing(conn, self._new_rows([window], RunState.SCHEDULED))
+            claimed = conn.execute(update(RUNS).where(*claimable).values(**values)).rowcount == 1
+            record = self._fetch(conn, window.job, window.window_start)
+            assert record is not None
+            if claimed:
+                return Claim(ClaimStatus.CLAIMED, record)
+            return self._classify(conn, record, token, max_attempts)
+
+    def _classify(
+        self, conn: Connection, record: RunRecord, token: int, max_attempts: int
+    ) -> Claim:
+        if record.state.terminal:
+            return Claim(ClaimStatus.DONE, record)
+        newer_holder = record.token is not None and record.token >= token
+        if newer_holder or record.attempt < max_attempts:
+            return Claim(ClaimStatus.ACTIVE, record)
+        now = self._clock.now()
+        conn.execute(
+            update(RUNS)
+            .where(*self._match(record.job, record.window_start), RUNS.c.state.not_in(_TERMINAL))
+            .values(state=str(RunState.FAILED), error_type="WorkerLost",
+                    error_message=f"worker lost {record.attempt} times",
+                    finished_at=now, updated_at=now)
+        )  # fmt: skip
+        failed = self._fetch(conn, record.job, record.window_start)
+        assert failed is not None
+        return Claim(ClaimStatus.EXHAUSTED, failed)
+
+    def _fenced(self, job: str, window_start: datetime, token: int, *states: RunState) -> Any:
+        return update(RUNS).where(
+            *self._match(job, window_start),
+            RUNS.c.token == token,
+            RUNS.c.state.in_([str(s) for s in states]),
+        )
+
+    def start(self, job: str, window_start: datetime, token: int) -> bool:
+        """claimed -> running for the holder of ``token``; False if fenced out."""
+        now = self._clock.now()
+        statement = self._fenced(job, window_start, token, RunState.CLAIMED).values(
+            state=str(RunState.RUNNING), started_at=now, updated_at=now
+        )
+        with begin_write(self._engine) as conn:
+            return bool(conn.execute(statement).rowcount == 1)
+
+    def retry(
+        self, job: str, window_start: datetime, token: int, error_type: str, error_message: str
+    ) -> int | None:
+        """Count another in-process attempt, keep its error; the new attempt, None if fenced."""
+        statement = (
+            self._fenced(job, window_start, token, *ACTIVE_STATES)
+            .values(attempt=RUNS.c.attempt + 1, error_type=error_type[:200],
+                    error_message=self._clip(error_message), updated_at=self._clock.now())
+            .returning(RUNS.c.attempt)
+        )  # fmt: skip
+        with begin_write(self._engine) as conn:
+            attempt = conn.execute(statement).scalar()
+            return None if attempt is None else int(attempt)
+
+    def complete(
+        self,
+        job: str,
+        window_start: datetime,
+        token: int,
+        state: RunState,
+        *,
+        result: Any = None,
+        error_type: str | None = None,
+        error_message: str | None = None,
+    ) -> bool:
+        """Finish the run of the holder of ``token`` as ``state``; False (and a warning) if fenced.
+
+        Raises :class:`ResultError` when ``result`` is not JSON or larger than the limit.
+        """
+        state = RunState(state)
+        if not state.terminal:
+            raise ValueError(f"complete needs a terminal state, not {state!r}")
+        stored = self._check_result(result)
+        now = self._clock.now()
+        with begin_write(self._engine) as conn:
+            current = self._fetch(conn, job, window_start)
+            started = current.started_at if current is not None else None
+            statement = self._fenced(job, window_start, token, *ACTIVE_STATES).values(
+                state=str(state), result=stored, finished_at=now, updated_at=now,
+                duration=(now - started).total_seconds() if started else None,
+                error_type=error_type[:200] if error_type else None,
+                error_message=self._clip(error_message),
+            )  # fmt: skip
+            if conn.execute(statement).rowcount == 1:
+                return True
+        log.warning("stale completion of %s@%s with token %s dropped (fenced out)",
+                    job, window_start.isoformat(), token)  # fmt: skip
+        return False
+
+    def _check_result(self, result: Any) -> Any:
+        if result is None:
+            return None
+        try:
+            encoded = json.dumps(result, allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            raise ResultError(f"result not serialisable: {exc}") from exc
+        size = len(encoded.encode())
+        if size > self.result_max_bytes:
+            limit = self.result_max_bytes
+            raise ResultError(f"result too large: {size} bytes, limit {limit} bytes")
+        return json.loads(encoded)
+
+    def _clip(self, text: str | None) -> str | None:
+        if text is None or len(text) <= self.error_max_chars:
+            return text
+        return text[: max(self.error_max_chars - 1, 0)] + "…"
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def list_runs(
+        self, job: str | None = None, state: str | None = None, limit: int = 50
+    ) -> list[RunRecord]:
+        """Runs, newest window first, optionally of one job and/or one state."""
+        query = select(RUNS).order_by(RUNS.c.window_start.desc(), RUNS.c.id.desc()).limit(limit)
+        if job is not None:
+            query = query.where(RUNS.c.job == job)
+        if state is not None:
+            query = query.where(RUNS.c.state == str(RunState(state)))
+        with begin_read(self._engine) as conn:
+            return [_record(row) for row in conn.execute(query)]
+
+    def count_by_state(self, job: str | None = None) -> dict[str, int]:
+        """How many runs are in each state (only states that occur)."""
+        query = select(RUNS.c.state, func.count()).group_by(RUNS.c.state)
+        if job is not None:
+            query = query.where(RUNS.c.job == job)
+        with begin_read(self._engine) as conn:
+            return {str(state): int(count) for state, count in conn.execute(query)}
+
+    def save_report(self, job: str, window_key: str, title: str, body: Any) -> None:
+        """Keep an agent's report (``body`` must be JSON)."""
+        row = {"job": job, "window_key": window_key, "title": title[:200],
+               "body": self._check_result(body), "created_at": self._clock.now()}  # fmt: skip
+        with begin_write(self._engine) as conn:
+            conn.execute(REPORTS.insert(), row)
+
+    def list_reports(self, job: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """Reports, newest first, as dicts (job, window_key, title, body, created_at)."""
+        query = select(REPORTS).order_by(REPORTS.c.id.desc()).limit(limit)
+        if job is not None:
+            query = query.where(REPORTS.c.job == job)
+        with begin_read(self._engine) as conn:
+            return [
+                {key: row._mapping[key] for key in ("job", "window_key", "title", "body",
+                                                    "created_at")}
+                for row in conn.execute(query)
+            ]  # fmt: skip
