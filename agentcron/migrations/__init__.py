@@ -18,7 +18,6 @@ def alembic_config() -> Config:
     """An alembic Config pointing at this package's scripts (pass a connection in attributes)."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.set_main_option("version_locations", str(MIGRATIONS_DIR / "versions"))
     return config
 
 
