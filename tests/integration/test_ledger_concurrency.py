@@ -1,0 +1,146 @@
+"""Many claimants of one window at once (threads, then real processes): exactly one success.
+
+Each claimant has its own, distinct fencing token. The highest token that claims holds the row, so
+every other claimant must end ACTIVE, DONE, or fenced at completion, and none is lost.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy
+
+from agentcron.ledger import ClaimStatus, Ledger
+from agentcron.ledger.records import NewWindow, RunState
+
+pytestmark = pytest.mark.integration
+
+START = datetime(2026, 3, 17, 6, 0, tzinfo=UTC)
+WINDOW = NewWindow("race", START, "race@2026-03-17T06:00:00Z", START)
+
+
+def reset_postgres(url: str) -> None:
+    """Drop and recreate the public schema of the (private) test database."""
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(sqlalchemy.text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+        return
+    postgres: str = request.getfixturevalue("postgres_url")
+    reset_postgres(postgres)
+    yield postgres
+
+
+def claim_and_complete(ledger: Ledger, token: int) -> str:
+    """One claimant's whole life; its outcome as a word."""
+    claim = ledger.claim(WINDOW, token, f"worker-{token}", max_attempts=1000)
+    if claim.status is not ClaimStatus.CLAIMED:
+        return str(claim.status)
+    ledger.start(WINDOW.job, WINDOW.window_start, token)
+    won = ledger.complete(WINDOW.job, WINDOW.window_start, token, RunState.SUCCEEDED, result=token)
+    return "succeeded" if won else "fenced"
+
+
+def check_outcomes(ledger: Ledger, outcomes: dict[int, str], claimants: int) -> None:
+    assert len(outcomes) == claimants, "a claimant was lost"
+    counts = Counter(outcomes.values())
+    assert counts["succeeded"] == 1, counts
+    assert set(counts) <= {"succeeded", "fenced", "active", "done"}, counts
+    row = ledger.get(WINDOW.job, WINDOW.window_start)
+    assert row is not None and row.state is RunState.SUCCEEDED
+    winner = next(token for token, outcome in outcomes.items() if outcome == "succeeded")
+    assert (row.token, row.result) == (winner, winner)
+    assert ledger.count_by_state() == {"succeeded": 1}
+
+
+def test_fifty_threads_claim_one_window(url: str) -> None:
+    ledger = Ledger(url, auto_migrate=True)
+    ledger.record_scheduled([WINDOW])
+    barrier = threading.Barrier(50)
+    outcomes: dict[int, str] = {}
+    errors: list[BaseException] = []
+
+    def run(token: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            outcomes[token] = claim_and_complete(ledger, token)
+        except BaseException as exc:  # the assertion below reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(token,)) for token in range(1, 51)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    check_outcomes(ledger, outcomes, 50)
+    ledger.close()
+
+
+def process_claimant(url: str, token: int, barrier: Any, results: Any) -> None:
+    """Runs in a spawned process: its own engine, then the claimant's life."""
+    ledger = Ledger(url, auto_migrate=False)
+    try:
+        barrier.wait(timeout=60)
+        results.put((token, claim_and_complete(ledger, token)))
+    except BaseException as exc:
+        results.put((token, f"error: {exc!r}"))
+    finally:
+        ledger.close()
+
+
+def run_processes(target: Any, args: list[tuple[Any, ...]], timeout: float = 120) -> list[Any]:
+    """Start one spawned process per args tuple (a barrier and a queue appended); collect."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(len(args)), ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*a, barrier, results)) for a in args]
+    for proc in procs:
+        proc.start()
+    collected = [results.get(timeout=timeout) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=timeout)
+        assert proc.exitcode == 0
+    return collected
+
+
+def test_eight_processes_claim_one_window(url: str) -> None:
+    ledger = Ledger(url, auto_migrate=True)
+    ledger.record_scheduled([WINDOW])
+    results = run_processes(process_claimant, [(url, token) for token in range(1, 9)])
+    outcomes = dict(results)
+    assert not [o for o in outcomes.values() if o.startswith("error")], outcomes
+    check_outcomes(ledger, outcomes, 8)
+    ledger.close()
+
+
+def process_upgrade(url: str, barrier: Any, results: Any) -> None:
+    """Runs in a spawned process: migrate the database at the same moment as the others."""
+    try:
+        ledger = Ledger(url, auto_migrate=False)
+        barrier.wait(timeout=60)
+        ledger.upgrade()
+        ledger.close()
+        results.put("ok")
+    except BaseException as exc:
+        results.put(f"error: {exc!r}")
+
+
+def test_concurrent_upgrades_are_safe(url: str) -> None:
+    assert run_processes(process_upgrade, [(url,)] * 4) == ["ok"] * 4
+    ledger = Ledger(url, auto_migrate=False)
+    assert ledger.record_scheduled([WINDOW]) == [WINDOW.window_key]
+    ledger.close()
