@@ -28,6 +28,7 @@ from agentcron import keys
 from agentcron.clock import Clock
 from agentcron.leases.redis import ttl_ms
 from agentcron.leases.sql import LEASES, ensure_row
+from agentcron.ledger.engine import READ_ONLY
 
 DEFAULT_SIGNAL_TTL = 3600.0
 
@@ -127,7 +128,7 @@ class SqlCancelSignals:
             LEASES.c.name == signal_row(job), LEASES.c.token == token,
             LEASES.c.expires_at > self.clock.now(),
         )
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
             return conn.execute(stmt).first() is not None
 
 

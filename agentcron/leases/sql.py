@@ -23,6 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from agentcron.clock import Clock
 from agentcron.leases.base import Lease
+from agentcron.ledger.engine import READ_ONLY
 from agentcron.ledger.models import LeaseRow
 
 LEASES: sa.Table = LeaseRow.__table__  # type: ignore[assignment]
@@ -110,7 +111,7 @@ class SqlLeaseStore:
             LEASES.c.name == name, LEASES.c.owner.is_not(None),
             LEASES.c.expires_at > self.clock.now(),
         )
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
             stored = conn.execute(stmt).scalar()
         if stored is None:
             return None
