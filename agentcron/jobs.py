@@ -7,6 +7,7 @@ returns nothing at all from a half-valid file.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import math
@@ -203,16 +204,15 @@ def compile_job(
         else _raise(Problem(None, "schedule", repr(job.schedule), "must be an expression text"))
     )
     agent: Agent | None = attempt(lambda: resolve_agent(job.agent, search_paths))
-    durations = {
-        name: attempt(lambda name=name: None if getattr(job, name) is None
-                      else to_timedelta(getattr(job, name), name))
+    durations: dict[str, timedelta | None] = {
+        name: attempt(functools.partial(_optional_duration, job, name))
         for name in ("timeout", "lease_ttl", "backoff_base", "backoff_cap", "catchup_window",
                      "misfire_grace", "jitter")
     }  # fmt: skip
     if durations["lease_ttl"] is not None and durations["lease_ttl"] < timedelta(seconds=1):
         problems.append(Problem(job.name, "lease_ttl", str(job.lease_ttl), "must be >= 1 second"))
-    callbacks = {
-        name: attempt(lambda name=name: _resolve_callback(getattr(job, name), name, search_paths))
+    callbacks: dict[str, Callable[..., Any] | None] = {
+        name: attempt(functools.partial(_resolve_callback, getattr(job, name), name, search_paths))
         for name in ("on_success", "on_failure")
     }
     queue = attempt(lambda: _queue_for(job, agent.kind)) if agent is not None else None
@@ -220,21 +220,27 @@ def compile_job(
         raise ConfigError(problems)
     period = schedule.period or timedelta(days=1)
     catchup = durations["catchup_window"] or period
+    zero = timedelta(0)
     return JobSpec(
         job=job,
         schedule=schedule,
         agent=agent,
         queue=queue,
         timeout=durations["timeout"],
-        lease_ttl=durations["lease_ttl"],
-        backoff_base=durations["backoff_base"].total_seconds(),
-        backoff_cap=durations["backoff_cap"].total_seconds(),
+        lease_ttl=durations["lease_ttl"] or timedelta(seconds=60),
+        backoff_base=(durations["backoff_base"] or zero).total_seconds(),
+        backoff_cap=(durations["backoff_cap"] or zero).total_seconds(),
         catchup_window=catchup,
         misfire_grace=durations["misfire_grace"] or catchup,
-        jitter=durations["jitter"],
+        jitter=durations["jitter"] or zero,
         on_success=callbacks["on_success"],
         on_failure=callbacks["on_failure"],
     )
+
+
+def _optional_duration(job: Job, name: str) -> timedelta | None:
+    value = getattr(job, name)
+    return None if value is None else to_timedelta(value, name)
 
 
 def _raise(problem: Problem) -> None:

@@ -1,0 +1,153 @@
+"""How the guard talks to stores and agents: the sync and async strategies.
+
+The guard's flow is written once, as a coroutine. A sync run drives it on a private event loop
+of its own thread (the prefork child's main thread, so Celery's soft time limit still lands in
+the agent), calling stores and the agent directly; an async run drives it on the worker's shared
+loop, sending blocking store calls to threads and awaiting the agent under an asyncio timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol, TypeVar
+
+from agentcron.agents import Agent
+from agentcron.callbacks import asafe_call, safe_call
+from agentcron.clock import Clock
+from agentcron.context import RunCancelled, RunContext
+from agentcron.leases.base import Lease, LeaseStore
+from agentcron.leases.cancel import CancelSignals
+from agentcron.leases.renewal import TaskRenewer, ThreadRenewer
+
+T = TypeVar("T")
+
+
+class RunTimedOut(Exception):
+    """The run exceeded its job's timeout."""
+
+
+class Mode(Protocol):
+    """A strategy for running the guard's flow."""
+
+    name: str
+
+    async def io(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking store call."""
+        ...
+
+    async def invoke(self, agent: Agent, ctx: RunContext, limit: float | None) -> Any:
+        """Run the agent; raise RunTimedOut or RunCancelled when it is stopped."""
+        ...
+
+    def interrupt(self, ctx: RunContext, reason: str) -> None:
+        """Ask the running agent to stop (from any thread)."""
+        ...
+
+    async def callback(self, callback: Callable[..., Any] | None, *args: Any) -> None:
+        """Call a user callback, swallowing its errors."""
+        ...
+
+    def keep(
+        self, store: LeaseStore, cancels: CancelSignals, clock: Clock, lease: Lease, ttl: float,
+        stop: Callable[[str], None],
+    ) -> AbstractAsyncContextManager[Any]:  # fmt: skip
+        """Renew ``lease`` every ttl/3 while the run goes on; ``stop`` on loss or cancel."""
+        ...
+
+
+class SyncMode:
+    """Blocking calls in the calling thread; the agent runs right here."""
+
+    name = "sync"
+
+    def __init__(self, timeout_errors: tuple[type[BaseException], ...] = ()) -> None:
+        self.timeout_errors = timeout_errors
+
+    async def io(self, fn: Callable[..., T], *args: Any) -> T:
+        return fn(*args)
+
+    async def invoke(self, agent: Agent, ctx: RunContext, limit: float | None) -> Any:
+        try:
+            return agent.call_sync(ctx)
+        except self.timeout_errors as exc:
+            raise RunTimedOut(f"soft time limit of {limit}s exceeded") from exc
+
+    def interrupt(self, ctx: RunContext, reason: str) -> None:
+        ctx.request_cancel(reason)
+
+    async def callback(self, callback: Callable[..., Any] | None, *args: Any) -> None:
+        safe_call(callback, *args)
+
+    @contextlib.asynccontextmanager
+    async def keep(
+        self, store: LeaseStore, cancels: CancelSignals, clock: Clock, lease: Lease, ttl: float,
+        stop: Callable[[str], None],
+    ) -> AsyncIterator[ThreadRenewer]:  # fmt: skip
+        """A renewal thread: this thread's loop is blocked while a sync agent runs."""
+        renewer = ThreadRenewer(store, lease, ttl, clock=clock, on_lost=stop,
+                                cancel_signals=cancels, on_cancel=stop,
+                                poll_interval=poll_interval(ttl))  # fmt: skip
+        with renewer:
+            yield renewer
+
+
+class AsyncMode:
+    """Store calls in worker threads; the agent is a task on the running loop."""
+
+    name = "async"
+
+    def __init__(self) -> None:
+        self._tasks: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = {}
+
+    async def io(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(fn, *args)
+
+    async def invoke(self, agent: Agent, ctx: RunContext, limit: float | None) -> Any:
+        task = asyncio.ensure_future(agent.call_async(ctx))
+        self._tasks[id(ctx)] = (asyncio.get_running_loop(), task)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), limit)
+        except TimeoutError as exc:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            raise RunTimedOut(f"timeout of {limit}s exceeded") from exc
+        except asyncio.CancelledError:
+            if ctx.cancel_requested and not _cancelling():
+                raise RunCancelled(ctx.cancel_reason or "cancelled") from None
+            task.cancel()
+            raise
+        finally:
+            self._tasks.pop(id(ctx), None)
+
+    def interrupt(self, ctx: RunContext, reason: str) -> None:
+        ctx.request_cancel(reason)
+        entry = self._tasks.get(id(ctx))
+        if entry is not None:
+            loop, task = entry
+            loop.call_soon_threadsafe(task.cancel)
+
+    async def callback(self, callback: Callable[..., Any] | None, *args: Any) -> None:
+        await asafe_call(callback, *args)
+
+    def keep(
+        self, store: LeaseStore, cancels: CancelSignals, clock: Clock, lease: Lease, ttl: float,
+        stop: Callable[[str], None],
+    ) -> TaskRenewer:  # fmt: skip
+        """A renewal task on the running loop."""
+        return TaskRenewer(store, lease, ttl, clock=clock, on_lost=stop, cancel_signals=cancels,
+                           on_cancel=stop, poll_interval=poll_interval(ttl))  # fmt: skip
+
+
+def poll_interval(ttl: float) -> float:
+    """How often a running window looks for a cancel request: at most a second."""
+    return min(1.0, ttl / 3)
+
+
+def _cancelling() -> bool:
+    """Whether the *outer* task (not the agent) is being cancelled (shutdown, revoke)."""
+    current = asyncio.current_task()
+    return bool(current and current.cancelling())

@@ -1,0 +1,99 @@
+"""Taking a job's lease under its overlap policy.
+
+When another run holds the job's lease: a redelivery of *that same* window is a duplicate;
+otherwise the policy decides: ``skip`` (this window ends ``skipped``), ``buffer_one`` (wait, but
+only one window may wait), ``buffer_all`` (wait), ``cancel_other`` (ask the holder to stop, then
+wait), ``allow`` (leases are per window, so only the same window can be holding one).
+Waiting polls the lease on the injected clock until the window's misfire deadline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from agentcron.clock import Clock
+from agentcron.guard_modes import Mode
+from agentcron.jobs import JobSpec
+from agentcron.leases.base import Lease, LeaseStore
+from agentcron.leases.cancel import CancelSignals
+from agentcron.ledger.records import ACTIVE_STATES, NewWindow, RunRecord
+
+
+@dataclass(frozen=True)
+class Skip:
+    """The policy says this window does not run; ``reason`` goes into the ledger."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """The window is already running elsewhere."""
+
+    detail: str
+
+
+@dataclass(frozen=True)
+class OverlapWait:
+    """Everything the policy needs to decide and to wait."""
+
+    leases: LeaseStore
+    cancels: CancelSignals
+    clock: Clock
+    mode: Mode
+    spec: JobSpec
+    window: NewWindow
+    current: Callable[[], Awaitable[RunRecord | None]]
+
+
+def _held_by_same_window(record: RunRecord | None, holder: Lease | None) -> bool:
+    return (record is not None and holder is not None and record.state in ACTIVE_STATES
+            and record.token == holder.token)  # fmt: skip
+
+
+async def acquire_with_policy(w: OverlapWait, name: str, owner: str) -> Lease | Skip | Duplicate:
+    """The job's lease, or why this delivery must not run the window now."""
+    ttl = w.spec.lease_ttl.total_seconds()
+    lease = await w.mode.io(w.leases.acquire, name, owner, ttl)
+    if lease is not None:
+        return lease
+    holder = await w.mode.io(w.leases.holder, name)
+    if _held_by_same_window(await w.current(), holder) or w.spec.job.overlap == "allow":
+        return Duplicate("window running elsewhere (its lease is live)")
+    policy = w.spec.job.overlap
+    held_by = f"token {holder.token}" if holder else "another run"
+    if policy == "skip":
+        return Skip(f"overlap: previous run ({held_by}) still running")
+    buffer: Lease | None = None
+    if policy == "buffer_one":
+        buffer = await w.mode.io(w.leases.acquire, f"buffer:{w.spec.name}", owner, ttl)
+        if buffer is None:
+            return Skip(f"overlap: previous run ({held_by}) still running and one already waits")
+    if policy == "cancel_other" and holder is not None:
+        await w.mode.io(w.cancels.request, name, holder.token)
+    try:
+        lease = await _wait(w, name, owner, ttl, buffer)
+    finally:
+        if buffer is not None:
+            await w.mode.io(w.leases.release, buffer)
+    if lease is None:
+        return Skip(f"overlap ({policy}): previous run ({held_by}) did not finish in time")
+    return lease
+
+
+async def _wait(
+    w: OverlapWait, name: str, owner: str, ttl: float, buffer: Lease | None
+) -> Lease | None:
+    deadline = w.window.slot + w.spec.misfire_grace
+    if w.spec.job.overlap == "cancel_other":
+        deadline = min(deadline, w.clock.now() + w.spec.lease_ttl * 2)
+    interval = min(1.0, ttl / 10)
+    while w.clock.now() < deadline:
+        await w.clock.asleep(interval)
+        lease = await w.mode.io(w.leases.acquire, name, owner, ttl)
+        if lease is not None:
+            return lease
+        if buffer is not None:
+            await w.mode.io(w.leases.renew, buffer, ttl)
+    return None

@@ -1,0 +1,142 @@
+"""Everything one process needs to run windows: settings, clock, ledger, leases, guard, jobs.
+
+A process builds one :class:`Runtime` (lazily, after fork: :func:`get_runtime`). Job specs come
+from the schedule file and from the ledger's dynamic schedules; an unknown job name triggers one
+reload before it is reported unknown, so schedules added at runtime reach running workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+
+from agentcron.clock import SYSTEM_CLOCK, Clock
+from agentcron.errors import ConfigError
+from agentcron.guard import Guard
+from agentcron.jobs import JobSpec, load_jobs
+from agentcron.leases.base import LeaseStore
+from agentcron.leases.factory import open_cancel_signals, open_lease_store
+from agentcron.ledger.store import Ledger
+from agentcron.settings import Settings
+
+log = logging.getLogger("agentcron.runtime")
+SpecLoader = Callable[["Runtime"], list[JobSpec]]
+
+
+def default_worker_id() -> str:
+    """``host:pid``: names this process in the ledger."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def file_specs(runtime: Runtime) -> list[JobSpec]:
+    """Jobs of the schedule file (none when the file does not exist)."""
+    path = runtime.settings.schedule_path
+    if not path.exists():
+        return []
+    return load_jobs(path, runtime.settings.config_max_bytes)
+
+
+def dynamic_specs(runtime: Runtime) -> list[JobSpec]:
+    """Jobs added through ``agentcron schedules`` (the ledger's schedules table)."""
+    try:
+        from agentcron import dynamic
+    except ImportError:  # pragma: no cover - the module ships with the package
+        return []
+    loader = getattr(dynamic, "load_specs", None)
+    return list(loader(runtime.ledger, runtime.settings)) if loader else []
+
+
+class Runtime:
+    """One process's view of agentcron."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock = SYSTEM_CLOCK,
+        *,
+        worker_id: str | None = None,
+        ledger: Ledger | None = None,
+        leases: LeaseStore | None = None,
+        loaders: tuple[SpecLoader, ...] = (file_specs, dynamic_specs),
+        timeout_errors: tuple[type[BaseException], ...] = (),
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.worker_id = worker_id or default_worker_id()
+        self.ledger = ledger or Ledger.from_settings(settings, clock)
+        self.leases = leases or open_lease_store(settings, self.ledger.engine, clock)
+        self.cancels = open_cancel_signals(settings, self.ledger.engine, clock)
+        self.guard = Guard(self.ledger, self.leases, self.cancels, clock,
+                           worker_id=self.worker_id, settings=settings,
+                           timeout_errors=timeout_errors)  # fmt: skip
+        self._loaders = loaders
+        self._specs: dict[str, JobSpec] = {}
+        self._lock = threading.Lock()
+        self.reload()
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings | None = None, clock: Clock = SYSTEM_CLOCK,
+        worker_id: str | None = None,
+    ) -> Runtime:  # fmt: skip
+        """A runtime from ``settings`` (default: the environment)."""
+        return cls(settings or Settings.from_env(), clock, worker_id=worker_id)
+
+    def reload(self) -> None:
+        """Load the job specs again from every source."""
+        specs: dict[str, JobSpec] = {}
+        for loader in self._loaders:
+            try:
+                for spec in loader(self):
+                    specs.setdefault(spec.name, spec)
+            except ConfigError as exc:
+                log.error("job declarations rejected by %s:\n%s", loader.__name__, exc)
+                raise
+        with self._lock:
+            self._specs = specs
+
+    def spec(self, job: str) -> JobSpec:
+        """The spec of ``job``; KeyError if no source declares it."""
+        found = self._specs.get(job)
+        if found is None:
+            self.reload()
+            found = self._specs.get(job)
+        if found is None:
+            raise KeyError(f"unknown job {job!r}")
+        return found
+
+    def specs(self) -> list[JobSpec]:
+        """Every known job."""
+        return list(self._specs.values())
+
+    def close(self) -> None:
+        """Release connections."""
+        self.ledger.close()
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime() -> Runtime:
+    """This process's runtime, built on first use from the environment."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = Runtime.from_settings()
+        return _runtime
+
+
+def set_runtime(runtime: Runtime | None) -> None:
+    """Install (or, with None, forget) this process's runtime: after fork, or in tests."""
+    global _runtime
+    with _runtime_lock:
+        _runtime = runtime
+
+
+def reset_runtime() -> None:
+    """Forget the runtime (call in a forked child before first use)."""
+    set_runtime(None)
