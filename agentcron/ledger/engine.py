@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,17 +56,18 @@ def _sqlite_engine(url: str, **options: Any) -> Engine:
     connect_args = dict(options.pop("connect_args", {}))
     connect_args.setdefault("timeout", BUSY_TIMEOUT_SECONDS)
     engine = create_engine(url, connect_args=connect_args, **options)
-    event.listen(engine, "connect", _on_sqlite_connect)
+    busy_ms = int(float(connect_args["timeout"]) * 1000)
+    event.listen(engine, "connect", partial(_on_sqlite_connect, busy_ms))
     event.listen(engine, "begin", _on_sqlite_begin)
     return engine
 
 
-def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+def _on_sqlite_connect(busy_ms: int, dbapi_connection: Any, _record: Any) -> None:
     # No implicit BEGIN from the driver: the "begin" event below emits our own.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")

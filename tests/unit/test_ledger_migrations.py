@@ -1,0 +1,97 @@
+"""Alembic: the hand-written migration builds exactly the models' schema, idempotently."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from agentcron.ledger import Ledger
+from agentcron.ledger.base import Base
+from agentcron.ledger.engine import create_engine_for
+from agentcron.migrations import current_revision, upgrade
+
+
+def reset_postgres(url: str) -> None:
+    """Drop and recreate the public schema of the (private) test database."""
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(sqlalchemy.text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> sqlalchemy.Engine:
+    if request.param == "sqlite":
+        return create_engine_for(f"sqlite:///{tmp_path / 'm.sqlite'}")
+    url: str = request.getfixturevalue("postgres_url")
+    reset_postgres(url)
+    return create_engine_for(url)
+
+
+def test_upgrade_twice_is_idempotent(engine: sqlalchemy.Engine) -> None:
+    assert current_revision(engine) is None
+    upgrade(engine)
+    upgrade(engine)
+    assert current_revision(engine) == "0001"
+    engine.dispose()
+
+
+def test_migrated_schema_matches_the_models(engine: sqlalchemy.Engine) -> None:
+    upgrade(engine)
+    inspector = sqlalchemy.inspect(engine)
+    tables = set(inspector.get_table_names()) - {"alembic_version"}
+    assert tables == {"runs", "schedules", "leases", "reports"} == set(Base.metadata.tables)
+    for name, table in Base.metadata.tables.items():
+        columns = {c["name"]: c["nullable"] for c in inspector.get_columns(name)}
+        assert columns == {c.name: c.nullable for c in table.columns}, name
+        indexes = {i["name"] for i in inspector.get_indexes(name)}
+        assert indexes >= {i.name for i in table.indexes}, name
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+    engine.dispose()
+
+
+def test_sqlite_ledger_migrates_itself_and_creates_its_folder(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "ledger.sqlite"
+    ledger = Ledger(f"sqlite:///{path}")
+    assert path.exists()
+    assert current_revision(ledger.engine) == "0001"
+    ledger.close()
+
+
+def test_auto_migrate_false_leaves_the_database_alone(tmp_path: Path) -> None:
+    ledger = Ledger(f"sqlite:///{tmp_path / 'l.sqlite'}", auto_migrate=False)
+    assert current_revision(ledger.engine) is None
+    ledger.upgrade()
+    assert current_revision(ledger.engine) == "0001"
+    ledger.close()
+
+
+def test_sqlite_connections_use_wal_and_a_busy_timeout(tmp_path: Path) -> None:
+    engine = create_engine_for(f"sqlite:///{tmp_path / 'p.sqlite'}")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+    engine.dispose()
+
+
+def test_sqlite_write_transactions_begin_immediate(tmp_path: Path) -> None:
+    """A second writer cannot even begin while the first holds its write transaction."""
+    url = f"sqlite:///{tmp_path / 'i.sqlite'}"
+    first = create_engine_for(url)
+    second = create_engine_for(url, connect_args={"timeout": 0.05})
+    with first.begin() as conn:
+        conn.exec_driver_sql("SELECT 1")
+        with pytest.raises(sqlalchemy.exc.OperationalError, match="locked"), second.begin():
+            pass
+    with second.begin() as conn:
+        conn.exec_driver_sql("SELECT 1")
+    first.dispose()
+    second.dispose()
