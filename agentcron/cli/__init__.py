@@ -10,6 +10,8 @@ import logging
 
 import click
 
+from agentcron.cli.db import db_group
+from agentcron.cli.runs import runs_command
 from agentcron.cli.timing import next_command, validate_command
 
 
@@ -22,3 +24,5 @@ def main() -> None:
 
 main.add_command(next_command)
 main.add_command(validate_command)
+main.add_command(db_group)
+main.add_command(runs_command)
