@@ -49,10 +49,10 @@ class Recorder:
         return f"done {ctx.window_key}"
 
 
-async def until(predicate: Any, timeout: float = 5.0) -> None:
+async def until(predicate: Any, seconds: float = 5.0) -> None:
     """Poll ``predicate()`` with a deadline (agents in threads need a moment of real time)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + seconds
     while not predicate():
         if loop.time() > deadline:
             raise AssertionError("condition never held")
@@ -165,7 +165,7 @@ async def test_sync_and_async_callbacks_are_both_called() -> None:
         scheduler = AsyncAgentScheduler(sync_agent, "t", on_success=callback, clock=clock,
                                         name="cb")
         await scheduler.start("at:2026-03-17T07:00:00Z")
-        await until(lambda: not scheduler.is_running)
+        await until(lambda s=scheduler: not s.is_running)
         await scheduler.stop()
     assert seen == ["sync cb@2026-03-17T07:00:00Z", "async cb@2026-03-17T07:00:00Z"]
 
