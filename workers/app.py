@@ -1,0 +1,117 @@
+"""The Celery app: ``celery -A workers.app worker|beat|flower``.
+
+Sync worker:  ``celery -A workers.app worker -Q agentcron.sync`` (prefork children).
+Async worker: ``AGENTCRON_WORKER_POOL=async celery -A workers.app worker -Q agentcron.async``
+(the app configuration selects :class:`workers.pool.AsyncIOPool`: one event loop per process,
+``Settings.async_concurrency`` runs in flight), or
+``CELERY_CUSTOM_WORKER_POOL=workers.pool:AsyncIOPool celery -A workers.app worker -P custom``.
+
+The settings are the ones design.md's anchors require: late acks, reject on a lost worker (the
+ledger's attempt count caps redeliveries), prefetch multiplier 1, a visibility timeout longer than
+any time limit, cancelling long-running tasks on a lost connection, JSON only, UTC.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery, signals
+from kombu.entity import Queue
+
+from agentcron.jobs import ASYNC_QUEUE, SYNC_QUEUE
+from agentcron.messages import ASYNC_TASK, SYNC_TASK
+from agentcron.settings import Settings, is_redis_url, redact_url
+
+log = logging.getLogger("agentcron.workers")
+ASYNC_POOL = "workers.pool:AsyncIOPool"
+EVICTING_POLICIES_OK = ("noeviction",)
+
+settings = Settings.from_env()
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """The Celery configuration for ``settings``."""
+    transport: dict[str, Any] = {"visibility_timeout": settings.visibility_timeout}
+    if settings.embedded:
+        transport["polling_interval"] = 0.2
+    config: dict[str, Any] = {
+        "broker_url": settings.broker_url,
+        "broker_transport_options": transport,
+        "broker_connection_retry_on_startup": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "accept_content": ["json"],
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "event_serializer": "json",
+        "timezone": "UTC",
+        "enable_utc": True,
+        "task_ignore_result": True,
+        "task_queues": (Queue(SYNC_QUEUE), Queue(ASYNC_QUEUE)),  # type: ignore[no-untyped-call]
+        "task_default_queue": SYNC_QUEUE,
+        "task_routes": {SYNC_TASK: {"queue": SYNC_QUEUE}, ASYNC_TASK: {"queue": ASYNC_QUEUE}},
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": True,
+        "agentcron_shutdown_timeout": settings.shutdown_timeout,
+    }
+    if settings.extra.get("AGENTCRON_WORKER_POOL") == "async":
+        config["worker_pool"] = ASYNC_POOL
+        config["worker_concurrency"] = settings.async_concurrency
+    elif settings.sync_concurrency:
+        config["worker_concurrency"] = settings.sync_concurrency
+    return config
+
+
+app = Celery("agentcron", include=["workers.tasks"])
+app.conf.update(celery_config(settings))
+
+
+def eviction_warning(redis_url: str) -> str | None:
+    """A warning text when the Redis at ``redis_url`` may evict keys, else None."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=3)
+    try:
+        policy = str(client.config_get("maxmemory-policy").get("maxmemory-policy", ""))
+    except redis.RedisError as exc:
+        return f"could not read maxmemory-policy of {redact_url(redis_url)}: {exc}"
+    finally:
+        client.close()
+    if policy in EVICTING_POLICIES_OK:
+        return None
+    return (f"Redis {redact_url(redis_url)} has maxmemory-policy={policy}: it can evict queued "
+            "messages and leases; set maxmemory-policy noeviction")
+
+
+@signals.worker_ready.connect  # type: ignore[untyped-decorator]
+def _warn_on_eviction(**_: Any) -> None:
+    if is_redis_url(settings.broker_url):
+        warning = eviction_warning(settings.broker_url)
+        if warning:
+            log.warning(warning)
+
+
+@signals.before_task_publish.connect  # type: ignore[untyped-decorator]
+def _hide_arguments(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    """Flower and logs show a run's job and window only, never its arguments."""
+    if headers is None or headers.get("task") not in (SYNC_TASK, ASYNC_TASK):
+        return
+    kwargs = headers.get("kwargsrepr") or ""
+    headers["argsrepr"] = "()"
+    headers["kwargsrepr"] = _short_repr(kwargs)
+
+
+def _short_repr(kwargsrepr: str) -> str:
+    import ast
+
+    try:
+        data = ast.literal_eval(kwargsrepr)
+    except (ValueError, SyntaxError):
+        return "{}"
+    if not isinstance(data, dict):
+        return "{}"
+    return repr({k: data[k] for k in ("job", "window_key") if k in data})

@@ -1,0 +1,360 @@
+"""The asyncio pool: one event loop per worker process, many agent runs in flight.
+
+Select it through the app configuration (``AGENTCRON_WORKER_POOL=async celery -A workers.app
+worker -Q agentcron.async``, which also sets ``-c`` to ``Settings.async_concurrency``), or with
+Celery's out-of-tree hook: ``CELERY_CUSTOM_WORKER_POOL=workers.pool:AsyncIOPool celery -A
+workers.app worker -Q agentcron.async -P custom -c 1000`` (Celery 5.7's ``-P`` only takes its
+aliases, so ``-P module:Class`` is refused). ``-c`` is the maximum number of runs in flight; with
+``worker_prefetch_multiplier=1`` the prefetch count equals it.
+
+How an ``async def`` body gets awaited while Celery keeps its bookkeeping
+------------------------------------------------------------------------
+The worker hands every request to :meth:`AsyncIOPool.on_apply` as ``target=trace_task_ret`` plus
+callbacks (``accept_callback`` sends *task-started*, ``callback`` acknowledges late and sends
+*task-succeeded*/*task-failed*, ``timeout_callback`` handles time limits). We keep all of that
+Celery's: the pool runs Celery's own tracer, but *on the loop thread*, inside an asyncio task.
+A task that is marked ``runs_on_loop = True`` (``agentcron.run_async``) does not do its work in the
+tracer; its body calls :func:`defer` with the coroutine, which parks it in a per-run slot (a
+context variable, so every asyncio task has its own). When the tracer returns, the pool awaits the
+parked coroutine on the same loop and only then calls Celery's callback with the final outcome.
+So the ack, the events Flower shows and the failure paths are Celery's, the coroutine is awaited
+on the one loop (never ``asyncio.run()`` per task), and cancelling the asyncio task cancels the run.
+
+Any other task (a sync agent forced onto this pool) runs its whole tracer in the loop's thread
+executor, so it never blocks the loop.
+
+Time limits: the soft limit cancels the coroutine (reported as ``SoftTimeLimitExceeded``), the
+hard limit cancels it and reports through Celery's ``timeout_callback`` without waiting for it.
+``revoke(terminate=True)`` cancels the run's asyncio task (reported as ``Terminated``). A warm
+shutdown (SIGTERM) stops intake (Celery's consumer), waits up to ``agentcron_shutdown_timeout``
+seconds for in-flight runs, then cancels the rest, reporting them as a lost worker so that
+``task_reject_on_worker_lost`` redelivers them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import itertools
+import logging
+import reprlib
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from billiard.einfo import ExceptionInfo
+from billiard.exceptions import WorkerLostError
+from celery.concurrency.base import BasePool
+from celery.exceptions import SoftTimeLimitExceeded, Terminated
+
+log = logging.getLogger("agentcron.pool")
+
+Callback = Callable[..., Any] | None
+
+
+@dataclass
+class _Slot:
+    """Where a task body parks its coroutine for the pool to await."""
+
+    coro: Coroutine[Any, Any, Any] | None = None
+
+
+_SLOT: contextvars.ContextVar[_Slot | None] = contextvars.ContextVar("agentcron_slot", default=None)
+
+
+class LoopThread:
+    """One asyncio event loop running forever in a dedicated daemon thread."""
+
+    def __init__(self, name: str = "agentcron-loop") -> None:
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+
+    def start(self) -> None:
+        """Start the thread and wait until its loop runs."""
+        self._thread.start()
+        self._ready.wait(10)
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._ready.set)
+        try:
+            self.loop.run_forever()
+        finally:
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.run_until_complete(self.loop.shutdown_default_executor())
+            self.loop.close()
+
+    def submit(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
+        """Schedule ``coro`` on the loop from any thread."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the loop and join its thread."""
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+
+_FALLBACK: LoopThread | None = None
+_FALLBACK_LOCK = threading.Lock()
+
+
+def defer(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Hand ``coro`` to the asyncio pool; return what the task body should return.
+
+    Under :class:`AsyncIOPool` the coroutine is parked and awaited by the pool after Celery's
+    tracer returns (this returns None). Anywhere else (a prefork or solo worker, an eager call)
+    it runs to completion on this process's one background loop and its result is returned.
+    """
+    slot = _SLOT.get()
+    if slot is not None and slot.coro is None:
+        slot.coro = coro
+        return None
+    global _FALLBACK
+    with _FALLBACK_LOCK:
+        if _FALLBACK is None:
+            _FALLBACK = LoopThread("agentcron-fallback-loop")
+            _FALLBACK.start()
+    return _FALLBACK.submit(coro).result()
+
+
+@dataclass
+class _Run:
+    """One request in flight: Celery's target and callbacks, and how it ended."""
+
+    ident: int
+    target: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    callback: Callback
+    accept_callback: Callback
+    timeout_callback: Callback
+    soft_timeout: float | None
+    timeout: float | None
+    on_loop: bool
+    started: float = 0.0
+    stopped_by: str | None = None
+    signal: int | None = None
+    task: asyncio.Task[Any] | None = field(default=None, repr=False)
+
+
+class ApplyResult:
+    """What ``apply_async`` returns (the worker keeps a weak reference to it)."""
+
+    def __init__(self, future: concurrent.futures.Future[Any]) -> None:
+        self.future = future
+
+    def get(self, timeout: float | None = None) -> Any:
+        """Wait for the run to end."""
+        return self.future.result(timeout)
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for the run to end, ignoring its outcome."""
+        concurrent.futures.wait([self.future], timeout)
+
+
+def _failure(exc: BaseException) -> ExceptionInfo:
+    try:
+        raise exc
+    except BaseException:
+        return ExceptionInfo()
+
+
+def _call(callback: Callback, *args: Any) -> None:
+    if callback is None:
+        return
+    try:
+        callback(*args)
+    except Exception:
+        log.exception("celery callback %r failed", callback)
+
+
+class AsyncIOPool(BasePool):  # type: ignore[misc]
+    """A Celery pool whose workers are asyncio tasks on one event loop in this process."""
+
+    signal_safe = False
+    body_can_be_buffer = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ids = itertools.count(1)
+        self._runs: dict[int, _Run] = {}
+        self._loop_thread: LoopThread | None = None
+        self.completed = 0
+
+    @property
+    def shutdown_timeout(self) -> float:
+        """Seconds a warm shutdown waits for in-flight runs before cancelling them."""
+        conf = getattr(self.app, "conf", None)
+        return float(conf.get("agentcron_shutdown_timeout", 30.0) if conf is not None else 30.0)
+
+    def on_start(self) -> None:
+        """Start the one event loop of this worker process."""
+        self._loop_thread = LoopThread()
+        self._loop_thread.start()
+
+    def on_stop(self) -> None:
+        """Warm shutdown: drain in-flight runs (cancel what is left after the timeout)."""
+        if self._loop_thread is None:
+            return
+        timeout = self.shutdown_timeout
+        drained = self._loop_thread.submit(self._drain(timeout))
+        try:
+            drained.result(timeout + 15)
+        except Exception:
+            log.exception("draining the asyncio pool failed")
+        self._loop_thread.stop()
+        self._loop_thread = None
+
+    def on_terminate(self) -> None:
+        """Cold shutdown: cancel every run at once."""
+        if self._loop_thread is None:
+            return
+        self._loop_thread.submit(self._drain(0.0)).result(15)
+        self._loop_thread.stop()
+        self._loop_thread = None
+
+    def on_apply(
+        self,
+        target: Callable[..., Any],
+        args: tuple[Any, ...] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        callback: Callback = None,
+        accept_callback: Callback = None,
+        timeout_callback: Callback = None,
+        soft_timeout: float | None = None,
+        timeout: float | None = None,
+        **_: Any,
+    ) -> ApplyResult:
+        """Start one request on the loop; returns at once."""
+        if self._loop_thread is None:
+            raise RuntimeError("the asyncio pool is not started")
+        args = tuple(args or ())
+        run = _Run(
+            ident=next(self._ids), target=target, args=args, kwargs=dict(kwargs or {}),
+            callback=callback, accept_callback=accept_callback,
+            timeout_callback=timeout_callback,
+            soft_timeout=soft_timeout or self.options.get("soft_timeout"),
+            timeout=timeout or self.options.get("timeout"), on_loop=self._runs_on_loop(args),
+        )  # fmt: skip
+        return ApplyResult(self._loop_thread.submit(self._execute(run)))
+
+    def _runs_on_loop(self, args: tuple[Any, ...]) -> bool:
+        tasks = getattr(self.app, "tasks", None)
+        if not args or tasks is None:
+            return False
+        task = tasks.get(args[0]) if isinstance(args[0], str) else None
+        return bool(getattr(task, "runs_on_loop", False))
+
+    async def _execute(self, run: _Run) -> None:
+        loop = asyncio.get_running_loop()
+        run.task = asyncio.current_task()
+        run.started = time.monotonic()
+        self._runs[run.ident] = run
+        timers = self._arm_limits(loop, run)
+        try:
+            ret = await self._trace(run)
+        except asyncio.CancelledError:
+            ret = self._stopped(run)
+        except Exception as exc:  # the tracer itself broke: report it as Celery would
+            ret = (1, _failure(exc), time.monotonic() - run.started)
+        finally:
+            for timer in timers:
+                timer.cancel()
+            self._runs.pop(run.ident, None)
+            self.completed += 1
+        if ret is not None:
+            _call(run.callback, ret)
+
+    async def _trace(self, run: _Run) -> Any:
+        _call(run.accept_callback, run.ident, time.monotonic())
+        if not run.on_loop:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(None, lambda: run.target(*run.args, **run.kwargs))
+        slot = _Slot()
+        _SLOT.set(slot)
+        ret = run.target(*run.args, **run.kwargs)
+        if slot.coro is None:
+            return ret
+        if ret[0]:  # the body failed after deferring: never leave the coroutine un-awaited
+            slot.coro.close()
+            return ret
+        result = await slot.coro
+        return (0, reprlib.repr(result), time.monotonic() - run.started)
+
+    def _stopped(self, run: _Run) -> Any:
+        runtime = time.monotonic() - run.started
+        if run.stopped_by == "hard":
+            return None  # timeout_callback already reported and acknowledged it
+        if run.stopped_by == "soft":
+            return (1, _failure(SoftTimeLimitExceeded(run.soft_timeout)), runtime)
+        if run.stopped_by == "terminate":
+            return (1, _failure(Terminated(run.signal or 15)), runtime)
+        reason = f"worker shut down; run cancelled after {runtime:.1f}s"
+        return (1, _failure(WorkerLostError(reason)), runtime)
+
+    def _arm_limits(self, loop: asyncio.AbstractEventLoop, run: _Run) -> list[asyncio.Handle]:
+        timers: list[asyncio.Handle] = []
+        if run.soft_timeout:
+            timers.append(loop.call_later(run.soft_timeout, self._expire, run, "soft"))
+        if run.timeout:
+            timers.append(loop.call_later(run.timeout, self._expire, run, "hard"))
+        return timers
+
+    def _expire(self, run: _Run, kind: str) -> None:
+        if run.task is None or run.task.done() or run.stopped_by == "hard":
+            return
+        run.stopped_by = kind
+        limit = run.soft_timeout if kind == "soft" else run.timeout
+        log.warning("%s time limit (%ss) reached: cancelling run %d", kind, limit, run.ident)
+        _call(run.timeout_callback, kind == "soft", limit)
+        run.task.cancel(f"{kind} time limit")
+
+    def terminate_job(self, pid: int, signal: int | None = None) -> None:
+        """``revoke(terminate=True)``: cancel the run's coroutine."""
+        run = self._runs.get(pid)
+        if run is None or self._loop_thread is None:
+            return
+
+        def cancel() -> None:
+            if run.task is not None and not run.task.done():
+                run.stopped_by, run.signal = "terminate", signal
+                run.task.cancel("revoked")
+
+        self._loop_thread.loop.call_soon_threadsafe(cancel)
+
+    async def _drain(self, grace: float) -> None:
+        await asyncio.sleep(0)
+        pending = {run.task for run in self._runs.values() if run.task is not None}
+        if not pending:
+            return
+        log.info("draining %d run(s) in flight (up to %.0fs)", len(pending), grace)
+        left = pending
+        if grace > 0:
+            _done, left = await asyncio.wait(pending, timeout=grace)
+        for task in left:
+            task.cancel("worker shutdown")
+        if left:
+            log.warning("cancelled %d run(s) still in flight at shutdown", len(left))
+            await asyncio.wait(left, timeout=10)
+
+    @property
+    def in_flight(self) -> int:
+        """Runs currently on the loop."""
+        return len(self._runs)
+
+    def _get_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = super()._get_info()
+        info.update({"max-concurrency": self.limit, "in-flight": self.in_flight,
+                     "completed": self.completed})
+        return info
+
+    @property
+    def num_processes(self) -> int:
+        """One process: this one."""
+        return 1

@@ -1,0 +1,104 @@
+"""The two run tasks: thin wrappers that parse the message and hand it to the guard.
+
+A malformed message or an unknown job is logged and acknowledged (the task returns normally), so
+it never loops through redeliveries. ``agentcron.run_async`` defers its coroutine to the asyncio
+pool (:func:`workers.pool.defer`), which awaits it on the worker's one event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from celery import signals
+from celery.exceptions import SoftTimeLimitExceeded
+
+from agentcron.messages import ASYNC_TASK, SYNC_TASK, RunMessage
+from agentcron.settings import Settings
+from workers.app import app
+from workers.pool import defer
+
+if TYPE_CHECKING:
+    from agentcron.guard import Outcome
+    from agentcron.jobs import JobSpec
+    from agentcron.runtime import Runtime
+
+log = logging.getLogger("agentcron.tasks")
+_BUILT: dict[str, Runtime] = {}
+_LOCK = threading.Lock()
+
+
+def worker_runtime() -> Runtime:
+    """This process's runtime; Celery's soft time limit counts as the job's timeout."""
+    from agentcron.runtime import Runtime, set_runtime
+
+    with _LOCK:
+        if "runtime" not in _BUILT:
+            runtime = Runtime(Settings.from_env(), timeout_errors=(SoftTimeLimitExceeded,))
+            set_runtime(runtime)
+            _BUILT["runtime"] = runtime
+        return _BUILT["runtime"]
+
+
+def prepare(kwargs: dict[str, Any]) -> tuple[Runtime, JobSpec, RunMessage] | None:
+    """Parse a delivery and find its job; None (logged) when it must be dropped."""
+    try:
+        message = RunMessage.from_kwargs(kwargs)
+    except ValueError as exc:
+        log.error("dropping a malformed run message: %s", exc)
+        return None
+    runtime = worker_runtime()
+    try:
+        return runtime, runtime.spec(message.job), message
+    except KeyError:
+        log.error("dropping %s: no job named %r", message.short(), message.job)
+        return None
+
+
+def summary(outcome: Outcome) -> dict[str, Any]:
+    """What the task returns (and Flower shows): the state and a short text, no result."""
+    state = outcome.state.value if outcome.state is not None else None
+    return {"state": state, "duplicate": outcome.duplicate, "attempts": outcome.attempts,
+            "detail": outcome.detail}
+
+
+@app.task(name=SYNC_TASK)  # type: ignore[untyped-decorator]
+def run_sync(**kwargs: Any) -> dict[str, Any] | None:
+    """Run one window of a sync agent under the guard."""
+    prepared = prepare(kwargs)
+    if prepared is None:
+        return None
+    runtime, spec, message = prepared
+    return summary(runtime.guard.run_sync(spec, message))
+
+
+async def _run_async(runtime: Runtime, spec: JobSpec, message: RunMessage) -> dict[str, Any]:
+    return summary(await runtime.guard.run_async(spec, message))
+
+
+@app.task(name=ASYNC_TASK, runs_on_loop=True)  # type: ignore[untyped-decorator]
+def run_async(**kwargs: Any) -> Any:
+    """Run one window of an async agent on the worker's event loop under the guard."""
+    prepared = prepare(kwargs)
+    if prepared is None:
+        return None
+    return defer(_run_async(*prepared))
+
+
+@signals.worker_process_init.connect  # type: ignore[untyped-decorator]
+def _after_fork(**_: Any) -> None:
+    from agentcron.runtime import reset_runtime
+
+    reset_runtime()
+    _BUILT.clear()
+
+
+@signals.worker_process_shutdown.connect  # type: ignore[untyped-decorator]
+@signals.worker_shutdown.connect  # type: ignore[untyped-decorator]
+def _log_statistics(**_: Any) -> None:
+    runtime = _BUILT.get("runtime")
+    if runtime is None:
+        return
+    stats = runtime.guard.stats()
+    log.info("run statistics: %s", ", ".join(f"{k}={v:g}" for k, v in stats.items()))
