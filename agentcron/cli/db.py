@@ -30,7 +30,8 @@ def upgrade_command() -> None:
         ledger.upgrade()
         click.echo(f"at revision {current_revision(ledger.engine)}")
     except SQLAlchemyError as exc:
-        click.echo(f"error: upgrade failed: {type(exc).__name__}: {getattr(exc, "orig", None) or exc}", err=True)
+        cause = getattr(exc, "orig", None) or exc
+        click.echo(f"error: upgrade failed: {type(exc).__name__}: {cause}", err=True)
         raise SystemExit(1) from exc
     finally:
         ledger.close()
