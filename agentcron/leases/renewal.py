@@ -7,8 +7,9 @@ every ``ttl/3`` and poll the cancel signals every ``poll_interval`` (default ``t
 - A renewal that returns False (the lease expired or somebody else holds it) marks the lease lost
   at once; a renewal that *raises* marks it lost only once the lease would have expired (``ttl``
   after the start of the last successful renewal). Either way ``on_lost(reason)`` is called once,
-  ``.lost`` becomes True and renewal stops. The guard uses ``on_lost`` to request cancellation;
-  the completion is fenced anyway.
+  ``.lost`` becomes True and renewal stops. After an error the renewal is retried on every beat
+  (every ``poll_interval``) until it succeeds or the lease would have expired. The guard uses
+  ``on_lost`` to request cancellation; the completion is fenced anyway.
 - A cancel request for our token calls ``on_cancel(reason)`` once and sets ``.cancelled``; the
   lease keeps being renewed until the run stops and the guard releases it.
 
@@ -90,6 +91,7 @@ class _State:
         if ok:
             self.last_ok = started
             return
+        self.next_renew = self.clock.monotonic()  # after an error, retry on the next beat
         if ok is False:
             self._lose(f"lease {self.lease.name} (token {self.lease.token}) was lost")
             return

@@ -67,7 +67,7 @@ def _wait_expired(store: LeaseStore) -> Callable[[str], None]:
     "sqlite",
     pytest.param("redis", marks=pytest.mark.integration),
     pytest.param("postgres", marks=pytest.mark.integration),
-])  # fmt: skip
+])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     kind = request.param
     if kind == "memory":
@@ -176,28 +176,33 @@ def test_every_redis_lease_key_has_a_ttl(backend: Backend) -> None:
     assert backend.redis.get(keys.lease("job-0")) == b"1:owner"
 
 
+def race(store: LeaseStore, name: str, contenders: int) -> list[Any]:
+    """``contenders`` threads try to acquire ``name`` at the same moment; the winners."""
+    barrier = threading.Barrier(contenders)
+    wins: list[Any] = []
+
+    def contend(index: int) -> None:
+        barrier.wait()
+        lease = store.acquire(name, f"owner-{index}", 30)
+        if lease is not None:
+            wins.append(lease)
+
+    threads = [threading.Thread(target=contend, args=(i,)) for i in range(contenders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return wins
+
+
 def test_fifty_threads_race_and_exactly_one_wins(backend: Backend) -> None:
     store = backend.store
-    for name in ("fresh", "expired"):
-        if name == "expired":
-            assert store.acquire(name, "earlier", TTL) is not None
-            backend.expire(name)
-        barrier = threading.Barrier(50)
-        wins: list[Any] = []
-
-        def race(index: int, name: str = name, barrier: threading.Barrier = barrier) -> None:
-            barrier.wait()
-            lease = store.acquire(name, f"owner-{index}", 30)
-            if lease is not None:
-                wins.append(lease)
-
-        threads = [threading.Thread(target=race, args=(i,)) for i in range(50)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
-        assert len(wins) == 1, (name, wins)
-        assert store.holder(name) == wins[0]
+    wins = race(store, "fresh", 50)
+    assert len(wins) == 1 and store.holder("fresh") == wins[0]
+    assert store.acquire("expired", "earlier", TTL) is not None
+    backend.expire("expired")
+    wins = race(store, "expired", 50)
+    assert len(wins) == 1 and store.holder("expired") == wins[0]
 
 
 def test_cancel_signal_names_one_token(backend: Backend) -> None:
@@ -249,7 +254,7 @@ def test_sqlite_processes_race_and_exactly_one_wins(tmp_path: Path) -> None:
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(6), context.Queue()
     procs = [context.Process(target=_process_race, args=(url, barrier, results, i))
-             for i in range(6)]  # fmt: skip
+             for i in range(6)]
     for proc in procs:
         proc.start()
     outcomes = [results.get(timeout=60) for _ in procs]
