@@ -127,9 +127,7 @@ class Ledger:
     def _insert_missing(self, conn: Connection, rows: list[dict[str, Any]]) -> list[str]:
         if not rows:
             return []
-        statement = (
-            self._dialect.insert(RUNS).on_conflict_do_nothing().returning(RUNS.c.window_key)
-        )
+        statement = self._dialect.insert(RUNS).on_conflict_do_nothing().returning(RUNS.c.window_key)
         return list(conn.execute(statement, rows).scalars())
 
     def record_scheduled(self, windows: Sequence[NewWindow]) -> list[str]:

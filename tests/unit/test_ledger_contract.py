@@ -131,7 +131,8 @@ def test_done_after_success_and_force_reclaims(ledger: Ledger) -> None:
     assert done.record.state is RunState.SUCCEEDED
     forced = ledger.claim(window(), token=3, worker_id="b", max_attempts=3, force=True)
     assert forced.status is ClaimStatus.CLAIMED
-    assert (forced.record.attempt, forced.record.state, forced.record.result) == (1, "claimed", None)
+    record = forced.record
+    assert (record.attempt, record.state, record.result) == (1, "claimed", None)
     assert forced.record.finished_at is None
 
 
@@ -223,7 +224,7 @@ def test_pending_lists_old_scheduled_rows_oldest_first(
 
 
 def test_list_runs_filters_and_count_by_state(ledger: Ledger) -> None:
-    ledger.record_scheduled(hours(3) + [window(job="other", start=START - timedelta(hours=1))])
+    ledger.record_scheduled([*hours(3), window(job="other", start=START - timedelta(hours=1))])
     ledger.claim(window(), 1, "w", 3)
     ledger.complete("report", START, 1, RunState.FAILED, error_message="bad")
     runs = ledger.list_runs()
