@@ -2,13 +2,15 @@
 
 | key                              | type        | what                                           |
 |----------------------------------|-------------|------------------------------------------------|
-| ``agentcron:lease:{job}``        | string, PX  | overlap lease; value = owner token; renewed    |
-|                                  |             | every TTL/3; released by compare-and-delete    |
+| ``agentcron:lease:{job}``        | string, PX  | overlap lease; value = ``"{token}:{owner}"``;  |
+|                                  |             | renewed every TTL/3 (compare-and-extend);      |
+|                                  |             | released by compare-and-delete                 |
 | ``agentcron:fence:{job}``        | counter     | fencing tokens (INCR)                          |
 | ``agentcron:beat:leader``        | string, PX  | beat leader lease; a standby takes over after  |
 |                                  |             | the TTL                                        |
-| ``agentcron:cancel:{job}``       | pub/sub     | cooperative cancellation (``cancel_other``,    |
-|                                  | channel     | revokes)                                       |
+| ``agentcron:cancel:{job}``       | string, PX  | cooperative cancellation (``cancel_other``):  |
+|                                  |             | the fencing token of the holder to cancel;    |
+|                                  |             | TTL 1 h (leases/cancel.py)                     |
 | ``agentcron:heartbeat:{role}:{id}`` | string, PX | liveness of a beat or worker process          |
 
 No key is ever written without a TTL except the fencing counters, which must only grow.
@@ -31,7 +33,7 @@ def fence(job: str) -> str:
 
 
 def cancel(job: str) -> str:
-    """The cancellation channel of ``job``."""
+    """The cancellation signal of ``job`` (holds the token of the holder to cancel)."""
     return f"{PREFIX}:cancel:{job}"
 
 
