@@ -1,0 +1,129 @@
+"""Record before publish: the emitter of the beat.
+
+Each due window is first recorded ``scheduled`` in the ledger (one bulk insert); only windows
+this call inserted are published, so a second beat, or a re-send after a restart, publishes
+nothing twice. If publishing fails, the rows stay ``scheduled`` and the emitter owes a
+re-publication: when the broker answers again it publishes the ledger's pending rows (scenario
+8: plain Celery beat loses that window, since ``reserve()`` advances before publishing).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from agentcron.beat.planner import Emission
+from agentcron.beat.publisher import Outgoing, Publisher
+from agentcron.clock import Clock
+from agentcron.ledger.records import NewWindow, RunRecord, RunState
+from agentcron.messages import RunMessage
+
+log = logging.getLogger(__name__)
+
+
+class WindowLedger(Protocol):
+    """The part of :class:`agentcron.ledger.store.Ledger` the beat uses."""
+
+    def record_scheduled(self, windows: Sequence[NewWindow]) -> list[str]:
+        """Insert windows as 'scheduled'; the keys that were new."""
+        ...
+
+    def pending(self, older_than: datetime, limit: int = 1000) -> list[RunRecord]:
+        """Rows still 'scheduled' since ``older_than``."""
+        ...
+
+    def mark_terminal(self, window: NewWindow, state: RunState, reason: str) -> bool:
+        """Record a terminal state with a reason."""
+        ...
+
+
+@dataclass
+class EmitStats:
+    """Counters of what the emitter did."""
+
+    recorded: int = 0
+    published: int = 0
+    deduplicated: int = 0
+    publish_failures: int = 0
+    republished: int = 0
+    missed: int = 0
+
+
+Route = Callable[[str], tuple[str, str] | None]
+"""job name -> (task, queue), or None when the job is unknown now."""
+
+
+class Emitter:
+    """Record windows, then publish the new ones; re-publish what a broker outage left."""
+
+    def __init__(self, ledger: WindowLedger, publisher: Publisher, clock: Clock,
+                 *, pending_batch: int = 100_000) -> None:  # fmt: skip
+        self.ledger = ledger
+        self.publisher = publisher
+        self.clock = clock
+        self.pending_batch = pending_batch
+        self.owed = False
+        self.stats = EmitStats()
+
+    def emit(self, emissions: Sequence[Emission]) -> int:
+        """Record and publish ``emissions``; the number published (0 if the broker failed)."""
+        if not emissions:
+            return 0
+        fresh = set(self.ledger.record_scheduled([e.window for e in emissions]))
+        self.stats.recorded += len(fresh)
+        self.stats.deduplicated += len(emissions) - len(fresh)
+        batch = [Outgoing(e.task, e.queue, e.message()) for e in emissions
+                 if e.window.window_key in fresh]  # fmt: skip
+        return self._publish(batch)
+
+    def mark_missed(self, windows: Sequence[tuple[NewWindow, str]]) -> int:
+        """Record windows the beat will not run as 'missed' with their reason."""
+        mark = self.ledger.mark_terminal
+        done = sum(1 for w, reason in windows if mark(w, RunState.MISSED, reason))
+        self.stats.missed += done
+        return done
+
+    def republish_owed(self, route: Route) -> int:
+        """After a publish failure (or on taking over), publish the rows still 'scheduled'."""
+        if not self.owed:
+            return 0
+        rows = self.ledger.pending(self.clock.now(), self.pending_batch)
+        batch = [o for o in (self._outgoing(r, route) for r in rows) if o is not None]
+        total = self._publish(batch, counts_as_new=False)
+        if total < len(batch):
+            return 0  # still owed: the broker is still down
+        if len(rows) >= self.pending_batch:
+            log.warning("more than %d windows pending; the watchdog re-enqueues the rest",
+                        self.pending_batch)
+        self.owed = False
+        self.stats.republished += total
+        if total:
+            log.info("re-published %d window(s) left 'scheduled'", total)
+        return total
+
+    def _outgoing(self, row: RunRecord, route: Route) -> Outgoing | None:
+        target = route(row.job)
+        if target is None:
+            return None
+        message = RunMessage(row.job, row.window_key, row.window_start, row.slot, row.trigger,
+                             max(row.attempt, 0) + 1)  # fmt: skip
+        return Outgoing(target[0], target[1], message)
+
+    def _publish(self, batch: Sequence[Outgoing], counts_as_new: bool = True) -> int:
+        if not batch:
+            return 0
+        try:
+            self.publisher.publish(batch)
+        except Exception as exc:
+            self.owed = True
+            self.stats.publish_failures += 1
+            log.warning("publishing %d window(s) failed (%s: %s); they stay 'scheduled' and "
+                        "are re-published when the broker answers", len(batch),
+                        type(exc).__name__, exc)  # fmt: skip
+            return 0
+        if counts_as_new:
+            self.stats.published += len(batch)
+        return len(batch)

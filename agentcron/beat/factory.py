@@ -1,0 +1,64 @@
+"""Building a :class:`BeatService` from :class:`~agentcron.settings.Settings` and a Celery app."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from agentcron.beat.emitter import Emitter
+from agentcron.beat.leader import LeaderElection
+from agentcron.beat.publisher import CeleryPublisher
+from agentcron.beat.service import BeatConfig, BeatService
+from agentcron.beat.sources import SpecSource
+from agentcron.clock import SYSTEM_CLOCK, Clock
+from agentcron.dynamic import ScheduleStore
+from agentcron.jobs import Job, compile_jobs, load_schedule_file
+from agentcron.leases.base import LeaseStore
+from agentcron.ledger.store import Ledger
+from agentcron.settings import Settings, redact_url
+
+log = logging.getLogger(__name__)
+
+
+def open_leases(settings: Settings, ledger: Ledger, clock: Clock) -> LeaseStore:
+    """The leader lease store: Redis when configured, else SQL in the ledger."""
+    if settings.lease_backend == "redis":
+        import redis
+
+        from agentcron.leases.redis import RedisLeaseStore
+
+        return RedisLeaseStore(redis.Redis.from_url(settings.redis_url))
+    from agentcron.leases.sql import SqlLeaseStore
+
+    return SqlLeaseStore(ledger.engine, clock)
+
+
+def file_jobs(settings: Settings) -> list[Job]:
+    """The schedule file's jobs, validated all together (none from a half-valid file)."""
+    path = settings.schedule_path
+    if not path.is_file():
+        log.warning("no schedule file at %s; only dynamic schedules run", path)
+        return []
+    jobs = load_schedule_file(path)
+    compile_jobs(jobs, [path.parent.resolve()], settings.config_max_bytes)
+    return jobs
+
+
+def build_beat(
+    app: Any, settings: Settings | None = None, clock: Clock = SYSTEM_CLOCK
+) -> BeatService:
+    """A beat on ``settings``' ledger and leases, publishing through ``app``."""
+    settings = settings or Settings.from_env()
+    ledger = Ledger.from_settings(settings, clock)
+    ledger.upgrade()
+    jobs = file_jobs(settings)
+    folder = settings.schedule_path.parent.resolve()
+    store = ScheduleStore(ledger.engine, clock)
+    source = SpecSource(store, jobs, [folder], settings.config_max_bytes)
+    emitter = Emitter(ledger, CeleryPublisher(app), clock)
+    leader = LeaderElection(open_leases(settings, ledger, clock), clock, settings.beat_leader_ttl)
+    config = BeatConfig(max_interval=settings.beat_max_loop_interval,
+                        refresh_interval=settings.schedule_refresh_interval)  # fmt: skip
+    log.info("beat %s: ledger %s, leases %s", leader.owner, redact_url(settings.database_url),
+             settings.lease_backend)  # fmt: skip
+    return BeatService(source, emitter, clock, engine=ledger.engine, leader=leader, config=config)

@@ -1,0 +1,138 @@
+"""The beat's plan: a heap of the next slot of every job, O(log n) per emission.
+
+Pure: no I/O and no clock reads; ``now`` comes in as an argument. A job's slot comes from its
+schedule and its window from :func:`agentcron.windows.window_start`, never from a clock. Jitter
+delays the emission (``due_at``), never the slot or the window. Changing or removing a job
+bumps its generation; heap entries of an older generation are dropped when they surface, so an
+update is O(log n) as well.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from agentcron.agents import AgentKind
+from agentcron.beat.jitter import jitter_offset
+from agentcron.jobs import JobSpec
+from agentcron.ledger.records import NewWindow
+from agentcron.messages import ASYNC_TASK, SYNC_TASK, RunMessage
+from agentcron.windows import window_key, window_start
+
+
+@dataclass(frozen=True)
+class Emission:
+    """One window to record and publish: where it goes and what it says."""
+
+    window: NewWindow
+    queue: str
+    task: str
+    due_at: datetime
+
+    def message(self, attempt: int = 1) -> RunMessage:
+        """The task message for this window."""
+        w = self.window
+        return RunMessage(w.job, w.window_key, w.window_start, w.slot, w.trigger, attempt)
+
+
+def task_for(spec: JobSpec) -> str:
+    """The Celery task that runs ``spec``: by the agent's kind."""
+    return ASYNC_TASK if spec.kind is AgentKind.ASYNC else SYNC_TASK
+
+
+def emission_for(spec: JobSpec, slot: datetime, trigger: str = "schedule") -> Emission:
+    """The emission of ``spec``'s window that contains ``slot`` (jitter from the window key)."""
+    job = spec.job
+    start = window_start(slot, job.window, job.tz)
+    key = window_key(job.name, start)
+    due_at = slot + jitter_offset(key, spec.jitter) if spec.jitter else slot
+    window = NewWindow(job.name, start, key, slot, trigger)
+    return Emission(window, spec.queue, task_for(spec), due_at)
+
+
+class Planner:
+    """Next slots of many jobs in one heap keyed by due time."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, str, int, datetime]] = []
+        self._specs: dict[str, JobSpec] = {}
+        self._generation: dict[str, int] = {}
+        self._seq = 0
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def spec(self, name: str) -> JobSpec:
+        """The spec the planner holds for ``name`` (KeyError if none)."""
+        return self._specs[name]
+
+    def names(self) -> list[str]:
+        """The jobs being planned."""
+        return list(self._specs)
+
+    def add(self, spec: JobSpec, after: datetime) -> None:
+        """Plan ``spec`` (replacing any older version) from its first slot after ``after``."""
+        name = spec.name
+        self._specs[name] = spec
+        generation = self._generation.get(name, 0) + 1
+        self._generation[name] = generation
+        self._push(spec, spec.schedule.next_fire(after), generation)
+
+    def add_many(self, specs: Iterable[JobSpec], after: datetime) -> None:
+        """Plan many jobs from their first slots after ``after``."""
+        for spec in specs:
+            self.add(spec, after)
+
+    def remove(self, name: str) -> bool:
+        """Stop planning ``name``; True if it was planned."""
+        if self._specs.pop(name, None) is None:
+            return False
+        self._generation[name] = self._generation.get(name, 0) + 1
+        return True
+
+    def clear(self) -> None:
+        """Forget every job (a beat that stepped down)."""
+        self._heap.clear()
+        self._specs.clear()
+        self._generation.clear()
+
+    def next_due(self) -> datetime | None:
+        """When the earliest live entry is due, or None when nothing is planned."""
+        self._drop_stale()
+        if not self._heap:
+            return None
+        return datetime.fromtimestamp(self._heap[0][0], UTC)
+
+    def due(self, now: datetime, limit: int | None = None) -> list[Emission]:
+        """Pop every emission due at ``now`` (at most ``limit``) and plan each job's next slot."""
+        out: list[Emission] = []
+        stamp = now.timestamp()
+        heap = self._heap
+        while heap and heap[0][0] <= stamp and (limit is None or len(out) < limit):
+            _, _, name, generation, slot = heapq.heappop(heap)
+            if self._generation.get(name) != generation or name not in self._specs:
+                continue
+            spec = self._specs[name]
+            out.append(emission_for(spec, slot))
+            self._push(spec, spec.schedule.next_fire(slot), generation)
+        return out
+
+    def _push(self, spec: JobSpec, slot: datetime | None, generation: int) -> None:
+        if slot is None:
+            return
+        due_at = slot
+        if spec.jitter > timedelta(0):
+            key = window_key(spec.name, window_start(slot, spec.job.window, spec.job.tz))
+            due_at = slot + jitter_offset(key, spec.jitter)
+        self._seq += 1
+        heapq.heappush(self._heap, (due_at.timestamp(), self._seq, spec.name, generation, slot))
+
+    def _drop_stale(self) -> None:
+        heap, live = self._heap, self._generation
+        while heap and (live.get(heap[0][2]) != heap[0][3] or heap[0][2] not in self._specs):
+            heapq.heappop(heap)

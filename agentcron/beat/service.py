@@ -1,0 +1,183 @@
+"""The beat loop, free of Celery: one :meth:`BeatService.tick` decides, records and publishes.
+
+A tick: make sure we lead (or stand by), take over if we just became leader (load the jobs,
+catch up from the ledger's last slots, owe a re-publication of rows left 'scheduled'), pick up
+schedule changes every ``refresh_interval``, re-publish what a broker outage left, then emit
+every due window from the planner's heap. It returns how long to sleep. Nothing in a tick is
+O(number of jobs): due windows come off a heap and changes come by revision.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Engine, Table, func, select
+
+from agentcron.beat.catchup import plan_catchup
+from agentcron.beat.emitter import Emitter
+from agentcron.beat.leader import LeaderElection
+from agentcron.beat.planner import Emission, Planner, emission_for
+from agentcron.beat.sources import SpecSource
+from agentcron.clock import Clock
+from agentcron.jobs import JobSpec
+from agentcron.ledger.engine import begin_read
+from agentcron.ledger.models import RunRow
+from agentcron.ledger.records import NewWindow
+
+log = logging.getLogger(__name__)
+RUNS = cast(Table, RunRow.__table__)
+
+
+@dataclass(frozen=True)
+class BeatConfig:
+    """Timing of the beat loop (seconds)."""
+
+    max_interval: float = 1.0
+    refresh_interval: float = 2.0
+    max_batch: int = 200_000
+
+
+def last_slots(engine: Engine) -> dict[str, datetime]:
+    """The newest slot the ledger holds for each job (one grouped query)."""
+    query = select(RUNS.c.job, func.max(RUNS.c.slot)).group_by(RUNS.c.job)
+    with begin_read(engine) as conn:
+        return {job: slot for job, slot in conn.execute(query) if slot is not None}
+
+
+class BeatService:
+    """Plan, lead, record and publish."""
+
+    def __init__(self, source: SpecSource, emitter: Emitter, clock: Clock, *,
+                 engine: Engine | None, leader: LeaderElection | None = None,
+                 config: BeatConfig | None = None) -> None:  # fmt: skip
+        self.source = source
+        self.emitter = emitter
+        self.clock = clock
+        self.engine = engine
+        self.leader = leader
+        self.config = config or BeatConfig()
+        self.planner = Planner()
+        self.active = False
+        self._loaded = False
+        self._refreshed_at = 0.0
+        self._unrecorded: list[Emission] = []
+
+    def tick(self) -> float:
+        """One pass of the loop; the seconds to sleep before the next."""
+        if self.leader is not None and not self.leader.ensure():
+            if self.active:
+                self._deactivate()
+            return min(self.config.max_interval, self.leader.ttl / 3)
+        if not self.active:
+            self._activate()
+        self._refresh()
+        self.emitter.republish_owed(self.source.route)
+        due = self._unrecorded + self.planner.due(self.clock.now(), self.config.max_batch)
+        self._unrecorded = []
+        if due:
+            if self.leader is not None and not self.leader.leading:
+                self._unrecorded = due
+                self._deactivate()
+                return 0.0
+            self._emit(due)
+        return self._sleep_time()
+
+    def close(self) -> None:
+        """Give up leadership (a standby takes over without waiting for the TTL)."""
+        if self.leader is not None:
+            self.leader.step_down("shutting down")
+
+    def _sleep_time(self) -> float:
+        if self._unrecorded:
+            return self.config.max_interval
+        next_due = self.planner.next_due()
+        if next_due is None:
+            return self.config.max_interval
+        wait = (next_due - self.clock.now()).total_seconds()
+        return max(0.0, min(self.config.max_interval, wait))
+
+    def _emit(self, due: list[Emission]) -> None:
+        try:
+            self.emitter.emit(due)
+        except Exception as exc:  # the ledger is down: nothing recorded, nothing published
+            log.warning("recording %d window(s) failed (%s: %s); retrying next tick", len(due),
+                        type(exc).__name__, exc)  # fmt: skip
+            self._unrecorded = due
+
+    def _activate(self) -> None:
+        specs = self.source.load() if not self._loaded else dict(self.source.specs)
+        self._loaded = True
+        self._refreshed_at = self.clock.monotonic()
+        now = self.clock.now()
+        self.planner.clear()
+        self.planner.add_many(specs.values(), now)
+        self._catch_up(specs.values(), now)
+        self.emitter.owed = True
+        self.active = True
+        log.info("beat active with %d job(s)", len(specs))
+
+    def _deactivate(self) -> None:
+        self.active = False
+        self.planner.clear()
+        log.info("beat standing by")
+
+    def _catch_up(self, specs: Iterable[JobSpec], now: datetime) -> None:
+        if self.engine is None:
+            return
+        last = last_slots(self.engine)
+        emit: dict[str, Emission] = {}
+        missed: dict[str, tuple[NewWindow, str]] = {}
+        for spec in specs:
+            previous = last.get(spec.name)
+            plan = plan_catchup(spec.schedule, previous, now, spec.catchup_window,
+                                spec.job.coalesce)  # fmt: skip
+            for slot in plan.emit:
+                emission = emission_for(spec, slot, "catchup")
+                emit[emission.window.window_key] = emission
+            seen = emission_for(spec, previous).window.window_key if previous else None
+            for slot, reason in plan.missed:
+                window = emission_for(spec, slot, "catchup").window
+                if window.window_key != seen:
+                    missed.setdefault(window.window_key, (window, reason))
+            if plan.truncated:
+                log.warning("job %r: %d older windows not recorded as missed", spec.name,
+                            plan.truncated)  # fmt: skip
+        marks = [m for key, m in missed.items() if key not in emit]
+        if marks:
+            log.warning("recording %d window(s) missed while the scheduler was down", len(marks))
+            self.emitter.mark_missed(marks)
+        if emit:
+            log.info("catching up %d window(s)", len(emit))
+            self._emit(list(emit.values()))
+
+    def _refresh(self) -> None:
+        mono = self.clock.monotonic()
+        if mono - self._refreshed_at < self.config.refresh_interval:
+            return
+        self._refreshed_at = mono
+        try:
+            changes = self.source.poll()
+        except Exception as exc:
+            log.warning("reading schedule changes failed (%s)", type(exc).__name__)
+            return
+        if changes is None:
+            return
+        now = self.clock.now()
+        for name in changes.removed:
+            self.planner.remove(name)
+        for spec in changes.upserted:
+            self.planner.add(spec, now)
+        if changes.upserted or changes.removed:
+            log.info("schedules changed: %d (re)planned, %d stopped", len(changes.upserted),
+                     len(changes.removed))  # fmt: skip
+
+    def describe(self) -> dict[str, Any]:
+        """Counters for logs and the ``info`` banner."""
+        stats = self.emitter.stats
+        return {"active": self.active, "jobs": len(self.planner), "recorded": stats.recorded,
+                "published": stats.published, "deduplicated": stats.deduplicated,
+                "missed": stats.missed, "republished": stats.republished}  # fmt: skip

@@ -1,0 +1,178 @@
+"""Dynamic schedules: jobs kept in the ledger's ``schedules`` table, changed at runtime.
+
+``agentcron schedules add|list|pause|resume|remove`` and this module's :class:`ScheduleStore`
+write rows; a running beat polls :meth:`ScheduleStore.revision` (one indexed ``max()``) and
+reads only the rows whose ``revision`` moved, so picking up a change costs nothing per job.
+Jobs of ``beat_schedule.py`` are upserted at beat start with ``source='file'`` (a runtime
+pause survives that); a file job that disappeared from the file is disabled
+(``source='file-removed'``), its history kept, and comes back enabled when it reappears. A
+removed job keeps its row as a tombstone (``source='removed'``) so running beats see it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Engine, Table, case, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from agentcron.agents import _ref_of
+from agentcron.clock import SYSTEM_CLOCK, Clock
+from agentcron.errors import ConfigError, Problem
+from agentcron.jobs import Job
+from agentcron.ledger.engine import begin_read, begin_write
+from agentcron.ledger.models import ScheduleRow
+
+SCHEDULES = cast(Table, ScheduleRow.__table__)
+REMOVED = "removed"
+LEFT_FILE = "file-removed"
+_JOB_FIELDS = [f.name for f in dataclasses.fields(Job) if f.name not in ("name", "_")]
+
+
+@dataclass(frozen=True)
+class ScheduleEntry:
+    """One row of the schedules table."""
+
+    name: str
+    definition: dict[str, Any]
+    enabled: bool
+    source: str
+    revision: int
+    updated_at: datetime | None
+
+    @property
+    def removed(self) -> bool:
+        """True for the tombstone of a removed job."""
+        return self.source == REMOVED
+
+    def job(self) -> Job:
+        """The :class:`Job` this row declares (with the row's enabled flag)."""
+        return job_from_definition(self.name, self.definition, enabled=self.enabled)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if callable(value):
+        return _ref_of(value)
+    return value
+
+
+def definition_of(job: Job) -> dict[str, Any]:
+    """A JSON-safe dict of ``job``'s fields (callables become ``module:name`` references)."""
+    return {name: _plain(getattr(job, name)) for name in _JOB_FIELDS if name != "enabled"}
+
+
+def job_from_definition(name: str, definition: dict[str, Any], enabled: bool = True) -> Job:
+    """Rebuild a :class:`Job` from a stored definition; unknown keys are an error."""
+    unknown = sorted(set(definition) - set(_JOB_FIELDS))
+    if unknown:
+        raise ConfigError([Problem(name, "definition", ", ".join(unknown), "unknown fields")])
+    values = {k: v for k, v in definition.items() if k != "enabled"}
+    if "schedule" not in values or "agent" not in values:
+        raise ConfigError([Problem(name, "definition", str(definition)[:80],
+                                   "needs at least agent and schedule")])  # fmt: skip
+    return Job(name, enabled=enabled, **values)
+
+
+class ScheduleStore:
+    """CRUD over the schedules table, with a global revision counter."""
+
+    def __init__(self, engine: Engine, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.engine = engine
+        self.clock = clock
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+    def revision(self) -> int:
+        """The highest revision (cheap: one indexed max)."""
+        with begin_read(self.engine) as conn:
+            return int(conn.execute(select(func.coalesce(func.max(SCHEDULES.c.revision), 0)))
+                       .scalar_one())  # fmt: skip
+
+    def entries(
+        self, since: int | None = None, include_removed: bool = False
+    ) -> list[ScheduleEntry]:
+        """Rows (all, or those with ``revision >= since``), by name."""
+        query = select(SCHEDULES).order_by(SCHEDULES.c.name)
+        if since is not None:
+            query = query.where(SCHEDULES.c.revision >= since)
+        if not include_removed:
+            query = query.where(SCHEDULES.c.source != REMOVED)
+        with begin_read(self.engine) as conn:
+            rows = conn.execute(query).all()
+        return [ScheduleEntry(r.name, dict(r.definition or {}), bool(r.enabled), r.source,
+                              int(r.revision), r.updated_at) for r in rows]  # fmt: skip
+
+    def get(self, name: str) -> ScheduleEntry | None:
+        """One live row, or None."""
+        found = [e for e in self.entries() if e.name == name]
+        return found[0] if found else None
+
+    def add(self, job: Job, source: str = "api") -> int:
+        """Insert or replace ``job``; returns the new revision."""
+        return self.upsert([job], source)
+
+    def upsert(self, jobs: Sequence[Job], source: str) -> int:
+        """Insert or replace many jobs in one transaction; returns the new revision."""
+        with begin_write(self.engine) as conn:
+            revision = self._next_revision(conn)
+            now = self.clock.now()
+            for job in jobs:
+                row = {"name": job.name, "definition": definition_of(job), "enabled": job.enabled,
+                       "source": source, "revision": revision, "updated_at": now}  # fmt: skip
+                statement = self._insert(SCHEDULES).values(**row)
+                changes: dict[str, Any] = {k: v for k, v in row.items() if k != "name"}
+                if source == "file":  # keep a pause made at runtime across beat restarts
+                    changes["enabled"] = case(
+                        (SCHEDULES.c.source.in_([REMOVED, LEFT_FILE]), statement.excluded.enabled),
+                        else_=SCHEDULES.c.enabled,
+                    )
+                conn.execute(statement.on_conflict_do_update(index_elements=["name"], set_=changes))
+            return revision
+
+    def set_enabled(self, name: str, enabled: bool) -> bool:
+        """Pause (False) or resume (True) a job; False if there is no such live job."""
+        return self._change([name], enabled=enabled)
+
+    def pause(self, name: str) -> bool:
+        """Stop scheduling ``name`` (its history is kept)."""
+        return self.set_enabled(name, False)
+
+    def resume(self, name: str) -> bool:
+        """Schedule ``name`` again."""
+        return self.set_enabled(name, True)
+
+    def remove(self, name: str) -> bool:
+        """Delete ``name`` from the schedules (a tombstone row; its run history is kept)."""
+        return self._change([name], enabled=False, source=REMOVED)
+
+    def sync_file(self, jobs: Iterable[Job]) -> int:
+        """Upsert the file's jobs (``source='file'``); disable file jobs no longer in it."""
+        jobs = list(jobs)
+        revision = self.upsert(jobs, "file")
+        names = {job.name for job in jobs}
+        gone = [e.name for e in self.entries() if e.source == "file" and e.name not in names]
+        if gone:
+            self._change(gone, enabled=False, source=LEFT_FILE)
+        return revision
+
+    def _change(self, names: Sequence[str], **values: Any) -> bool:
+        with begin_write(self.engine) as conn:
+            revision = self._next_revision(conn)
+            result = conn.execute(
+                update(SCHEDULES)
+                .where(SCHEDULES.c.name.in_(list(names)), SCHEDULES.c.source != REMOVED)
+                .values(revision=revision, updated_at=self.clock.now(), **values)
+            )
+            return bool(result.rowcount)
+
+    @staticmethod
+    def _next_revision(conn: Any) -> int:
+        current = conn.execute(select(func.coalesce(func.max(SCHEDULES.c.revision), 0)))
+        return int(current.scalar_one()) + 1

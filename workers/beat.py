@@ -1,0 +1,44 @@
+"""``celery beat``'s scheduler: thin glue over :class:`agentcron.beat.BeatService`.
+
+``celery -A workers.app beat`` uses it by default (``beat_scheduler``); ``-S
+workers.beat:AgentcronScheduler`` works with any app.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.beat import Scheduler
+
+from agentcron.beat.factory import build_beat
+from agentcron.beat.service import BeatService
+
+
+class AgentcronScheduler(Scheduler):  # type: ignore[misc]
+    """Celery beat scheduler backed by agentcron's heap, ledger and leader lease."""
+
+    service: BeatService | None = None
+
+    def setup_schedule(self) -> None:
+        """Build the beat service (ledger, leases, jobs) once per process."""
+        self.service = build_beat(self.app)
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        """One pass; seconds until the next."""
+        if self.service is None:
+            self.setup_schedule()
+        assert self.service is not None
+        return self.service.tick()
+
+    def sync(self) -> None:
+        """Nothing to persist: the ledger is written before every publish."""
+
+    def close(self) -> None:
+        """Step down as leader."""
+        if self.service is not None:
+            self.service.close()
+
+    @property
+    def info(self) -> str:
+        """The line ``celery beat`` prints at start."""
+        return "    . agentcron: heap + ledger (record before publish) + leader lease"
