@@ -65,11 +65,11 @@ def import_paths(paths: Sequence[Path | str]) -> Iterator[None]:
                 sys.path.remove(path)
 
 
-def import_object(ref: str, search_paths: Sequence[Path | str] = ()) -> Any:
+def import_object(ref: str, search_paths: Sequence[Path | str] = (), field: str = "agent") -> Any:
     """Import ``"package.module:attr.sub"``; raise ConfigError naming the reference."""
     module_name, sep, attr_path = ref.partition(":")
     if not sep or not module_name or not attr_path:
-        raise ConfigError([Problem(None, "agent", ref, "expected an import path 'module:attr'")])
+        raise ConfigError([Problem(None, field, ref, "expected an import path 'module:attr'")])
     try:
         with import_paths([*search_paths, Path.cwd()]):
             target: Any = importlib.import_module(module_name)
@@ -77,7 +77,7 @@ def import_object(ref: str, search_paths: Sequence[Path | str] = ()) -> Any:
             target = getattr(target, attr)
     except Exception as exc:  # any import-time error is the user's to see
         reason = f"cannot import: {type(exc).__name__}: {exc}"
-        raise ConfigError([Problem(None, "agent", ref, reason)]) from exc
+        raise ConfigError([Problem(None, field, ref, reason)]) from exc
     return target
 
 
@@ -122,6 +122,8 @@ def resolve_agent(agent: Any, search_paths: Sequence[Path | str] = ()) -> Agent:
 
 
 def _ref_of(obj: Any) -> str:
+    if not callable(obj) and not any(hasattr(obj, m) for m in ("run", "arun", "start", "astart")):
+        return repr(obj)[:80]
     module = getattr(obj, "__module__", None) or type(obj).__module__
     name = getattr(obj, "__qualname__", None) or type(obj).__qualname__
     return f"{module}:{name}"

@@ -23,7 +23,7 @@ def _run_in_fresh_loop(awaitable: Awaitable[Any]) -> None:
     def target() -> None:
         try:
             asyncio.run(wrap())
-        except BaseException as exc:  # noqa: BLE001 - reported by the caller
+        except BaseException as exc:  # reported by the caller
             errors.append(exc)
 
     thread = threading.Thread(target=target, name="agentcron-callback", daemon=True)

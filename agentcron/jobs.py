@@ -141,7 +141,7 @@ def _resolve_callback(
 ) -> Callable[..., Any] | None:
     if value is None:
         return None
-    target = import_object(value, paths) if isinstance(value, str) else value
+    target = import_object(value, paths, field_name) if isinstance(value, str) else value
     if not callable(target):
         raise ConfigError([Problem(None, field_name, repr(value), "not callable")])
     return target  # type: ignore[no-any-return]

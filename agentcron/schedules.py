@@ -15,6 +15,7 @@ Every instant going in or out is an aware datetime; every instant coming out is 
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -169,7 +170,7 @@ class CronSchedule(Schedule):
     def _period(self) -> timedelta:
         reference = datetime(2026, 1, 5, tzinfo=UTC)
         fires = list(self.fires_between(reference, reference + timedelta(days=800)))[:8]
-        gaps = [b - a for a, b in zip(fires, fires[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(fires)]
         return min(gaps) if gaps else timedelta(days=365)
 
     @property
@@ -204,13 +205,9 @@ class IntervalSchedule(Schedule):
         return self._step
 
     def describe(self) -> str:
-        for unit, name in (("w", "week"), ("d", "day"), ("h", "hour"), ("m", "minute")):
-            size = _UNIT_SECONDS[unit]
-            if self.seconds % size == 0:
-                count = self.seconds // size
-                break
-        else:
-            count, name = self.seconds, "second"
+        units = (("week", 604800), ("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+        name, size = next((u, n) for u, n in units if self.seconds % n == 0)
+        count = self.seconds // size
         every = f"every {name}" if count == 1 else f"every {count} {name}s"
         anchor = format_instant(self.anchor)
         return f"{every} (anchored to {anchor})"
@@ -239,16 +236,16 @@ def _check_cron_fields(fields: str) -> None:
     parts = fields.split()
     if len(parts) != 5:
         raise _bad("schedule", fields, f"a cron expression has 5 fields, this has {len(parts)}")
-    for (name, field, allowed), text in zip(_CRON_FIELDS, parts, strict=True):
+    for (field_name, field, allowed), text in zip(_CRON_FIELDS, parts, strict=True):
         try:
             field.parse(text.upper())
         except (CronSimError, ValueError, IndexError) as exc:
             items = text.split(",")
             bad = next((i for i in items if not _item_ok(field, i)), text)
-            reason = f"bad {name} value {bad!r} in {text!r}; allowed {allowed}"
+            reason = f"bad {field_name} value {bad!r} in {text!r}; allowed {allowed}"
             if bad == "" or "/0" in bad:
-                reason = f"bad {name} value {text!r}: empty list item or step 0"
-            raise ConfigError([Problem(None, f"schedule ({name})", bad or text, reason)]) from exc
+                reason = f"bad {field_name} value {text!r}: empty list item or step 0"
+            raise ConfigError([Problem(None, f"schedule ({field_name})", bad or text, reason)]) from exc
     try:
         CronSim(fields, datetime(2026, 1, 1))
     except CronSimError as exc:

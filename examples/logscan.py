@@ -28,7 +28,7 @@ def scan_log(text: str, error_threshold: float = 0.2, latency_factor: float = 4.
         by_minute[stamp[:16]].append((int(status), int(latency.removesuffix("ms"))))
     all_latencies = [lat for rows in by_minute.values() for _, lat in rows]
     baseline = statistics.median(all_latencies) if all_latencies else 0
-    anomalies = []
+    anomalies: list[dict[str, Any]] = []
     for minute, rows in sorted(by_minute.items()):
         errors = sum(1 for status, _ in rows if status >= 500) / len(rows)
         latency = statistics.median(lat for _, lat in rows)

@@ -1,0 +1,5 @@
+"""``python -m agentcron.cli``."""
+
+from agentcron.cli import main
+
+main()
