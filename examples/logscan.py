@@ -31,11 +31,11 @@ def scan_log(text: str, error_threshold: float = 0.2, latency_factor: float = 4.
     anomalies: list[dict[str, Any]] = []
     for minute, rows in sorted(by_minute.items()):
         errors = sum(1 for status, _ in rows if status >= 500) / len(rows)
-        latency = statistics.median(lat for _, lat in rows)
+        median_ms = statistics.median(lat for _, lat in rows)
         if errors > error_threshold:
             anomalies.append({"minute": minute, "kind": "error_rate", "value": round(errors, 3)})
-        if baseline and latency > latency_factor * baseline:
-            anomalies.append({"minute": minute, "kind": "latency", "value": latency})
+        if baseline and median_ms > latency_factor * baseline:
+            anomalies.append({"minute": minute, "kind": "latency", "value": median_ms})
     return {"minutes": len(by_minute), "baseline_ms": baseline, "anomalies": anomalies}
 
 
