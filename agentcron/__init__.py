@@ -6,6 +6,7 @@ from agentcron.callbacks import asafe_call, safe_call
 from agentcron.clock import Clock, FrozenClock, SystemClock
 from agentcron.context import RunCancelled, RunContext
 from agentcron.errors import ConfigError, Problem
+from agentcron.inprocess import AgentScheduler, AsyncAgentScheduler, SchedulerOptions
 from agentcron.jobs import Job, JobSpec, compile_jobs, load_jobs
 from agentcron.schedules import Schedule, parse_schedule
 from agentcron.windows import parse_window_key, window_key, window_start
@@ -13,6 +14,8 @@ from agentcron.windows import parse_window_key, window_key, window_start
 __all__ = [
     "Agent",
     "AgentKind",
+    "AgentScheduler",
+    "AsyncAgentScheduler",
     "Clock",
     "ConfigError",
     "FrozenClock",
@@ -22,6 +25,7 @@ __all__ = [
     "RunCancelled",
     "RunContext",
     "Schedule",
+    "SchedulerOptions",
     "SystemClock",
     "asafe_call",
     "backoff_delay",
