@@ -65,8 +65,17 @@ class Emitter:
         self.publisher = publisher
         self.clock = clock
         self.pending_batch = pending_batch
-        self.owed = False
+        self.owed_until: datetime | None = None
         self.stats = EmitStats()
+
+    @property
+    def owed(self) -> bool:
+        """True while rows recorded before :attr:`owed_until` may be unpublished."""
+        return self.owed_until is not None
+
+    def owe(self, until: datetime) -> None:
+        """Re-publish rows still 'scheduled' that were recorded up to ``until``."""
+        self.owed_until = until if self.owed_until is None else max(self.owed_until, until)
 
     def emit(self, emissions: Sequence[Emission]) -> int:
         """Record and publish ``emissions``; the number published (0 if the broker failed)."""
@@ -88,9 +97,9 @@ class Emitter:
 
     def republish_owed(self, route: Route) -> int:
         """After a publish failure (or on taking over), publish the rows still 'scheduled'."""
-        if not self.owed:
+        if self.owed_until is None:
             return 0
-        rows = self.ledger.pending(self.clock.now(), self.pending_batch)
+        rows = self.ledger.pending(self.owed_until, self.pending_batch)
         batch = [o for o in (self._outgoing(r, route) for r in rows) if o is not None]
         total = self._publish(batch, counts_as_new=False)
         if total < len(batch):
@@ -98,7 +107,7 @@ class Emitter:
         if len(rows) >= self.pending_batch:
             log.warning("more than %d windows pending; the watchdog re-enqueues the rest",
                         self.pending_batch)
-        self.owed = False
+        self.owed_until = None
         self.stats.republished += total
         if total:
             log.info("re-published %d window(s) left 'scheduled'", total)
@@ -118,7 +127,7 @@ class Emitter:
         try:
             self.publisher.publish(batch)
         except Exception as exc:
-            self.owed = True
+            self.owe(self.clock.now())
             self.stats.publish_failures += 1
             log.warning("publishing %d window(s) failed (%s: %s); they stay 'scheduled' and "
                         "are re-published when the broker answers", len(batch),

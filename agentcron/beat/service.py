@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Engine, Table, func, select
@@ -113,10 +113,10 @@ class BeatService:
         self._loaded = True
         self._refreshed_at = self.clock.monotonic()
         now = self.clock.now()
+        self.emitter.owe(now - timedelta(milliseconds=1))  # what a dead leader left unpublished
         self.planner.clear()
         self.planner.add_many(specs.values(), now)
         self._catch_up(specs.values(), now)
-        self.emitter.owed = True
         self.active = True
         log.info("beat active with %d job(s)", len(specs))
 
