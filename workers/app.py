@@ -57,6 +57,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_send_sent_event": True,
         "worker_hijack_root_logger": True,
         "agentcron_shutdown_timeout": settings.shutdown_timeout,
+        "beat_scheduler": "workers.beat:AgentcronScheduler",
+        "beat_max_loop_interval": settings.beat_max_loop_interval,
     }
     if settings.extra.get("AGENTCRON_WORKER_POOL") == "async":
         config["worker_pool"] = ASYNC_POOL
