@@ -37,7 +37,7 @@ class MemoryPublisher:
             raise ConnectionError("broker down")
         self.sent.extend(batch)
 
-    def keys(self) -> list[str]:
+    def window_keys(self) -> list[str]:
         return [o.message.window_key for o in self.sent]
 
 
@@ -71,9 +71,9 @@ def test_records_before_publishing_and_publishes_each_window_once(tmp_path: Path
                                                                   clock: FrozenClock) -> None:
     rig = Rig(tmp_path, clock, [Job("tick", agent=AGENT, schedule="*/2s")])
     rig.run(6.5)
-    assert rig.publisher.keys() == [f"tick@2026-03-17T06:00:0{s}Z" for s in (2, 4, 6)]
+    assert rig.publisher.window_keys() == [f"tick@2026-03-17T06:00:0{s}Z" for s in (2, 4, 6)]
     rows = rig.ledger.list_runs(job="tick")
-    assert {r.window_key for r in rows} == set(rig.publisher.keys())
+    assert {r.window_key for r in rows} == set(rig.publisher.window_keys())
     assert all(r.state is RunState.SCHEDULED for r in rows)
     first = rig.publisher.sent[0]
     assert first.task == "agentcron.run_sync" and first.queue == "agentcron.sync"
@@ -88,7 +88,7 @@ def test_two_beats_on_one_ledger_publish_each_window_once(tmp_path: Path,
         a.beat.tick()
         b.beat.tick()
         clock.advance(0.5)
-    keys = a.publisher.keys() + b.publisher.keys()
+    keys = a.publisher.window_keys() + b.publisher.window_keys()
     assert len(keys) == len(set(keys)) == 4  # slots 06:00:01..04 (ticks up to 04.7)
     assert b.beat.emitter.stats.deduplicated + a.beat.emitter.stats.deduplicated == 4
 
@@ -107,7 +107,7 @@ def test_only_the_leader_emits_and_standby_takes_over(tmp_path: Path, clock: Fro
     b.run(3)
     a.beat.tick()  # a resumes, must step down before dispatching
     assert not a.beat.active and len(a.publisher.sent) == 2
-    fresh = [k for k in b.publisher.keys() if k not in a.publisher.keys()]
+    fresh = [k for k in b.publisher.window_keys() if k not in a.publisher.window_keys()]
     assert len(fresh) == len(set(fresh)) >= 3
     assert b.beat.active
 
@@ -118,13 +118,13 @@ def test_broker_down_leaves_rows_scheduled_then_republishes(tmp_path: Path,
     rig.run(2.5)
     rig.publisher.down = True
     rig.run(4)
-    assert rig.publisher.keys() == ["tick@2026-03-17T06:00:02Z"]
+    assert rig.publisher.window_keys() == ["tick@2026-03-17T06:00:02Z"]
     pending = rig.ledger.pending(clock.now())
     assert {r.window_key for r in pending} >= {"tick@2026-03-17T06:00:04Z",
                                                "tick@2026-03-17T06:00:06Z"}  # fmt: skip
     rig.publisher.down = False
     rig.run(1)
-    keys = rig.publisher.keys()
+    keys = rig.publisher.window_keys()
     assert {"tick@2026-03-17T06:00:04Z", "tick@2026-03-17T06:00:06Z"} <= set(keys)
     assert rig.beat.emitter.stats.publish_failures >= 1
 
@@ -140,7 +140,7 @@ def test_restart_catches_up_latest_and_records_older_missed(tmp_path: Path,
     catchup = [o.message for o in second.publisher.sent if o.message.trigger == "catchup"]
     assert [m.window_key for m in catchup] == ["tick@2026-03-17T06:00:14Z"]
     # the taking-over beat also re-sends rows still 'scheduled' (workers dedupe them)
-    assert set(second.publisher.keys()) == {"tick@2026-03-17T06:00:02Z",
+    assert set(second.publisher.window_keys()) == {"tick@2026-03-17T06:00:02Z",
                                             "tick@2026-03-17T06:00:14Z"}  # fmt: skip
     missed = {r.window_key: r.error_message for r in first.ledger.list_runs(state="missed")}
     assert set(missed) == {f"tick@2026-03-17T06:00:{s:02d}Z" for s in (4, 6, 8, 10, 12)}
@@ -154,8 +154,8 @@ def test_restart_without_downtime_does_not_duplicate(tmp_path: Path, clock: Froz
     first.run(2.5)
     second = Rig(tmp_path, clock, jobs, shared=first.ledger)
     second.run(2)
-    keys = first.publisher.keys() + [
-        k for k in second.publisher.keys() if k not in first.publisher.keys()
+    keys = first.publisher.window_keys() + [
+        k for k in second.publisher.window_keys() if k not in first.publisher.window_keys()
     ]
     assert keys == ["tick@2026-03-17T06:00:02Z", "tick@2026-03-17T06:00:04Z"]
     assert second.beat.emitter.stats.recorded == 1
@@ -208,7 +208,7 @@ def test_ledger_down_keeps_due_windows_for_the_next_tick(tmp_path: Path,
     assert rig.publisher.sent == []
     rig.ledger.record_scheduled = real  # type: ignore[method-assign]
     rig.beat.tick()
-    assert rig.publisher.keys() == ["tick@2026-03-17T06:00:02Z"]
+    assert rig.publisher.window_keys() == ["tick@2026-03-17T06:00:02Z"]
 
 
 def test_file_jobs_synced_removed_file_job_disabled_history_kept(tmp_path: Path,
@@ -234,12 +234,12 @@ def test_bad_dynamic_definition_is_skipped_not_fatal(tmp_path: Path, clock: Froz
     rig.store.add(Job("bad", agent="nowhere.module:fn", schedule="*/1s"))
     rig.run(3)
     assert "bad" in rig.beat.source.failed and "bad" not in rig.beat.planner
-    assert any(k.startswith("tick@") for k in rig.publisher.keys())
+    assert any(k.startswith("tick@") for k in rig.publisher.window_keys())
 
 
 def test_jobs_window_day_dedupes_slots_of_one_window(tmp_path: Path, clock: FrozenClock) -> None:
     rig = Rig(tmp_path, clock, [Job("d", agent=AGENT, schedule="*/1s", window="hour")])
     rig.run(3)
-    assert rig.publisher.keys() == ["d@2026-03-17T06:00:00Z"]
+    assert rig.publisher.window_keys() == ["d@2026-03-17T06:00:00Z"]
     assert rig.beat.emitter.stats.deduplicated >= 1
     assert timedelta(0) == timedelta(0)
