@@ -160,6 +160,15 @@ def test_next_token_grows_and_does_not_disturb_the_holder(backend: Backend) -> N
     assert store.next_token("fresh-name") >= 1
 
 
+def test_owner_of_a_hundred_characters(backend: Backend) -> None:
+    """Owners like ``{63-char k8s hostname}:{pid}/{12 hex}`` fit (the SQL column is 100)."""
+    owner = "h" * 63 + ":4194304/" + "a" * 12 + "x" * 16
+    assert len(owner) == 100
+    lease = backend.store.acquire("job-a", owner, 30)
+    assert lease is not None and backend.store.holder("job-a") == lease
+    assert backend.store.renew(lease, 30) and backend.store.release(lease)
+
+
 def test_every_redis_lease_key_has_a_ttl(backend: Backend) -> None:
     if backend.kind != "redis":
         pytest.skip("Redis only")
