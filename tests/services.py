@@ -70,6 +70,17 @@ def redis_server(tmp: Path, *extra: str) -> Iterator[str]:
         proc.wait(10)
 
 
+def reset_postgres(url: str) -> None:
+    """Drop and recreate the public schema of a (private) test database."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(sqlalchemy.text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
 def _pings(client: object) -> bool:
     try:
         return bool(client.ping())  # type: ignore[attr-defined]
