@@ -15,7 +15,6 @@ import asyncio
 import logging
 import random
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,7 +25,7 @@ from agentcron.clock import Clock
 from agentcron.context import RunCancelled, RunContext
 from agentcron.errors import ConfigError
 from agentcron.guard_modes import AsyncMode, Mode, RunTimedOut, SyncMode
-from agentcron.guard_overlap import Duplicate, OverlapWait, Skip, acquire_with_policy
+from agentcron.guard_overlap import Duplicate, OverlapWait, Skip, acquire_with_policy, lease_owner
 from agentcron.jobs import JobSpec
 from agentcron.leases.base import Lease, LeaseStore
 from agentcron.leases.cancel import CancelSignals
@@ -140,7 +139,7 @@ class Guard:
             reason = f"misfire: would start {late:.0f}s after its slot, grace {spec.misfire_grace}"
             return await self._terminal(mode, spec, window, RunState.MISSED, reason)
         name = window.window_key if spec.job.overlap == "allow" else spec.name
-        owner = f"{self.worker_id}/{uuid.uuid4().hex[:12]}"
+        owner = lease_owner(window)
 
         async def current() -> RunRecord | None:
             return await self._commit(mode, self.ledger.get, window.job, window.window_start)

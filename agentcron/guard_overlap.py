@@ -9,6 +9,7 @@ Waiting polls the lease on the injected clock until the window's misfire deadlin
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -47,8 +48,21 @@ class OverlapWait:
     current: Callable[[], Awaitable[RunRecord | None]]
 
 
-def _held_by_same_window(record: RunRecord | None, holder: Lease | None) -> bool:
-    return (record is not None and holder is not None and record.state in ACTIVE_STATES
+def lease_owner(window: NewWindow) -> str:
+    """A unique owner string that names the window it runs: ``{window_start_epoch}.{random}``.
+
+    A delivery that finds the job's lease held can then tell its own window (a redelivery, or a
+    concurrent delivery that has not claimed the row yet) from another window (an overlap).
+    """
+    return f"{int(window.window_start.timestamp())}.{uuid.uuid4().hex[:16]}"
+
+
+def _held_by_same_window(window: NewWindow, record: RunRecord | None, holder: Lease | None) -> bool:
+    if holder is None:
+        return False
+    if holder.owner.split(".", 1)[0] == str(int(window.window_start.timestamp())):
+        return True
+    return (record is not None and record.state in ACTIVE_STATES
             and record.token == holder.token)  # fmt: skip
 
 
@@ -59,7 +73,7 @@ async def acquire_with_policy(w: OverlapWait, name: str, owner: str) -> Lease | 
     if lease is not None:
         return lease
     holder = await w.mode.io(w.leases.holder, name)
-    if _held_by_same_window(await w.current(), holder) or w.spec.job.overlap == "allow":
+    if _held_by_same_window(w.window, await w.current(), holder) or w.spec.job.overlap == "allow":
         return Duplicate("window running elsewhere (its lease is live)")
     policy = w.spec.job.overlap
     held_by = f"token {holder.token}" if holder else "another run"

@@ -105,7 +105,8 @@ def test_fifty_threads_deliver_one_window(stores: tuple[str, str, str], tmp_path
     for thread in threads:
         thread.join(60)
     assert len(outcomes) == 50
-    assert [o.state for o in outcomes].count(RunState.SUCCEEDED) == 1
+    details = sorted({o.detail for o in outcomes})
+    assert [o.state for o in outcomes].count(RunState.SUCCEEDED) == 1, details
     assert all(o.duplicate or o.state is RunState.SUCCEEDED for o in outcomes)
     check_oracle(db_url, effects, redis_url)
 
