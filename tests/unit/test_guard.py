@@ -265,3 +265,41 @@ def test_sync_agent_cooperative_cancel(world: World) -> None:
     outcome = world.guard().run_sync(spec, world.message(spec))
     assert outcome.state is RunState.CANCELLED
     assert isinstance(RunCancelled("x"), Exception)
+
+
+def test_run_killed_by_its_hard_limit_is_recorded_timeout(world: World) -> None:
+    """Scenario 13: the holder died at its hard time limit; its lease expired; the redelivery
+    records the window `timeout` instead of running it again."""
+    from agentcron.ledger.records import NewWindow
+
+    agent, calls = counting()
+    spec = make_spec(agent, timeout=30, lease_ttl=10)
+    message = world.message(spec)
+    window = NewWindow(message.job, message.window_start, message.window_key, message.slot)
+    dead = world.leases.acquire(spec.name, "0.dead", 10)
+    assert dead is not None
+    world.ledger.claim(window, dead.token, "dead-worker", 3)
+    world.ledger.start(message.job, message.window_start, dead.token)
+    world.clock.advance(45)
+    outcome = world.guard().run_sync(spec, message)
+    assert outcome.state is RunState.TIMEOUT and calls == []
+    row = world.ledger.get(message.job, message.window_start)
+    assert row is not None and row.state is RunState.TIMEOUT
+
+
+def test_worker_lost_too_often_fails_the_window(world: World) -> None:
+    """Scenario 16 at the guard level: every delivery's holder died; the cap ends it `failed`."""
+    from agentcron.ledger.records import NewWindow
+
+    agent, calls = counting()
+    spec = make_spec(agent, max_retries=2, lease_ttl=5)
+    message = world.message(spec)
+    window = NewWindow(message.job, message.window_start, message.window_key, message.slot)
+    for _ in range(2):
+        lease = world.leases.acquire(spec.name, "0.crash", 5)
+        assert lease is not None
+        world.ledger.claim(window, lease.token, "crashing-worker", 2)
+        world.clock.advance(6)
+    outcome = world.guard().run_sync(spec, message)
+    assert outcome.state is RunState.FAILED and "worker lost 2 times" in (outcome.error or "")
+    assert calls == []
