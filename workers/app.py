@@ -32,9 +32,10 @@ settings = Settings.from_env()
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery configuration for ``settings``."""
-    transport: dict[str, Any] = {"visibility_timeout": settings.visibility_timeout}
-    if settings.embedded:
-        transport["polling_interval"] = 0.2
+    # kombu's SQLAlchemy transport hands its options to create_engine(): Redis options only.
+    transport: dict[str, Any] = {}
+    if is_redis_url(settings.broker_url):
+        transport["visibility_timeout"] = settings.visibility_timeout
     config: dict[str, Any] = {
         "broker_url": settings.broker_url,
         "broker_transport_options": transport,

@@ -13,6 +13,7 @@ import click
 from agentcron.cli.db import db_group
 from agentcron.cli.runs import runs_command
 from agentcron.cli.timing import next_command, validate_command
+from agentcron.cli.up import up_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,3 +27,4 @@ main.add_command(next_command)
 main.add_command(validate_command)
 main.add_command(db_group)
 main.add_command(runs_command)
+main.add_command(up_command)

@@ -1,0 +1,201 @@
+"""``agentcron up``: beat, a sync worker and an async worker on this machine, shown live.
+
+With no configuration everything is embedded in ``--data-dir``: kombu's SQLAlchemy transport over
+SQLite as the broker, a SQLite ledger and SQL leases; no server to install. With
+``AGENTCRON_BROKER_URL`` / ``AGENTCRON_DATABASE_URL`` the same three processes use Redis and
+PostgreSQL. The children are plain ``celery -A workers.app ...`` processes; their logs go to
+``<data-dir>/logs``. Every ~2 s the ledger is polled and new or changed runs are printed, with the
+next fire time of every job. SIGINT or SIGTERM stops the children gracefully (SIGTERM: warm
+shutdown), prints their run statistics and a ledger summary, and returns 0.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from agentcron.clock import SYSTEM_CLOCK, Clock
+from agentcron.jobs import JobSpec, load_jobs
+from agentcron.ledger.records import RunRecord
+from agentcron.ledger.store import Ledger
+from agentcron.schedules import format_instant
+from agentcron.settings import Settings, redact_url
+
+Echo = Callable[[str], None]
+STATS_MARK = "run statistics:"
+
+
+@dataclass(frozen=True)
+class Child:
+    """One process ``up`` runs: a name, its command line and extra environment."""
+
+    name: str
+    argv: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def plan(settings: Settings, python: str = sys.executable) -> list[Child]:
+    """The three children for ``settings``: beat, the sync worker, the async worker."""
+    celery = (python, "-m", "celery", "-A", "workers.app")
+    common = ("--without-gossip", "--without-mingle", "-l", "INFO")
+    sync_args = ("-c", str(settings.sync_concurrency)) if settings.sync_concurrency else ()
+    return [
+        Child("beat", (*celery, "beat", "-l", "INFO",
+                       "-s", str(settings.data_dir / "celerybeat-schedule"))),
+        Child("worker-sync", (*celery, "worker", "-Q", "agentcron.sync", "-n", "sync@%h",
+                              *sync_args, *common)),
+        Child("worker-async", (*celery, "worker", "-Q", "agentcron.async", "-n", "async@%h",
+                               *common), {"AGENTCRON_WORKER_POOL": "async"}),
+    ]  # fmt: skip
+
+
+def describe_run(record: RunRecord) -> str:
+    """One line for a run: window, state, attempts, duration and error."""
+    parts = [f"{record.window_key:<48}", f"{record.state.value:<9}", f"attempt {record.attempt}"]
+    if record.duration is not None:
+        parts.append(f"{record.duration:.2f}s")
+    if record.error_message:
+        parts.append(f"{record.error_type or 'error'}: {record.error_message[:80]}")
+    return "  ".join(parts)
+
+
+def describe_next(specs: Sequence[JobSpec], clock: Clock) -> list[str]:
+    """``job  next fire`` for every enabled job."""
+    now = clock.now()
+    lines = []
+    for spec in specs:
+        if not spec.job.enabled:
+            continue
+        fire = spec.schedule.next_fire(now)
+        when = format_instant(fire) if fire is not None else "never"
+        lines.append(f"  next  {spec.name:<32} {when}  ({spec.kind.value}, {spec.job.schedule})")
+    return lines
+
+
+class RunWatcher:
+    """Remembers what it has shown; :meth:`changes` returns lines for new or changed runs."""
+
+    def __init__(self, ledger: Ledger, limit: int = 50) -> None:
+        self.ledger = ledger
+        self.limit = limit
+        self._seen: dict[str, tuple[str, int]] = {}
+
+    def changes(self) -> list[str]:
+        """Lines for runs that are new or changed since the last call (oldest first)."""
+        lines = []
+        for record in reversed(self.ledger.list_runs(limit=self.limit)):
+            mark = (record.state.value, record.attempt)
+            if self._seen.get(record.window_key) != mark:
+                self._seen[record.window_key] = mark
+                lines.append("  run   " + describe_run(record))
+        return lines
+
+
+class Supervisor:
+    """Starts the children, shows what happens, and stops everything on request."""
+
+    def __init__(
+        self, settings: Settings, echo: Echo, clock: Clock = SYSTEM_CLOCK,
+        children: Sequence[Child] | None = None, refresh: float = 2.0,
+    ) -> None:  # fmt: skip
+        self.settings = settings
+        self.echo = echo
+        self.clock = clock
+        self.children = list(children if children is not None else plan(settings))
+        self.refresh = refresh
+        self.stop_requested = threading.Event()
+        self.log_dir = settings.data_dir / "logs"
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: list[IO[bytes]] = []
+        self._log_start: dict[str, int] = {}
+
+    def request_stop(self, *_: Any) -> None:
+        """Signal handler: ask :meth:`run` to shut down (safe to call more than once)."""
+        self.stop_requested.set()
+
+    def run(self) -> int:
+        """Run until stopped; 0 after a clean shutdown, 1 if a child died on its own."""
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(exist_ok=True)
+        ledger = Ledger.from_settings(self.settings, self.clock)
+        ledger.upgrade()
+        specs = load_jobs(self.settings.schedule_path, self.settings.config_max_bytes)
+        self._banner(specs)
+        self._start_children()
+        watcher = RunWatcher(ledger)
+        status = 0
+        try:
+            while not self.stop_requested.wait(self.refresh):
+                for line in watcher.changes():
+                    self.echo(line)
+                dead = [name for name, proc in self._procs.items() if proc.poll() is not None]
+                if dead:
+                    self.echo(f"child process(es) exited unexpectedly: {', '.join(dead)}")
+                    status = 1
+                    break
+        finally:
+            self.shutdown()
+            for line in watcher.changes():
+                self.echo(line)
+            self._summary(ledger)
+            ledger.close()
+        return status
+
+    def _banner(self, specs: Sequence[JobSpec]) -> None:
+        mode = "embedded (SQLite broker, ledger and leases)" if self.settings.embedded else (
+            f"broker {redact_url(self.settings.broker_url)}, "
+            f"ledger {redact_url(self.settings.database_url)}")
+        self.echo(f"agentcron up: {len(specs)} job(s) from {self.settings.schedule_path}; {mode}")
+        self.echo(f"logs in {self.log_dir}; Ctrl-C stops everything")
+        for line in describe_next(specs, self.clock):
+            self.echo(line)
+
+    def _start_children(self) -> None:
+        env = {**os.environ, **self.settings.environment()}
+        for child in self.children:
+            log = open(self.log_dir / f"{child.name}.log", "ab")  # noqa: SIM115 - closed later
+            self._logs.append(log)
+            self._log_start[child.name] = log.tell()
+            self._procs[child.name] = subprocess.Popen(
+                list(child.argv), env={**env, **child.env}, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            self.echo(f"started {child.name} (pid {self._procs[child.name].pid})")
+
+    def shutdown(self) -> None:
+        """SIGTERM every child (warm shutdown), wait, then kill what is left."""
+        self.echo("stopping: warm shutdown of beat and workers ...")
+        for proc in self._procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = self.clock.monotonic() + self.settings.shutdown_timeout + 15
+        for name, proc in self._procs.items():
+            try:
+                proc.wait(max(deadline - self.clock.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                self.echo(f"{name} did not stop in time: killed")
+                proc.kill()
+                proc.wait()
+        for log in self._logs:
+            log.close()
+
+    def _summary(self, ledger: Ledger) -> None:
+        for child in self.children:
+            path = self.log_dir / f"{child.name}.log"
+            if not path.exists():
+                continue
+            with path.open("rb") as log:
+                log.seek(self._log_start.get(child.name, 0))
+                text = log.read().decode(errors="replace")
+            for line in text.splitlines():
+                if STATS_MARK in line:
+                    self.echo(f"{child.name}: {line.split(STATS_MARK, 1)[1].strip()}")
+        counts = ledger.count_by_state()
+        summary = ", ".join(f"{state}={n}" for state, n in sorted(counts.items())) or "no runs"
+        self.echo(f"ledger: {summary}")
