@@ -30,7 +30,7 @@ from agentcron.jobs import JobSpec
 from agentcron.leases.base import Lease, LeaseStore
 from agentcron.leases.cancel import CancelSignals
 from agentcron.ledger.records import ACTIVE_STATES, NewWindow, RunRecord, RunState
-from agentcron.ledger.store import ClaimStatus, Ledger, ResultError
+from agentcron.ledger.store import Claim, ClaimStatus, Ledger, ResultError
 from agentcron.messages import RunMessage
 from agentcron.settings import Settings
 from agentcron.stats import RunStats
@@ -129,9 +129,6 @@ class Guard:
     async def _guarded(
         self, spec: JobSpec, message: RunMessage, window: NewWindow, mode: Mode
     ) -> Outcome:
-        existing = await self._commit(mode, self.ledger.get, window.job, window.window_start)
-        if existing is not None and existing.state.terminal and not message.force:
-            return _duplicate(f"window already {existing.state.value}", existing)
         now = self.clock.now()
         if (not message.force and message.trigger in _MISFIRE_TRIGGERS
                 and now > window.slot + spec.misfire_grace):  # fmt: skip
@@ -151,7 +148,7 @@ class Guard:
         if isinstance(acquired, Skip):
             return await self._terminal(mode, spec, window, RunState.SKIPPED, acquired.reason)
         try:
-            return await self._claimed(spec, message, window, mode, acquired, existing)
+            return await self._claimed(spec, message, window, mode, acquired)
         finally:
             await mode.io(self.leases.release, acquired)
 
@@ -167,11 +164,10 @@ class Guard:
 
     async def _claimed(
         self, spec: JobSpec, message: RunMessage, window: NewWindow, mode: Mode,
-        lease: Lease, before: RunRecord | None,
+        lease: Lease,
     ) -> Outcome:  # fmt: skip
         max_attempts = spec.job.max_retries
-        claim = await self._commit(mode, self.ledger.claim, window, lease.token, self.worker_id,
-                                   max_attempts, message.force)  # fmt: skip
+        claim = await self._commit(mode, self._claim, window, lease, max_attempts, message.force)
         if claim.status is ClaimStatus.DONE:
             return _duplicate(f"window already {claim.record.state.value}", claim.record)
         if claim.status is ClaimStatus.ACTIVE:
@@ -182,11 +178,10 @@ class Guard:
                               f"failed: {error}")  # fmt: skip
             await self._callbacks(mode, spec, window, outcome)
             return outcome
-        if _overran(before, spec, self.clock):
+        if _overran(claim.previous, spec, self.clock):
             return await self._finish(mode, spec, window, lease, claim.record.attempt,
                                       RunState.TIMEOUT, None, "hard time limit exceeded",
                                       "TimeLimitExceeded")  # fmt: skip
-        await self._commit(mode, self.ledger.start, window.job, window.window_start, lease.token)
         return await self._attempts(spec, message, window, mode, lease, claim.record.attempt)
 
     async def _attempts(
@@ -265,6 +260,10 @@ class Guard:
         outcome = Outcome(state, False, attempt, result, error, detail)
         await self._callbacks(mode, spec, window, outcome)
         return outcome
+
+    def _claim(self, window: NewWindow, lease: Lease, max_attempts: int, force: bool) -> Claim:
+        return self.ledger.claim(window, lease.token, self.worker_id, max_attempts, force,
+                                 running=True)  # fmt: skip
 
     def _complete(
         self, window: NewWindow, lease: Lease, state: RunState, result: Any,

@@ -53,10 +53,11 @@ class ClaimStatus(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Claim:
-    """The outcome of a claim and the row as it stands after it."""
+    """The outcome of a claim, the row as it stands after it, and as it stood before."""
 
     status: ClaimStatus
     record: RunRecord
+    previous: RunRecord | None = None
 
 
 def _record(row: Row[Any]) -> RunRecord:
@@ -189,9 +190,14 @@ class Ledger:
         return RUNS.c.job == job, RUNS.c.window_start == window_start
 
     def claim(
-        self, window: NewWindow, token: int, worker_id: str, max_attempts: int, force: bool = False
-    ) -> Claim:
-        """Claim ``window`` for the holder of ``token`` (see :class:`ClaimStatus`)."""
+        self, window: NewWindow, token: int, worker_id: str, max_attempts: int, force: bool = False,
+        *, running: bool = False,
+    ) -> Claim:  # fmt: skip
+        """Claim ``window`` for the holder of ``token`` (see :class:`ClaimStatus`).
+
+        With ``running=True`` the claimed row goes straight to 'running' (started now): the
+        guard's claim and start in one statement.
+        """
         restart = RUNS.c.state.in_(_TERMINAL)
         claimable = [
             *self._match(window.job, window.window_start),
@@ -201,22 +207,29 @@ class Ledger:
             claimable += [RUNS.c.state.not_in(_TERMINAL), RUNS.c.attempt < max_attempts]
         now = self._clock.now()
         values: dict[str, Any] = {
-            "state": str(RunState.CLAIMED), "token": token, "worker_id": worker_id,
+            "state": str(RunState.RUNNING if running else RunState.CLAIMED), "token": token,
+            "worker_id": worker_id,
             "attempt": case((restart, 1), else_=RUNS.c.attempt + 1) if force
             else RUNS.c.attempt + 1,
-            "started_at": None, "finished_at": None, "updated_at": now,
+            "started_at": now if running else None, "finished_at": None, "updated_at": now,
         }  # fmt: skip
         if force:
             cleared = ("duration", "error_type", "error_message", "result")
             values |= {name: case((restart, None), else_=RUNS.c[name]) for name in cleared}
         with begin_write(self._engine) as conn:
-            self._insert_missing(conn, self._new_rows([window], RunState.SCHEDULED))
-            claimed = conn.execute(update(RUNS).where(*claimable).values(**values)).rowcount == 1
+            previous = self._fetch(conn, window.job, window.window_start)
+            if previous is None:
+                self._insert_missing(conn, self._new_rows([window], RunState.SCHEDULED))
+            elif previous.state.terminal and not force:
+                return Claim(ClaimStatus.DONE, previous, previous)
+            statement = update(RUNS).where(*claimable).values(**values).returning(*RUNS.c)
+            claimed = conn.execute(statement).first()
+            if claimed is not None:
+                return Claim(ClaimStatus.CLAIMED, _record(claimed), previous)
             record = self._fetch(conn, window.job, window.window_start)
             assert record is not None
-            if claimed:
-                return Claim(ClaimStatus.CLAIMED, record)
-            return self._classify(conn, record, token, max_attempts)
+            found = self._classify(conn, record, token, max_attempts)
+            return Claim(found.status, found.record, previous)
 
     def _classify(
         self, conn: Connection, record: RunRecord, token: int, max_attempts: int
@@ -278,9 +291,11 @@ class Ledger:
         result: Any = None,
         error_type: str | None = None,
         error_message: str | None = None,
+        duration: float | None = None,
     ) -> bool:
         """Finish the run of the holder of ``token`` as ``state``; False (and a warning) if fenced.
 
+        ``duration`` (seconds) is computed from ``started_at`` when not given.
         Raises :class:`ResultError` when ``result`` is not JSON or larger than the limit.
         """
         state = RunState(state)
@@ -289,11 +304,13 @@ class Ledger:
         stored = self._check_result(result)
         now = self._clock.now()
         with begin_write(self._engine) as conn:
-            current = self._fetch(conn, job, window_start)
-            started = current.started_at if current is not None else None
+            if duration is None:
+                current = self._fetch(conn, job, window_start)
+                started = current.started_at if current is not None else None
+                duration = (now - started).total_seconds() if started else None
             statement = self._fenced(job, window_start, token, *ACTIVE_STATES).values(
                 state=str(state), result=stored, finished_at=now, updated_at=now,
-                duration=(now - started).total_seconds() if started else None,
+                duration=duration,
                 error_type=error_type[:200] if error_type else None,
                 error_message=self._clip(error_message),
             )  # fmt: skip
