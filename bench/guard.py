@@ -14,7 +14,9 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -94,16 +96,16 @@ def main() -> None:
         for round_no in range(args.repeat):
             client.flushdb()
             reset_postgres(args.postgres)
-            setups = {
-                "floor: SET NX PX + DEL": lambda: floor(client, args.runs),
-                "guard: Redis leases + SQLite": lambda: guarded(
-                    f"sqlite:///{Path(tmp) / f'r{round_no}.sqlite'}", "redis", args.redis,
-                    args.runs, round_no),
-                "guard: Redis leases + PostgreSQL": lambda: guarded(
-                    args.postgres, "redis", args.redis, args.runs, round_no),
-                "guard: SQL leases + SQLite (embedded)": lambda: guarded(
-                    f"sqlite:///{Path(tmp) / f's{round_no}.sqlite'}", "sql", args.redis,
-                    args.runs, round_no),
+            sqlite_a = f"sqlite:///{Path(tmp) / f'r{round_no}.sqlite'}"
+            sqlite_b = f"sqlite:///{Path(tmp) / f's{round_no}.sqlite'}"
+            setups: dict[str, Callable[[], float]] = {
+                "floor: SET NX PX + DEL": partial(floor, client, args.runs),
+                "guard: Redis leases + SQLite": partial(
+                    guarded, sqlite_a, "redis", args.redis, args.runs, round_no),
+                "guard: Redis leases + PostgreSQL": partial(
+                    guarded, args.postgres, "redis", args.redis, args.runs, round_no),
+                "guard: SQL leases + SQLite (embedded)": partial(
+                    guarded, sqlite_b, "sql", args.redis, args.runs, round_no),
             }  # fmt: skip
             for label, run in setups.items():
                 results.setdefault(label, []).append(run())
