@@ -67,7 +67,11 @@ def run_pair(tmp_path: Path, database_url: str, redis_url: str | None = None) ->
     runs = ledger.list_runs(job=name, limit=500)
     succeeded = {r.window_key for r in runs if r.state is RunState.SUCCEEDED}
     assert set(keys) == succeeded
-    assert all(r.state is RunState.SUCCEEDED for r in runs), [(r.window_key, r.state) for r in runs]
+    # The oracle: one success per window, or one terminal row that says why (a 1 s schedule on a
+    # loaded machine may start a window past its grace: 'missed', with the reason).
+    others = [(r.window_key, r.state, r.error_message) for r in runs
+              if r.state is not RunState.SUCCEEDED]  # fmt: skip
+    assert all(state.terminal and reason for _key, state, reason in others), others
     assert sum(s["successful_executions"] for s in stats) == len(succeeded)
     assert sum(s["duplicate_windows"] for s in stats) >= 1  # both saw the same windows
     shown = subprocess.run(
