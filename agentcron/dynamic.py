@@ -12,6 +12,7 @@ removed job keeps its row as a tombstone (``source='removed'``) so running beats
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,10 +24,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from agentcron.agents import _ref_of
 from agentcron.clock import SYSTEM_CLOCK, Clock
 from agentcron.errors import ConfigError, Problem
-from agentcron.jobs import Job
+from agentcron.jobs import Job, JobSpec, compile_job
 from agentcron.ledger.engine import begin_read, begin_write
 from agentcron.ledger.models import ScheduleRow
 
+log = logging.getLogger(__name__)
 SCHEDULES = cast(Table, ScheduleRow.__table__)
 REMOVED = "removed"
 LEFT_FILE = "file-removed"
@@ -176,3 +178,19 @@ class ScheduleStore:
     def _next_revision(conn: Any) -> int:
         current = conn.execute(select(func.coalesce(func.max(SCHEDULES.c.revision), 0)))
         return int(current.scalar_one()) + 1
+
+
+def load_specs(ledger: Any, settings: Any) -> list[JobSpec]:
+    """Specs of the jobs added at runtime (``source='api'``), paused ones included, so that a
+    worker can still run a window queued before the pause. Broken rows are logged and skipped.
+    """
+    specs: list[JobSpec] = []
+    folder = [settings.schedule_path.parent.resolve()]
+    for entry in ScheduleStore(ledger.engine).entries():
+        if entry.source in ("file", LEFT_FILE):
+            continue
+        try:
+            specs.append(compile_job(entry.job(), folder, settings.config_max_bytes))
+        except ConfigError as exc:
+            log.error("dynamic schedule %r rejected: %s", entry.name, exc)
+    return specs

@@ -13,24 +13,11 @@ from agentcron.beat.sources import SpecSource
 from agentcron.clock import SYSTEM_CLOCK, Clock
 from agentcron.dynamic import ScheduleStore
 from agentcron.jobs import Job, compile_jobs, load_schedule_file
-from agentcron.leases.base import LeaseStore
+from agentcron.leases.factory import open_lease_store
 from agentcron.ledger.store import Ledger
 from agentcron.settings import Settings, redact_url
 
 log = logging.getLogger(__name__)
-
-
-def open_leases(settings: Settings, ledger: Ledger, clock: Clock) -> LeaseStore:
-    """The leader lease store: Redis when configured, else SQL in the ledger."""
-    if settings.lease_backend == "redis":
-        import redis
-
-        from agentcron.leases.redis import RedisLeaseStore
-
-        return RedisLeaseStore(redis.Redis.from_url(settings.redis_url))
-    from agentcron.leases.sql import SqlLeaseStore
-
-    return SqlLeaseStore(ledger.engine, clock)
 
 
 def file_jobs(settings: Settings) -> list[Job]:
@@ -56,7 +43,7 @@ def build_beat(
     store = ScheduleStore(ledger.engine, clock)
     source = SpecSource(store, jobs, [folder], settings.config_max_bytes)
     emitter = Emitter(ledger, CeleryPublisher(app), clock)
-    leader = LeaderElection(open_leases(settings, ledger, clock), clock, settings.beat_leader_ttl)
+    leader = LeaderElection(open_lease_store(settings, ledger.engine, clock), clock, settings.beat_leader_ttl)
     config = BeatConfig(max_interval=settings.beat_max_loop_interval,
                         refresh_interval=settings.schedule_refresh_interval)  # fmt: skip
     log.info("beat %s: ledger %s, leases %s", leader.owner, redact_url(settings.database_url),

@@ -140,7 +140,7 @@ class BeatService:
                 emit[emission.window.window_key] = emission
             seen = emission_for(spec, previous).window.window_key if previous else None
             for slot, reason in plan.missed:
-                window = emission_for(spec, slot, "catchup").window
+                window = emission_for(spec, slot).window
                 if window.window_key != seen:
                     missed.setdefault(window.window_key, (window, reason))
             if plan.truncated:
