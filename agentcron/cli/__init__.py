@@ -12,7 +12,9 @@ import click
 
 from agentcron.cli.db import db_group
 from agentcron.cli.runs import runs_command
+from agentcron.cli.schedules import schedules_group
 from agentcron.cli.timing import next_command, validate_command
+from agentcron.cli.trigger import trigger_command
 from agentcron.cli.up import up_command
 
 
@@ -27,4 +29,6 @@ main.add_command(next_command)
 main.add_command(validate_command)
 main.add_command(db_group)
 main.add_command(runs_command)
+main.add_command(schedules_group)
+main.add_command(trigger_command)
 main.add_command(up_command)

@@ -1,0 +1,73 @@
+"""``agentcron trigger JOB [--force]``: run the window that contains now.
+
+Without ``--force`` the run is deduped against the scheduled run of that window: if the window
+already has a row (scheduled, running or done), nothing is sent. ``--force`` sends a run that
+the guard executes even over a finished window.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import click
+
+from agentcron.beat.planner import task_for
+from agentcron.beat.publisher import CeleryPublisher, Outgoing
+from agentcron.clock import SYSTEM_CLOCK, Clock
+from agentcron.jobs import JobSpec
+from agentcron.ledger.records import NewWindow
+from agentcron.messages import RunMessage
+from agentcron.settings import Settings
+from agentcron.windows import window_key, window_start
+
+
+def current_slot(spec: JobSpec, now: datetime) -> datetime:
+    """The slot whose window contains ``now``: the last fire at or before now (or now)."""
+    if spec.job.window != "slot":
+        return now
+    horizon = (spec.schedule.period or timedelta(days=1)) * 2
+    last = spec.schedule.previous_fire(now, horizon)
+    return last if last is not None else now.replace(microsecond=0)
+
+
+def manual_message(spec: JobSpec, now: datetime, force: bool) -> RunMessage:
+    """The manual run message for the window of ``spec`` that contains ``now``."""
+    slot = current_slot(spec, now)
+    start = window_start(slot, spec.job.window, spec.job.tz)
+    return RunMessage(spec.name, window_key(spec.name, start), start, slot, "manual", 1, force)
+
+
+def trigger(spec: JobSpec, ledger: Any, publisher: Any, clock: Clock, force: bool) -> str:
+    """Record and publish a manual run; a sentence saying what happened."""
+    message = manual_message(spec, clock.now(), force)
+    window = NewWindow(spec.name, message.window_start, message.window_key, message.slot, "manual")
+    fresh = ledger.record_scheduled([window])
+    if not fresh and not force:
+        row = ledger.get(spec.name, message.window_start)
+        state = row.state.value if row is not None else "recorded"
+        return f"deduped: {message.window_key} is already {state} (use --force to run it again)"
+    publisher.publish([Outgoing(task_for(spec), spec.queue, message)])
+    return f"sent {message.short()}{' (forced)' if force else ''} to {spec.queue}"
+
+
+@click.command("trigger")
+@click.argument("job")
+@click.option("--force", is_flag=True, help="Run even if the window already ran.")
+def trigger_command(job: str, force: bool) -> None:
+    """Run JOB now, in the window that contains now."""
+    from celery import Celery
+
+    from agentcron.runtime import Runtime
+
+    runtime = Runtime.from_settings(Settings.from_env(), SYSTEM_CLOCK)
+    try:
+        spec = runtime.spec(job)
+    except KeyError:
+        click.echo(f"error: no job named {job!r}", err=True)
+        raise SystemExit(1) from None
+    app = Celery("agentcron-trigger", broker=runtime.settings.broker_url)
+    try:
+        click.echo(trigger(spec, runtime.ledger, CeleryPublisher(app), runtime.clock, force))
+    finally:
+        runtime.close()
