@@ -1,6 +1,7 @@
 """Taking a job's lease under its overlap policy.
 
-When another run holds the job's lease: a redelivery of *that same* window is a duplicate;
+When another run holds the job's lease: a delivery of *that same* window waits up to one TTL
+for a dead holder's lease to expire (then takes over) and is a duplicate if the holder lives;
 otherwise the policy decides: ``skip`` (this window ends ``skipped``), ``buffer_one`` (wait, but
 only one window may wait), ``buffer_all`` (wait), ``cancel_other`` (ask the holder to stop, then
 wait), ``allow`` (leases are per window, so only the same window can be holding one).
@@ -74,7 +75,7 @@ async def acquire_with_policy(w: OverlapWait, name: str, owner: str) -> Lease | 
         return lease
     holder = await w.mode.io(w.leases.holder, name)
     if _held_by_same_window(w.window, await w.current(), holder) or w.spec.job.overlap == "allow":
-        return Duplicate("window running elsewhere (its lease is live)")
+        return await _outlive(w, name, owner, ttl)
     policy = w.spec.job.overlap
     held_by = f"token {holder.token}" if holder else "another run"
     if policy == "skip":
@@ -94,6 +95,28 @@ async def acquire_with_policy(w: OverlapWait, name: str, owner: str) -> Lease | 
     if lease is None:
         return Skip(f"overlap ({policy}): previous run ({held_by}) did not finish in time")
     return lease
+
+
+async def _outlive(w: OverlapWait, name: str, owner: str, ttl: float) -> Lease | Duplicate:
+    """A delivery of the window whose own lease is live: is its holder alive?
+
+    A holder killed mid-run (a prefork child, a whole worker) leaves its lease until the TTL
+    runs out, and ``reject_on_worker_lost`` redelivers at once: dropping that delivery as a
+    duplicate would lose the window (scenario 1). So wait up to one TTL: a dead holder's lease
+    expires and this delivery takes the window over (the ledger's fencing keeps that safe); a
+    live holder renews every TTL/3 or finishes, and then this delivery is the duplicate.
+    """
+    deadline = w.clock.monotonic() + ttl * 1.25 + 0.5
+    interval = min(1.0, ttl / 10)
+    while w.clock.monotonic() < deadline:
+        await w.clock.asleep(interval)
+        record = await w.current()
+        if record is not None and record.state.terminal:
+            return Duplicate(f"window already {record.state.value}")
+        lease = await w.mode.io(w.leases.acquire, name, owner, ttl)
+        if lease is not None:
+            return lease
+    return Duplicate("window running elsewhere (its lease is live and renewed)")
 
 
 async def _wait(

@@ -148,8 +148,32 @@ def test_redelivery_while_running_elsewhere_is_a_duplicate(world: World) -> None
 
     world.ledger.claim(NewWindow(window.job, window.window_start, window.window_key, window.slot),
                        lease.token, "other-worker", 3)
+    acquire = world.leases.acquire
+
+    def live_holder_renews(name: str, owner: str, ttl: float) -> Any:
+        world.leases.renew(lease, 60)  # the holder is alive: its renewer keeps the lease
+        return acquire(name, owner, ttl)
+
+    world.leases.acquire = live_holder_renews  # type: ignore[method-assign]
     outcome = world.guard().run_sync(spec, message)
     assert outcome.duplicate and calls == []
+
+
+def test_redelivery_after_the_holder_died_runs_once_its_lease_expires(world: World) -> None:
+    """Scenario 1: a killed holder's lease outlives it; the redelivery waits one TTL, then runs."""
+    agent, calls = counting()
+    spec = make_spec(agent, lease_ttl=10)
+    message = world.message(spec)
+    from agentcron.ledger.records import NewWindow
+
+    lease = world.leases.acquire(spec.name, "dead-holder", 10)
+    assert lease is not None
+    world.ledger.claim(NewWindow(message.job, message.window_start, message.window_key,
+                                 message.slot), lease.token, "dead-worker", 3)  # fmt: skip
+    before = world.clock.monotonic()
+    outcome = world.guard().run_sync(spec, message)
+    assert outcome.state is RunState.SUCCEEDED and len(calls) == 1
+    assert 10 <= world.clock.monotonic() - before <= 10 * 1.25 + 1.5
 
 
 def test_stale_holder_is_fenced_and_exactly_one_success(world: World) -> None:
