@@ -10,7 +10,8 @@ re-publication: when the broker answers again it publishes the ledger's pending 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -81,12 +82,48 @@ class Emitter:
         """Record and publish ``emissions``; the number published (0 if the broker failed)."""
         if not emissions:
             return 0
+        return self._publish(self._outgoing_of(emissions, self._record(emissions)))
+
+    def emit_stream(self, chunks: Iterable[Sequence[Emission]]) -> list[Emission]:
+        """Record and publish chunk after chunk, recording the next chunk (in a thread: the
+        database works while we publish) before publishing the previous one. Each window is
+        still recorded before it is published. Returns the emissions whose recording failed.
+        """
+        failed: list[Emission] = []
+        with ThreadPoolExecutor(1, thread_name_prefix="beat-record") as pool:
+            previous: tuple[Sequence[Emission], Future[set[str]]] | None = None
+            for chunk in chunks:
+                if not chunk:
+                    continue
+                current = (chunk, pool.submit(self._record, chunk))
+                if previous is not None:
+                    self._publish_recorded(*previous, failed)
+                previous = current
+            if previous is not None:
+                self._publish_recorded(*previous, failed)
+        return failed
+
+    def _publish_recorded(self, chunk: Sequence[Emission], future: Future[set[str]],
+                          failed: list[Emission]) -> None:  # fmt: skip
+        try:
+            fresh = future.result()
+        except Exception as exc:  # the ledger is down: nothing recorded, nothing published
+            log.warning("recording %d window(s) failed (%s: %s)", len(chunk),
+                        type(exc).__name__, exc)  # fmt: skip
+            failed.extend(chunk)
+            return
+        self._publish(self._outgoing_of(chunk, fresh))
+
+    def _record(self, emissions: Sequence[Emission]) -> set[str]:
         fresh = set(self.ledger.record_scheduled([e.window for e in emissions]))
         self.stats.recorded += len(fresh)
         self.stats.deduplicated += len(emissions) - len(fresh)
-        batch = [Outgoing(e.task, e.queue, e.message()) for e in emissions
-                 if e.window.window_key in fresh]  # fmt: skip
-        return self._publish(batch)
+        return fresh
+
+    @staticmethod
+    def _outgoing_of(emissions: Sequence[Emission], fresh: set[str]) -> list[Outgoing]:
+        return [Outgoing(e.task, e.queue, e.message()) for e in emissions
+                if e.window.window_key in fresh]  # fmt: skip
 
     def mark_missed(self, windows: Sequence[tuple[NewWindow, str]]) -> int:
         """Record windows the beat will not run as 'missed' with their reason."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from agentcron.beat.emitter import Emitter
+from agentcron.beat.bulk import BulkRecorder
+from agentcron.beat.emitter import Emitter, WindowLedger
+from agentcron.beat.fastpublish import RedisListPublisher, header_template
 from agentcron.beat.leader import LeaderElection
-from agentcron.beat.publisher import CeleryPublisher
+from agentcron.beat.publisher import CeleryPublisher, Publisher
 from agentcron.beat.service import BeatConfig, BeatService
 from agentcron.beat.sources import SpecSource
 from agentcron.clock import SYSTEM_CLOCK, Clock
@@ -15,9 +17,21 @@ from agentcron.dynamic import ScheduleStore
 from agentcron.jobs import Job, compile_jobs, load_schedule_file
 from agentcron.leases.factory import open_lease_store
 from agentcron.ledger.store import Ledger
-from agentcron.settings import Settings, redact_url
+from agentcron.settings import Settings, is_redis_url, redact_url
 
 log = logging.getLogger(__name__)
+
+
+def open_publisher(app: Any, settings: Settings) -> Publisher:
+    """Pipelined LPUSHes for a Redis broker; Celery's own producer for any other."""
+    if not is_redis_url(settings.broker_url):
+        return CeleryPublisher(app)
+    import redis
+
+    client = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=5, socket_timeout=30)
+    options = app.conf.broker_transport_options or {}
+    return RedisListPublisher(client, header_template(app),
+                              key_prefix=str(options.get("global_keyprefix", "")))  # fmt: skip
 
 
 def file_jobs(settings: Settings) -> list[Job]:
@@ -42,7 +56,8 @@ def build_beat(
     folder = settings.schedule_path.parent.resolve()
     store = ScheduleStore(ledger.engine, clock)
     source = SpecSource(store, jobs, [folder], settings.config_max_bytes)
-    emitter = Emitter(ledger, CeleryPublisher(app), clock)
+    recorder: WindowLedger = BulkRecorder(ledger, clock) if BulkRecorder.supports(ledger) else ledger
+    emitter = Emitter(recorder, open_publisher(app, settings), clock)
     leader = LeaderElection(open_lease_store(settings, ledger.engine, clock), clock, settings.beat_leader_ttl)
     config = BeatConfig(max_interval=settings.beat_max_loop_interval,
                         refresh_interval=settings.schedule_refresh_interval)  # fmt: skip

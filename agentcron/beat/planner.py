@@ -19,6 +19,7 @@ from agentcron.beat.jitter import jitter_offset
 from agentcron.jobs import JobSpec
 from agentcron.ledger.records import NewWindow
 from agentcron.messages import ASYNC_TASK, SYNC_TASK, RunMessage
+from agentcron.schedules import format_instant
 from agentcron.windows import window_key, window_start
 
 
@@ -108,19 +109,44 @@ class Planner:
             return None
         return datetime.fromtimestamp(self._heap[0][0], UTC)
 
+    def due_before(self, now: datetime) -> bool:
+        """True if some live entry is due at ``now``."""
+        self._drop_stale()
+        return bool(self._heap) and self._heap[0][0] <= now.timestamp()
+
     def due(self, now: datetime, limit: int | None = None) -> list[Emission]:
-        """Pop every emission due at ``now`` (at most ``limit``) and plan each job's next slot."""
+        """Pop every emission due at ``now`` (at most ``limit``) and plan each job's next slot.
+
+        Jobs that share a schedule object (``parse_schedule`` is cached) and a slot share the
+        work of computing the next slot and formatting the window instant.
+        """
         out: list[Emission] = []
         stamp = now.timestamp()
-        heap = self._heap
+        heap, live, specs = self._heap, self._generation, self._specs
+        following: dict[tuple[int, datetime], datetime | None] = {}
+        formatted: dict[datetime, str] = {}
         while heap and heap[0][0] <= stamp and (limit is None or len(out) < limit):
             _, _, name, generation, slot = heapq.heappop(heap)
-            if self._generation.get(name) != generation or name not in self._specs:
+            spec = specs.get(name)
+            if spec is None or live.get(name) != generation:
                 continue
-            spec = self._specs[name]
-            out.append(emission_for(spec, slot))
-            self._push(spec, spec.schedule.next_fire(slot), generation)
+            out.append(self._emission(spec, slot, formatted))
+            memo = (id(spec.schedule), slot)
+            if memo not in following:
+                following[memo] = spec.schedule.next_fire(slot)
+            self._push(spec, following[memo], generation)
         return out
+
+    @staticmethod
+    def _emission(spec: JobSpec, slot: datetime, formatted: dict[datetime, str]) -> Emission:
+        job = spec.job
+        if job.window != "slot" or spec.jitter or slot.microsecond:
+            return emission_for(spec, slot)
+        text = formatted.get(slot)
+        if text is None:
+            text = formatted[slot] = format_instant(slot)
+        window = NewWindow(job.name, slot, f"{job.name}@{text}", slot, "schedule")
+        return Emission(window, spec.queue, task_for(spec), slot)
 
     def _push(self, spec: JobSpec, slot: datetime | None, generation: int) -> None:
         if slot is None:

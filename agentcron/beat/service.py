@@ -10,7 +10,7 @@ O(number of jobs): due windows come off a heap and changes come by revision.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -39,6 +39,7 @@ class BeatConfig:
     max_interval: float = 1.0
     refresh_interval: float = 2.0
     max_batch: int = 200_000
+    chunk: int = 10_000
 
 
 def last_slots(engine: Engine) -> dict[str, datetime]:
@@ -76,14 +77,14 @@ class BeatService:
             self._activate()
         self._refresh()
         self.emitter.republish_owed(self.source.route)
-        due = self._unrecorded + self.planner.due(self.clock.now(), self.config.max_batch)
-        self._unrecorded = []
-        if due:
+        now = self.clock.now()
+        retry, self._unrecorded = self._unrecorded, []
+        if retry or self.planner.due_before(now):
             if self.leader is not None and not self.leader.leading:
-                self._unrecorded = due
+                self._unrecorded = retry
                 self._deactivate()
                 return 0.0
-            self._emit(due)
+            self._unrecorded = self.emitter.emit_stream(self._chunks(retry, now))
         return self._sleep_time()
 
     def close(self) -> None:
@@ -100,13 +101,19 @@ class BeatService:
         wait = (next_due - self.clock.now()).total_seconds()
         return max(0.0, min(self.config.max_interval, wait))
 
+    def _chunks(self, retry: list[Emission], now: datetime) -> Iterator[list[Emission]]:
+        if retry:
+            yield retry
+        emitted = 0
+        while emitted < self.config.max_batch:
+            chunk = self.planner.due(now, min(self.config.chunk, self.config.max_batch - emitted))
+            if not chunk:
+                return
+            emitted += len(chunk)
+            yield chunk
+
     def _emit(self, due: list[Emission]) -> None:
-        try:
-            self.emitter.emit(due)
-        except Exception as exc:  # the ledger is down: nothing recorded, nothing published
-            log.warning("recording %d window(s) failed (%s: %s); retrying next tick", len(due),
-                        type(exc).__name__, exc)  # fmt: skip
-            self._unrecorded = due
+        self._unrecorded += self.emitter.emit_stream([due])
 
     def _activate(self) -> None:
         specs = self.source.load() if not self._loaded else dict(self.source.specs)
