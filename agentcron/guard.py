@@ -29,6 +29,7 @@ from agentcron.guard_overlap import Duplicate, OverlapWait, Skip, acquire_with_p
 from agentcron.jobs import JobSpec
 from agentcron.leases.base import Lease, LeaseStore
 from agentcron.leases.cancel import CancelSignals
+from agentcron.leases.hub import LeaseHub
 from agentcron.ledger.records import ACTIVE_STATES, NewWindow, RunRecord, RunState
 from agentcron.ledger.store import Claim, ClaimStatus, Ledger, ResultError
 from agentcron.messages import RunMessage
@@ -99,6 +100,8 @@ class Guard:
         self._sync_mode = SyncMode(timeout_errors)
         self._async_mode = AsyncMode()
         self._loops = threading.local()
+        self.hub = LeaseHub(leases, cancels, clock)
+        self.observers: list[Callable[[Outcome, JobSpec, RunMessage], None]] = []  # metrics, alerts
 
     def stats(self) -> dict[str, float]:
         """Counters and durations since this guard was made."""
@@ -124,6 +127,8 @@ class Guard:
         if outcome.state is not None and outcome.state in _STATE_COUNTER:
             self.run_stats.add(_STATE_COUNTER[outcome.state])
         log.info("%s: %s", message.short(), outcome.detail)
+        for observer in self.observers:  # agentcron.metrics.observe_outcome; never fails a run
+            await mode.callback(observer, outcome, spec, message)
         return outcome
 
     async def _guarded(
@@ -196,9 +201,7 @@ class Guard:
         def stop(reason: str) -> None:
             mode.interrupt(ctx, reason)
 
-        renewer = mode.keep(self.leases, self.cancels, self.clock, lease,
-                            spec.lease_ttl.total_seconds(), stop)  # fmt: skip
-        async with renewer:
+        with self.hub.hold(lease, spec.lease_ttl.total_seconds(), stop):
             while True:
                 try:
                     result = await mode.invoke(spec.agent, ctx, timeout)

@@ -10,17 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from agentcron.agents import Agent
 from agentcron.callbacks import asafe_call, safe_call
-from agentcron.clock import Clock
 from agentcron.context import RunCancelled, RunContext
-from agentcron.leases.base import Lease, LeaseStore
-from agentcron.leases.cancel import CancelSignals
-from agentcron.leases.renewal import TaskRenewer, ThreadRenewer
 
 T = TypeVar("T")
 
@@ -50,13 +45,6 @@ class Mode(Protocol):
         """Call a user callback, swallowing its errors."""
         ...
 
-    def keep(
-        self, store: LeaseStore, cancels: CancelSignals, clock: Clock, lease: Lease, ttl: float,
-        stop: Callable[[str], None],
-    ) -> AbstractAsyncContextManager[Any]:  # fmt: skip
-        """Renew ``lease`` every ttl/3 while the run goes on; ``stop`` on loss or cancel."""
-        ...
-
 
 class SyncMode:
     """Blocking calls in the calling thread; the agent runs right here."""
@@ -80,18 +68,6 @@ class SyncMode:
 
     async def callback(self, callback: Callable[..., Any] | None, *args: Any) -> None:
         safe_call(callback, *args)
-
-    @contextlib.asynccontextmanager
-    async def keep(
-        self, store: LeaseStore, cancels: CancelSignals, clock: Clock, lease: Lease, ttl: float,
-        stop: Callable[[str], None],
-    ) -> AsyncIterator[ThreadRenewer]:  # fmt: skip
-        """A renewal thread: this thread's loop is blocked while a sync agent runs."""
-        renewer = ThreadRenewer(store, lease, ttl, clock=clock, on_lost=stop,
-                                cancel_signals=cancels, on_cancel=stop,
-                                poll_interval=poll_interval(ttl))  # fmt: skip
-        with renewer:
-            yield renewer
 
 
 class AsyncMode:
@@ -132,19 +108,6 @@ class AsyncMode:
 
     async def callback(self, callback: Callable[..., Any] | None, *args: Any) -> None:
         await asafe_call(callback, *args)
-
-    def keep(
-        self, store: LeaseStore, cancels: CancelSignals, clock: Clock, lease: Lease, ttl: float,
-        stop: Callable[[str], None],
-    ) -> TaskRenewer:  # fmt: skip
-        """A renewal task on the running loop."""
-        return TaskRenewer(store, lease, ttl, clock=clock, on_lost=stop, cancel_signals=cancels,
-                           on_cancel=stop, poll_interval=poll_interval(ttl))  # fmt: skip
-
-
-def poll_interval(ttl: float) -> float:
-    """How often a running window looks for a cancel request: at most a second."""
-    return min(1.0, ttl / 3)
 
 
 def _cancelling() -> bool:

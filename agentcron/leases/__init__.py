@@ -1,6 +1,6 @@
 """Fenced, renewable leases: one protocol, Redis / SQL / in-memory implementations."""
 
-from agentcron.leases.base import Lease, LeaseStore
+from agentcron.leases.base import AsyncLeaseStore, Lease, LeaseStore
 from agentcron.leases.cancel import (
     AsyncCancelSignals,
     CancelSignals,
@@ -14,9 +14,9 @@ from agentcron.leases.factory import (
     open_cancel_signals,
     open_lease_store,
 )
+from agentcron.leases.hub import LeaseHub
 from agentcron.leases.memory import MemoryLeaseStore
 from agentcron.leases.redis import AsyncRedisLeaseStore, RedisLeaseStore
-from agentcron.leases.renewal import AsyncLeaseStore, TaskRenewer, ThreadRenewer
 from agentcron.leases.sql import SqlLeaseStore
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "AsyncRedisLeaseStore",
     "CancelSignals",
     "Lease",
+    "LeaseHub",
     "LeaseStore",
     "MemoryCancelSignals",
     "MemoryLeaseStore",
@@ -32,8 +33,6 @@ __all__ = [
     "RedisLeaseStore",
     "SqlCancelSignals",
     "SqlLeaseStore",
-    "TaskRenewer",
-    "ThreadRenewer",
     "open_async_cancel_signals",
     "open_async_lease_store",
     "open_cancel_signals",

@@ -45,3 +45,28 @@ class LeaseStore(Protocol):
     def next_token(self, name: str) -> int:
         """A fresh fencing token for ``name`` without taking the lease."""
         ...
+
+
+@runtime_checkable
+class AsyncLeaseStore(Protocol):
+    """:class:`~agentcron.leases.base.LeaseStore` with coroutine methods."""
+
+    async def acquire(self, name: str, owner: str, ttl: float) -> Lease | None:
+        """Take ``name`` for ``ttl`` seconds if nobody holds it; None if somebody does."""
+        ...
+
+    async def renew(self, lease: Lease, ttl: float) -> bool:
+        """Extend a lease we still hold to ``ttl`` seconds from now; False if we lost it."""
+        ...
+
+    async def release(self, lease: Lease) -> bool:
+        """Give the lease up if we still hold it (compare-and-delete); False otherwise."""
+        ...
+
+    async def holder(self, name: str) -> Lease | None:
+        """The live lease on ``name``, if any."""
+        ...
+
+    async def next_token(self, name: str) -> int:
+        """A fresh fencing token for ``name`` without taking the lease."""
+        ...

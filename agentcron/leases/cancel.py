@@ -81,6 +81,13 @@ class RedisCancelSignals:
         """Was a cancel requested for the holder of ``job`` with this token?"""
         return _matches(self.client.get(keys.cancel(job)), token)
 
+    def requested_many(self, holders: list[tuple[str, int]]) -> list[bool]:
+        """:meth:`requested` for many holders in one MGET."""
+        if not holders:
+            return []
+        raw: Any = self.client.mget([keys.cancel(job) for job, _ in holders])
+        return [_matches(value, token) for value, (_, token) in zip(raw, holders, strict=True)]
+
 
 class AsyncRedisCancelSignals:
     """The asyncio twin of :class:`RedisCancelSignals`."""

@@ -14,7 +14,7 @@ import redis.asyncio
 import sqlalchemy as sa
 
 from agentcron.clock import Clock
-from agentcron.leases.base import Lease, LeaseStore
+from agentcron.leases.base import AsyncLeaseStore, Lease, LeaseStore
 from agentcron.leases.cancel import (
     AsyncCancelSignals,
     AsyncRedisCancelSignals,
@@ -23,7 +23,6 @@ from agentcron.leases.cancel import (
     SqlCancelSignals,
 )
 from agentcron.leases.redis import AsyncRedisLeaseStore, RedisLeaseStore
-from agentcron.leases.renewal import AsyncLeaseStore
 from agentcron.leases.sql import SqlLeaseStore
 from agentcron.settings import Settings
 

@@ -75,6 +75,14 @@ class RedisLeaseStore:
         done: Any = self._release(keys=[keys.lease(lease.name)], args=[lease_value(lease)])
         return int(done) == 1
 
+    def renew_many(self, leases: list[tuple[Lease, float]]) -> list[bool]:
+        """Compare-and-extend many leases in one pipelined round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for lease, ttl in leases:
+            self._renew(keys=[keys.lease(lease.name)], args=[lease_value(lease), ttl_ms(ttl)],
+                        client=pipe)  # fmt: skip
+        return [int(done) == 1 for done in pipe.execute()]
+
     def holder(self, name: str) -> Lease | None:
         """The live lease on ``name``, if any."""
         raw: Any = self.client.get(keys.lease(name))
