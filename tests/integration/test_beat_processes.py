@@ -22,6 +22,7 @@ from tests.integration.test_beat_support import (
     rows,
     stop,
     wait_until,
+    worker_process,
     write_schedule,
 )
 from tests.services import wait_for
@@ -128,3 +129,20 @@ def test_broker_down_across_a_tick_is_late_not_lost(
                      what="the windows of the outage on the broker")  # fmt: skip
     finally:
         broker.stop()
+
+
+def test_beat_and_worker_one_success_per_window(
+    tmp_path: Path, redis_client: redis.Redis, redis_url: str, postgres_url: str, engine
+) -> None:
+    """The pipelined publisher's messages run in a real Celery worker, once per window."""
+    out = tmp_path / "effects.txt"
+    job = f'Job("rec", agent="beatagents:record", schedule="*/1s", config={{"out": "{out}"}})'
+    env = beat_env(write_schedule(tmp_path, job), redis_url, postgres_url)
+    with worker_process(tmp_path, env), beat_process(tmp_path, env, "a"), \
+            beat_process(tmp_path, env, "b"):  # fmt: skip
+        wait_for(lambda: sum(r["state"] == "succeeded" for r in rows(engine)) >= 4, timeout=60,
+                 what="four successful windows")  # fmt: skip
+    effects = out.read_text().split()
+    succeeded = [r["window_key"] for r in rows(engine) if r["state"] == "succeeded"]
+    assert len(effects) == len(set(effects)), "a window ran twice"
+    assert set(succeeded) <= set(effects)

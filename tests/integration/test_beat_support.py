@@ -20,7 +20,13 @@ from agentcron.clock import SYSTEM_CLOCK
 from tests.services import free_port, missing, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-AGENTS = "def tick(ctx):\n    return 'ok'\n"
+AGENTS = (
+    "def tick(ctx):\n    return 'ok'\n\n"
+    "def record(ctx):\n"
+    "    with open(ctx.config['out'], 'a') as f:\n"
+    "        f.write(ctx.window_key + '\\n')\n"
+    "    return 'ok'\n"
+)
 
 
 def write_schedule(folder: Path, jobs: str) -> Path:
@@ -52,6 +58,24 @@ def beat_process(tmp: Path, env: dict[str, str], name: str = "beat") -> Iterator
     proc = subprocess.Popen(
         [celery, "-A", "workers.app", "beat", "-s", str(tmp / f"{name}-schedule"),
          "--loglevel", "INFO"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        stop(proc)
+        log.close()
+
+
+@contextmanager
+def worker_process(tmp: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """A real sync ``celery worker`` (solo pool) on ``agentcron.sync``."""
+    log = open(tmp / "worker.log", "wb")  # noqa: SIM115 - closed below
+    celery = str(Path(sys.executable).with_name("celery"))
+    proc = subprocess.Popen(
+        [celery, "-A", "workers.app", "worker", "-Q", "agentcron.sync", "-P", "solo",
+         "-n", f"beat-e2e-{tmp.name}@%h", "--loglevel", "INFO", "--without-gossip",
+         "--without-mingle"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
