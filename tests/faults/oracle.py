@@ -1,0 +1,93 @@
+"""The oracle of every fault test (../shared/reliability.md).
+
+Every expected window ends with exactly one successful run, or with one terminal row that says
+why; no window is lost, none succeeds twice (its side effect happened once), and no agentcron
+key but the fencing counters lives without a TTL.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from agentcron.ledger.records import RunState
+from agentcron.schedules import parse_schedule
+from agentcron.windows import window_key
+from tests.faults.harness import Cluster
+
+
+@dataclass
+class Verdict:
+    """What the oracle found; :meth:`assert_ok` fails with every problem listed."""
+
+    expected: int = 0
+    succeeded: int = 0
+    terminal_other: Counter[str] = field(default_factory=Counter)
+    lost: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    unexplained: list[str] = field(default_factory=list)
+    leases_without_ttl: list[str] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[str]:
+        out = [f"lost (no terminal row): {w}" for w in self.lost]
+        out += [f"side effect more than once: {w}" for w in self.duplicates]
+        out += [f"terminal without a reason: {w}" for w in self.unexplained]
+        out += [f"key without TTL: {k}" for k in self.leases_without_ttl]
+        return out
+
+    def assert_ok(self, logs: str = "") -> None:
+        assert not self.problems, "\n".join(self.problems) + "\n" + logs[-12000:]
+
+    def summary(self) -> str:
+        return (f"expected={self.expected} succeeded={self.succeeded} "
+                f"other={dict(self.terminal_other)} duplicates={len(self.duplicates)} "
+                f"lost={len(self.lost)}")  # fmt: skip
+
+
+def expected_windows(schedule: str, job: str, start: datetime, end: datetime) -> list[str]:
+    """Window keys of ``job``'s slots in ``[start, end)`` (slot windows)."""
+    return [window_key(job, slot) for slot in parse_schedule(schedule).fires_between(start, end)
+            if slot < end]  # fmt: skip
+
+
+def check(cluster: Cluster, windows: list[str]) -> Verdict:
+    """Apply the oracle to ``windows`` (window keys) and to the broker's keys."""
+    verdict = Verdict(expected=len(windows))
+    effects = Counter(row[0] for row in cluster.rows("effects"))
+    for key in windows:
+        record = cluster.ledger.get_by_key(key)
+        if record is None or not record.state.terminal:
+            verdict.lost.append(f"{key} ({record.state.value if record else 'no row'})")
+            continue
+        if record.state is RunState.SUCCEEDED:
+            verdict.succeeded += 1
+            if effects[key] != 1:
+                verdict.duplicates.append(f"{key}: {effects[key]} side effects for one success")
+        else:
+            verdict.terminal_other[record.state.value] += 1
+            if not record.error_message:
+                verdict.unexplained.append(f"{key} {record.state.value}")
+            if effects[key] > 1:
+                verdict.duplicates.append(f"{key}: {effects[key]} side effects")
+    verdict.leases_without_ttl = keys_without_ttl(cluster)
+    return verdict
+
+
+def keys_without_ttl(cluster: Cluster) -> list[str]:
+    """agentcron keys (fencing counters excepted) that would never expire."""
+    if cluster.redis_proc is None:
+        return []
+    client = cluster.redis()
+    try:
+        bad = []
+        for raw in client.scan_iter(match="agentcron:*", count=1000):
+            name = raw.decode()
+            if name.startswith("agentcron:fence:"):
+                continue
+            if client.pttl(name) == -1:
+                bad.append(name)
+        return bad
+    finally:
+        client.close()

@@ -1,0 +1,108 @@
+"""The soak: 12 jobs on 1-2 s schedules, sync and async, random kill -9s and beat restarts.
+
+``FAULTS_SOAK_SECONDS`` sets how long the chaos lasts (default 60). Every 2-4 s a random worker
+process (a prefork child, or the whole asyncio worker, restarted at once) is killed with -9;
+every ~10 s the beat is killed or stopped and started again. Then the chaos stops and the
+windows drain; the oracle runs over every slot between the first and the last recorded one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+
+import pytest
+
+from tests.faults.harness import (
+    Cluster,
+    JobDecl,
+    Proc,
+    all_terminal,
+    poll,
+    slot_windows,
+    unacked_expired,
+)
+from tests.faults.oracle import check
+
+pytestmark = pytest.mark.soak
+SECONDS = float(os.environ.get("FAULTS_SOAK_SECONDS", "60"))
+JOBS = [(f"sync{n}", "*/2s" if n % 2 else "*/1s", False) for n in range(6)]
+JOBS += [(f"async{n}", "*/1s" if n % 2 else "*/2s", True) for n in range(6)]
+
+
+def jobs() -> list[JobDecl]:
+    options = {"config": {"seconds": 0.3}, "lease_ttl": 2, "misfire_grace": 120,
+               "catchup_window": 30, "coalesce": "all"}  # fmt: skip
+    return [JobDecl(name, schedule=expr, asynchronous=asyncio_job, options=options)
+            for name, expr, asyncio_job in JOBS]  # fmt: skip
+
+
+class Chaos:
+    """Random kill -9 of worker processes and beat restarts."""
+
+    def __init__(self, cluster: Cluster, rng: random.Random) -> None:
+        self.cluster, self.rng = cluster, rng
+        self.sync_workers = [cluster.worker(f"s{n}", concurrency=3) for n in range(2)]
+        self.async_worker = cluster.worker("a0", asynchronous=True)
+        self.beat = cluster.beat("beat0")
+        self.kills = self.beat_restarts = 0
+
+    def kill_worker(self) -> None:
+        self.kills += 1
+        if self.rng.random() < 0.7:
+            worker = self.rng.choice(self.sync_workers)
+            children = worker.children()
+            if children:
+                os.kill(self.rng.choice(children), signal.SIGKILL)
+            return
+        self.async_worker.signal(signal.SIGKILL)
+        self.async_worker.popen.wait(10)
+        self.async_worker = self.cluster.worker(f"a{self.kills}", asynchronous=True, ready=False)
+
+    def restart_beat(self) -> None:
+        self.beat_restarts += 1
+        self.beat.signal(self.rng.choice([signal.SIGKILL, signal.SIGTERM]))
+        self.beat.popen.wait(30)
+        self.beat = self.cluster.beat(f"beat{self.beat_restarts}")
+
+    def workers(self) -> list[Proc]:
+        return [*self.sync_workers, self.async_worker]
+
+
+def test_soak_random_kills(cluster: Cluster) -> None:
+    rng = random.Random(int(os.environ.get("FAULTS_SOAK_SEED", "8")))
+    cluster.write_jobs(jobs())
+    chaos = Chaos(cluster, rng)
+    started = time.monotonic()
+    next_kill, next_beat = started + 3, started + 10
+    while time.monotonic() - started < SECONDS:
+        now = time.monotonic()
+        if now >= next_kill:
+            chaos.kill_worker()
+            next_kill = now + rng.uniform(2, 4)
+        if now >= next_beat:
+            chaos.restart_beat()
+            next_beat = now + rng.uniform(8, 12)
+        time.sleep(0.2)
+    cluster.stop(chaos.beat)
+    names = [name for name, _, _ in JOBS]
+    # messages of killed asyncio workers come back after the visibility timeout; a worker
+    # that starts after it restores them at once (see test_s02b for the running-worker case)
+    poll(lambda: unacked_expired(cluster), 60, "the visibility timeout")
+    for proc in chaos.workers():
+        cluster.stop(proc)
+    cluster.worker("s-final", concurrency=3)
+    cluster.worker("a-final", asynchronous=True)
+    poll(lambda: all_terminal(cluster, names), 120, "every recorded window to end")
+    windows = [w for name, expr, _ in JOBS for w in slot_windows(cluster, name, expr)]
+    verdict = check(cluster, windows)
+    report = (f"soak {SECONDS:.0f}s: windows expected={verdict.expected} "
+              f"successes={verdict.succeeded} other={dict(verdict.terminal_other)} "
+              f"duplicates={len(verdict.duplicates)} lost={len(verdict.lost)} "
+              f"kills={chaos.kills} beat_restarts={chaos.beat_restarts}")  # fmt: skip
+    print(report)
+    (cluster.root.parent / "soak-report.txt").write_text(report + "\n")
+    verdict.assert_ok(cluster.logs())
+    assert verdict.expected >= 8 * SECONDS
