@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, case, func, select, update
+from sqlalchemy import Engine, Table, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from agentcron.agents import _ref_of
@@ -125,17 +125,24 @@ class ScheduleStore:
         with begin_write(self.engine) as conn:
             revision = self._next_revision(conn)
             now = self.clock.now()
-            for job in jobs:
-                row = {"name": job.name, "definition": definition_of(job), "enabled": job.enabled,
-                       "source": source, "revision": revision, "updated_at": now}  # fmt: skip
-                statement = self._insert(SCHEDULES).values(**row)
-                changes: dict[str, Any] = {k: v for k, v in row.items() if k != "name"}
-                if source == "file":  # keep a pause made at runtime across beat restarts
-                    changes["enabled"] = case(
-                        (SCHEDULES.c.source.in_([REMOVED, LEFT_FILE]), statement.excluded.enabled),
-                        else_=SCHEDULES.c.enabled,
-                    )
-                conn.execute(statement.on_conflict_do_update(index_elements=["name"], set_=changes))
+            rows = [{"name": job.name, "definition": definition_of(job), "enabled": job.enabled,
+                     "source": source, "revision": revision, "updated_at": now}
+                    for job in jobs]  # fmt: skip
+            if not rows:
+                return revision
+            statement = self._insert(SCHEDULES)
+            changes: dict[str, Any] = {
+                name: getattr(statement.excluded, name)
+                for name in ("definition", "enabled", "source", "revision", "updated_at")
+            }
+            if source == "file":  # keep a pause made at runtime across beat restarts
+                changes["enabled"] = case(
+                    (or_(SCHEDULES.c.source == REMOVED, SCHEDULES.c.source == LEFT_FILE),
+                     statement.excluded.enabled),
+                    else_=SCHEDULES.c.enabled,
+                )
+            conn.execute(statement.on_conflict_do_update(index_elements=["name"], set_=changes),
+                         rows)  # fmt: skip
             return revision
 
     def set_enabled(self, name: str, enabled: bool) -> bool:
