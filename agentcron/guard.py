@@ -15,7 +15,7 @@ import asyncio
 import logging
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -30,8 +30,14 @@ from agentcron.jobs import JobSpec
 from agentcron.leases.base import Lease, LeaseStore
 from agentcron.leases.cancel import CancelSignals
 from agentcron.leases.hub import LeaseHub
-from agentcron.ledger.records import ACTIVE_STATES, NewWindow, RunRecord, RunState
-from agentcron.ledger.store import Claim, ClaimStatus, Ledger, ResultError
+from agentcron.ledger.records import (
+    ACTIVE_STATES,
+    ClaimRequest,
+    NewWindow,
+    RunRecord,
+    RunState,
+)
+from agentcron.ledger.store import ClaimStatus, Ledger, ResultError
 from agentcron.messages import RunMessage
 from agentcron.settings import Settings
 from agentcron.stats import RunStats
@@ -172,7 +178,9 @@ class Guard:
         lease: Lease,
     ) -> Outcome:  # fmt: skip
         max_attempts = spec.job.max_retries
-        claim = await self._commit(mode, self._claim, window, lease, max_attempts, message.force)
+        request = ClaimRequest(window, lease.token, self.worker_id, max_attempts, message.force,
+                               running=True)  # fmt: skip
+        claim = await self._retrying(lambda: mode.claim(self.ledger, request))
         if claim.status is ClaimStatus.DONE:
             return _duplicate(f"window already {claim.record.state.value}", claim.record)
         if claim.status is ClaimStatus.ACTIVE:
@@ -198,32 +206,33 @@ class Guard:
                          slot=window.slot, attempt=attempt, trigger=window.trigger)  # fmt: skip
         timeout = spec.timeout.total_seconds() if spec.timeout else None
         started = self.clock.monotonic()
+
         def stop(reason: str) -> None:
             mode.interrupt(ctx, reason)
+
+        async def finish(state: RunState, result: Any, error: str | None,
+                         error_type: str | None) -> Outcome:  # fmt: skip
+            took = self.clock.monotonic() - started
+            self.run_stats.observe(took)
+            return await self._finish(mode, spec, window, lease, ctx.attempt, state, result,
+                                      error, error_type, took)  # fmt: skip
 
         with self.hub.hold(lease, spec.lease_ttl.total_seconds(), stop):
             while True:
                 try:
                     result = await mode.invoke(spec.agent, ctx, timeout)
                 except RunTimedOut as exc:
-                    return await self._finish(mode, spec, window, lease, ctx.attempt,
-                                              RunState.TIMEOUT, None, str(exc), "Timeout")
+                    return await finish(RunState.TIMEOUT, None, str(exc), "Timeout")
                 except RunCancelled as exc:
-                    return await self._finish(mode, spec, window, lease, ctx.attempt,
-                                              RunState.CANCELLED, None, str(exc), "Cancelled")
+                    return await finish(RunState.CANCELLED, None, str(exc), "Cancelled")
                 except Exception as exc:  # the agent's failure, recorded
-                    error = f"{type(exc).__name__}: {exc}"
                     if isinstance(exc, ConfigError) or ctx.attempt >= spec.job.max_retries:
-                        return await self._finish(mode, spec, window, lease, ctx.attempt,
-                                                  RunState.FAILED, None, error,
-                                                  type(exc).__name__)  # fmt: skip
-                    retried = await self._retry(mode, spec, window, lease, ctx, exc)
-                    if retried is None:
+                        error = f"{type(exc).__name__}: {exc}"
+                        return await finish(RunState.FAILED, None, error, type(exc).__name__)
+                    if await self._retry(mode, spec, window, lease, ctx, exc) is None:
                         return _duplicate("fenced out while retrying (a newer holder took over)")
                     continue
-                self.run_stats.observe(self.clock.monotonic() - started)
-                return await self._finish(mode, spec, window, lease, ctx.attempt,
-                                          RunState.SUCCEEDED, result, None, None)  # fmt: skip
+                return await finish(RunState.SUCCEEDED, result, None, None)
 
     async def _retry(
         self, mode: Mode, spec: JobSpec, window: NewWindow, lease: Lease, ctx: RunContext,
@@ -246,14 +255,18 @@ class Guard:
     async def _finish(
         self, mode: Mode, spec: JobSpec, window: NewWindow, lease: Lease, attempt: int,
         state: RunState, result: Any, error: str | None, error_type: str | None,
+        duration: float | None = None,
     ) -> Outcome:  # fmt: skip
         try:
-            ok = await self._commit(mode, self._complete, window, lease, state, result, error,
-                                    error_type)  # fmt: skip
+            request = self.ledger.complete_request(
+                window.job, window.window_start, lease.token, state, result=result,
+                error_type=error_type, error_message=error, duration=duration)
         except ResultError as exc:
             state, result, error = RunState.FAILED, None, str(exc)
-            ok = await self._commit(mode, self._complete, window, lease, state, None, error,
-                                    "ResultError")  # fmt: skip
+            request = self.ledger.complete_request(
+                window.job, window.window_start, lease.token, state, error_type="ResultError",
+                error_message=error, duration=duration)
+        ok = await self._retrying(lambda: mode.complete(self.ledger, request))
         if not ok:
             self.run_stats.add("stale")
             log.warning("%s: completion fenced out (token %d is stale); dropped",
@@ -263,18 +276,6 @@ class Guard:
         outcome = Outcome(state, False, attempt, result, error, detail)
         await self._callbacks(mode, spec, window, outcome)
         return outcome
-
-    def _claim(self, window: NewWindow, lease: Lease, max_attempts: int, force: bool) -> Claim:
-        return self.ledger.claim(window, lease.token, self.worker_id, max_attempts, force,
-                                 running=True)  # fmt: skip
-
-    def _complete(
-        self, window: NewWindow, lease: Lease, state: RunState, result: Any,
-        error: str | None, error_type: str | None,
-    ) -> bool:  # fmt: skip
-        return self.ledger.complete(window.job, window.window_start, lease.token, state,
-                                    result=result, error_type=error_type,
-                                    error_message=error)  # fmt: skip
 
     async def _callbacks(
         self, mode: Mode, spec: JobSpec, window: NewWindow, outcome: Outcome
@@ -288,14 +289,18 @@ class Guard:
             await mode.callback(spec.on_failure, report)
 
     async def _commit(self, mode: Mode, fn: Callable[..., T], *args: Any) -> T:
-        """A ledger call, retried with backoff while the database is unreachable."""
+        """A blocking ledger call, retried with backoff while the database is unreachable."""
+        return await self._retrying(lambda: mode.io(fn, *args))
+
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()`` again with backoff while the database is unreachable."""
         from sqlalchemy.exc import DBAPIError, OperationalError
 
         attempt = 0
         deadline = self.clock.monotonic() + self.settings.visibility_timeout / 2
         while True:
             try:
-                return await mode.io(fn, *args)
+                return await call()
             except (OperationalError, DBAPIError) as exc:
                 transient = isinstance(exc, OperationalError) or exc.connection_invalidated
                 if not transient:

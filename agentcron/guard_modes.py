@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from agentcron.agents import Agent
 from agentcron.callbacks import asafe_call, safe_call
 from agentcron.context import RunCancelled, RunContext
+from agentcron.ledger.batcher import LedgerBatcher
+from agentcron.ledger.records import ClaimRequest, CompleteRequest
+from agentcron.ledger.store import Claim, Ledger
 
 T = TypeVar("T")
 
@@ -31,6 +35,14 @@ class Mode(Protocol):
 
     async def io(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking store call."""
+        ...
+
+    async def claim(self, ledger: Ledger, request: ClaimRequest) -> Claim:
+        """Claim a window in the ledger."""
+        ...
+
+    async def complete(self, ledger: Ledger, request: CompleteRequest) -> bool:
+        """Complete a run in the ledger (fenced)."""
         ...
 
     async def invoke(self, agent: Agent, ctx: RunContext, limit: float | None) -> Any:
@@ -57,6 +69,12 @@ class SyncMode:
     async def io(self, fn: Callable[..., T], *args: Any) -> T:
         return fn(*args)
 
+    async def claim(self, ledger: Ledger, request: ClaimRequest) -> Claim:
+        return ledger.claim_many([request])[0]
+
+    async def complete(self, ledger: Ledger, request: CompleteRequest) -> bool:
+        return ledger.complete_many([request])[0]
+
     async def invoke(self, agent: Agent, ctx: RunContext, limit: float | None) -> Any:
         try:
             return agent.call_sync(ctx)
@@ -77,9 +95,26 @@ class AsyncMode:
 
     def __init__(self) -> None:
         self._tasks: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = {}
+        self._batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LedgerBatcher] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def io(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(fn, *args)
+
+    def batcher(self, ledger: Ledger) -> LedgerBatcher:
+        """This loop's batcher of ledger writes."""
+        loop = asyncio.get_running_loop()
+        found = self._batchers.get(loop)
+        if found is None or found.ledger is not ledger:
+            found = self._batchers[loop] = LedgerBatcher(ledger)
+        return found
+
+    async def claim(self, ledger: Ledger, request: ClaimRequest) -> Claim:
+        return await self.batcher(ledger).claim(request)
+
+    async def complete(self, ledger: Ledger, request: CompleteRequest) -> bool:
+        return await self.batcher(ledger).complete(request)
 
     async def invoke(self, agent: Agent, ctx: RunContext, limit: float | None) -> Any:
         task = asyncio.ensure_future(agent.call_async(ctx))

@@ -64,3 +64,29 @@ class RunRecord:
     error_type: str | None
     error_message: str | None
     result: Any
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    """One claim of a batch (see ``Ledger.claim``)."""
+
+    window: NewWindow
+    token: int
+    worker_id: str
+    max_attempts: int
+    force: bool = False
+    running: bool = False
+
+
+@dataclass(frozen=True)
+class CompleteRequest:
+    """One checked completion of a batch (see ``Ledger.complete_request``)."""
+
+    job: str
+    window_start: datetime
+    token: int
+    state: RunState
+    result: Any
+    error_type: str | None
+    error_message: str | None
+    duration: float | None

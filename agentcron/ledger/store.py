@@ -24,6 +24,8 @@ from agentcron.ledger.models import ReportRow, RunRow
 from agentcron.ledger.records import (
     ACTIVE_STATES,
     TERMINAL_STATES,
+    ClaimRequest,
+    CompleteRequest,
     NewWindow,
     RunRecord,
     RunState,
@@ -198,38 +200,49 @@ class Ledger:
         With ``running=True`` the claimed row goes straight to 'running' (started now): the
         guard's claim and start in one statement.
         """
+        with begin_write(self._engine) as conn:
+            return self._claim_in(conn, ClaimRequest(window, token, worker_id, max_attempts,
+                                                     force, running))  # fmt: skip
+
+    def claim_many(self, requests: Sequence[ClaimRequest]) -> list[Claim]:
+        """:meth:`claim` for many windows in ONE transaction (one commit for the batch)."""
+        with begin_write(self._engine) as conn:
+            return [self._claim_in(conn, request) for request in requests]
+
+    def _claim_in(self, conn: Connection, request: ClaimRequest) -> Claim:
+        window, token, force = request.window, request.token, request.force
         restart = RUNS.c.state.in_(_TERMINAL)
         claimable = [
             *self._match(window.job, window.window_start),
             RUNS.c.token.is_(None) | (RUNS.c.token < token),
         ]
         if not force:
-            claimable += [RUNS.c.state.not_in(_TERMINAL), RUNS.c.attempt < max_attempts]
+            claimable += [RUNS.c.state.not_in(_TERMINAL), RUNS.c.attempt < request.max_attempts]
         now = self._clock.now()
         values: dict[str, Any] = {
-            "state": str(RunState.RUNNING if running else RunState.CLAIMED), "token": token,
-            "worker_id": worker_id,
+            "state": str(RunState.RUNNING if request.running else RunState.CLAIMED),
+            "token": token, "worker_id": request.worker_id,
             "attempt": case((restart, 1), else_=RUNS.c.attempt + 1) if force
             else RUNS.c.attempt + 1,
-            "started_at": now if running else None, "finished_at": None, "updated_at": now,
+            "started_at": now if request.running else None, "finished_at": None,
+            "updated_at": now,
         }  # fmt: skip
         if force:
             cleared = ("duration", "error_type", "error_message", "result")
             values |= {name: case((restart, None), else_=RUNS.c[name]) for name in cleared}
-        with begin_write(self._engine) as conn:
-            previous = self._fetch(conn, window.job, window.window_start)
-            if previous is None:
-                self._insert_missing(conn, self._new_rows([window], RunState.SCHEDULED))
-            elif previous.state.terminal and not force:
-                return Claim(ClaimStatus.DONE, previous, previous)
-            statement = update(RUNS).where(*claimable).values(**values).returning(*RUNS.c)
-            claimed = conn.execute(statement).first()
-            if claimed is not None:
-                return Claim(ClaimStatus.CLAIMED, _record(claimed), previous)
-            record = self._fetch(conn, window.job, window.window_start)
-            assert record is not None
-            found = self._classify(conn, record, token, max_attempts)
-            return Claim(found.status, found.record, previous)
+        previous = self._fetch(conn, window.job, window.window_start)
+        if previous is None:
+            self._insert_missing(conn, self._new_rows([window], RunState.SCHEDULED))
+        elif previous.state.terminal and not force:
+            return Claim(ClaimStatus.DONE, previous, previous)
+        statement = update(RUNS).where(*claimable).values(**values).returning(*RUNS.c)
+        claimed = conn.execute(statement).first()
+        if claimed is not None:
+            return Claim(ClaimStatus.CLAIMED, _record(claimed), previous)
+        record = self._fetch(conn, window.job, window.window_start)
+        assert record is not None
+        found = self._classify(conn, record, token, request.max_attempts)
+        return Claim(found.status, found.record, previous)
 
     def _classify(
         self, conn: Connection, record: RunRecord, token: int, max_attempts: int
@@ -298,27 +311,56 @@ class Ledger:
         ``duration`` (seconds) is computed from ``started_at`` when not given.
         Raises :class:`ResultError` when ``result`` is not JSON or larger than the limit.
         """
+        request = self.complete_request(job, window_start, token, state, result=result,
+                                        error_type=error_type, error_message=error_message,
+                                        duration=duration)  # fmt: skip
+        with begin_write(self._engine) as conn:
+            done = self._complete_in(conn, request)
+        if not done:
+            self._stale(request)
+        return done
+
+    def complete_request(
+        self, job: str, window_start: datetime, token: int, state: RunState, *,
+        result: Any = None, error_type: str | None = None, error_message: str | None = None,
+        duration: float | None = None,
+    ) -> CompleteRequest:  # fmt: skip
+        """A checked completion (raises ResultError now) to pass to :meth:`complete_many`."""
         state = RunState(state)
         if not state.terminal:
             raise ValueError(f"complete needs a terminal state, not {state!r}")
-        stored = self._check_result(result)
-        now = self._clock.now()
+        return CompleteRequest(job, window_start, token, state, self._check_result(result),
+                               error_type[:200] if error_type else None,
+                               self._clip(error_message), duration)  # fmt: skip
+
+    def complete_many(self, requests: Sequence[CompleteRequest]) -> list[bool]:
+        """:meth:`complete` for many runs in ONE transaction; each fenced on its own token."""
         with begin_write(self._engine) as conn:
-            if duration is None:
-                current = self._fetch(conn, job, window_start)
-                started = current.started_at if current is not None else None
-                duration = (now - started).total_seconds() if started else None
-            statement = self._fenced(job, window_start, token, *ACTIVE_STATES).values(
-                state=str(state), result=stored, finished_at=now, updated_at=now,
-                duration=duration,
-                error_type=error_type[:200] if error_type else None,
-                error_message=self._clip(error_message),
-            )  # fmt: skip
-            if conn.execute(statement).rowcount == 1:
-                return True
+            results = [self._complete_in(conn, request) for request in requests]
+        for request, done in zip(requests, results, strict=True):
+            if not done:
+                self._stale(request)
+        return results
+
+    def _complete_in(self, conn: Connection, request: CompleteRequest) -> bool:
+        now = self._clock.now()
+        duration = request.duration
+        if duration is None:
+            current = self._fetch(conn, request.job, request.window_start)
+            started = current.started_at if current is not None else None
+            duration = (now - started).total_seconds() if started else None
+        statement = self._fenced(request.job, request.window_start, request.token,
+                                 *ACTIVE_STATES).values(
+            state=str(request.state), result=request.result, finished_at=now, updated_at=now,
+            duration=duration, error_type=request.error_type,
+            error_message=request.error_message,
+        )  # fmt: skip
+        return bool(conn.execute(statement).rowcount == 1)
+
+    @staticmethod
+    def _stale(request: CompleteRequest) -> None:
         log.warning("stale completion of %s@%s with token %s dropped (fenced out)",
-                    job, window_start.isoformat(), token)  # fmt: skip
-        return False
+                    request.job, request.window_start.isoformat(), request.token)  # fmt: skip
 
     def _check_result(self, result: Any) -> Any:
         if result is None:
