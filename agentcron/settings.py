@@ -56,6 +56,16 @@ class Settings:
     shutdown_timeout: float = 30.0
     worker_lost_cap: int = 3
     metrics_port: int = 0
+    alert_webhook_url: str = ""
+    ping_urls: str = ""
+    ping_style: str = "healthchecks"
+    alert_timeout: float = 5.0
+    watchdog_interval: float = 60.0
+    watchdog_republish_after: float = 600.0
+    watchdog_min_age: float = 30.0
+    watchdog_grace: float = 0.0
+    heartbeat_interval: float = 10.0
+    heartbeat_ttl: float = 30.0
     log_level: str = "INFO"
     extra: Mapping[str, str] = field(default_factory=dict)
 

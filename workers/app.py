@@ -21,6 +21,7 @@ from kombu.entity import Queue
 
 from agentcron.jobs import ASYNC_QUEUE, SYNC_QUEUE
 from agentcron.messages import ASYNC_TASK, SYNC_TASK
+from agentcron.operate import register as register_operations
 from agentcron.settings import Settings, is_redis_url, redact_url
 
 log = logging.getLogger("agentcron.workers")
@@ -71,6 +72,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 app = Celery("agentcron", include=["workers.tasks"])
 app.conf.update(celery_config(settings))
+register_operations(app, settings)  # watchdog task, heartbeats, metrics server, pings
 
 
 def eviction_warning(redis_url: str) -> str | None:

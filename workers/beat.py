@@ -12,23 +12,26 @@ from celery.beat import Scheduler
 
 from agentcron.beat.factory import build_beat
 from agentcron.beat.service import BeatService
+from agentcron.operate import BeatOps
 
 
 class AgentcronScheduler(Scheduler):  # type: ignore[misc]
     """Celery beat scheduler backed by agentcron's heap, ledger and leader lease."""
 
     service: BeatService | None = None
+    ops: BeatOps | None = None
 
     def setup_schedule(self) -> None:
         """Build the beat service (ledger, leases, jobs) once per process."""
         self.service = build_beat(self.app)
+        self.ops = BeatOps(self.app, self.service)  # heartbeat, watchdog task, metrics
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         """One pass; seconds until the next."""
         if self.service is None:
             self.setup_schedule()
         assert self.service is not None
-        return self.service.tick()
+        return min(self.service.tick(), self.ops.tick() if self.ops else 60.0)
 
     def sync(self) -> None:
         """Nothing to persist: the ledger is written before every publish."""
@@ -37,6 +40,8 @@ class AgentcronScheduler(Scheduler):  # type: ignore[misc]
         """Step down as leader."""
         if self.service is not None:
             self.service.close()
+        if self.ops is not None:
+            self.ops.close()
 
     @property
     def info(self) -> str:

@@ -31,12 +31,14 @@ _LOCK = threading.Lock()
 
 def worker_runtime() -> Runtime:
     """This process's runtime; Celery's soft time limit counts as the job's timeout."""
+    from agentcron.metrics import install as install_metrics
     from agentcron.runtime import Runtime, set_runtime
 
     with _LOCK:
         if "runtime" not in _BUILT:
             runtime = Runtime(Settings.from_env(), timeout_errors=(SoftTimeLimitExceeded,))
             set_runtime(runtime)
+            install_metrics(runtime.guard, runtime.ledger)  # run metrics, pings, failure alerts
             _BUILT["runtime"] = runtime
         return _BUILT["runtime"]
 

@@ -10,9 +10,12 @@ import logging
 
 import click
 
+from agentcron.cli.backfill import backfill_command, jobs_command
+from agentcron.cli.check import check_command
 from agentcron.cli.db import db_group
 from agentcron.cli.runs import runs_command
 from agentcron.cli.schedules import schedules_group
+from agentcron.cli.status import status_command
 from agentcron.cli.timing import next_command, validate_command
 from agentcron.cli.trigger import trigger_command
 from agentcron.cli.up import up_command
@@ -32,3 +35,7 @@ main.add_command(runs_command)
 main.add_command(schedules_group)
 main.add_command(trigger_command)
 main.add_command(up_command)
+main.add_command(check_command)
+main.add_command(status_command)
+main.add_command(backfill_command)
+main.add_command(jobs_command)

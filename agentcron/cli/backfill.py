@@ -1,0 +1,89 @@
+"""``agentcron backfill JOB --from ISO --to ISO`` and ``agentcron jobs``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from agentcron.clock import SYSTEM_CLOCK
+from agentcron.errors import ConfigError
+from agentcron.schedules import format_instant, parse_instant
+from agentcron.settings import Settings
+
+
+def _runtime() -> object:
+    from agentcron.runtime import Runtime
+
+    try:
+        return Runtime.from_settings(Settings.from_env(), SYSTEM_CLOCK)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from exc
+
+
+@click.command("backfill")
+@click.argument("job")
+@click.option("--from", "start", required=True, help="ISO 8601 instant: first slot (inclusive).")
+@click.option("--to", "end", required=True, help="ISO 8601 instant: last slot (inclusive).")
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(min=1),
+              help="Refuse ranges with more windows than this.")
+def backfill_command(job: str, start: str, end: str, limit: int) -> None:
+    """Enqueue JOB's windows in a past range (trigger 'backfill'), skipping succeeded ones."""
+    from celery import Celery
+
+    from agentcron.backfill import BackfillError, backfill
+    from agentcron.beat.publisher import CeleryPublisher
+    from agentcron.runtime import Runtime
+
+    try:
+        first, last = parse_instant(start), parse_instant(end)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    runtime = _runtime()
+    assert isinstance(runtime, Runtime)
+    try:
+        spec = runtime.spec(job)
+        app = Celery("agentcron-backfill", broker=runtime.settings.broker_url)
+        report = backfill(spec, runtime.ledger, CeleryPublisher(app), first, last, limit)
+    except KeyError:
+        click.echo(f"error: no job named {job!r}", err=True)
+        raise SystemExit(1) from None
+    except BackfillError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
+    finally:
+        runtime.close()
+    click.echo(report.summary())
+    for key in report.sent:
+        click.echo(f"  sent {key}{' (forced re-run)' if key in report.forced else ''}")
+
+
+@click.command("jobs")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def jobs_command(as_json: bool) -> None:
+    """List the jobs (schedule file and runtime schedules) with their next fire."""
+    from agentcron.runtime import Runtime
+    from agentcron.watchdog import enabled_specs
+
+    runtime = _runtime()
+    assert isinstance(runtime, Runtime)
+    try:
+        active = {s.name for s in enabled_specs(runtime)}
+        specs = {s.name: s for s in runtime.specs()}
+        now = runtime.clock.now()
+    finally:
+        runtime.close()
+    rows = []
+    for name in sorted(specs):
+        spec = specs[name]
+        upcoming = spec.schedule.next_fire(now)
+        rows.append({"job": name, "state": "active" if name in active else "paused",
+                     "schedule": spec.job.schedule, "tz": spec.job.tz, "queue": spec.queue,
+                     "next": format_instant(upcoming) if upcoming else None})  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['job']:<32} {row['state']:<7} {row['schedule']!s:<20} {row['queue']:<16} "
+                   f"next {row['next'] or 'never'}")

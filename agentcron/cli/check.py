@@ -1,0 +1,42 @@
+"""``agentcron check``: one watchdog pass now (re-enqueue lost windows, mark and alert missed)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from agentcron.clock import SYSTEM_CLOCK
+from agentcron.errors import ConfigError
+from agentcron.settings import Settings
+
+
+@click.command("check")
+@click.option("--json", "as_json", is_flag=True, help="Print the window keys as JSON.")
+def check_command(as_json: bool) -> None:
+    """Run the watchdog once: re-enqueue lost windows, mark missed ones and alert."""
+    from celery import Celery
+
+    from agentcron.runtime import Runtime
+    from agentcron.watchdog import run_watchdog
+
+    try:
+        runtime = Runtime.from_settings(Settings.from_env(), SYSTEM_CLOCK)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from exc
+    app = Celery("agentcron-check", broker=runtime.settings.broker_url)
+    try:
+        report = run_watchdog(runtime, app)
+    finally:
+        runtime.close()
+    if as_json:
+        click.echo(json.dumps({"jobs": report.jobs, "enqueued": report.enqueued,
+                               "republished": report.republished, "missed": report.missed,
+                               "alerted": report.alerted}, indent=2))  # fmt: skip
+    else:
+        click.echo(report.summary())
+        for label, keys in (("enqueued", report.enqueued), ("re-published", report.republished),
+                            ("missed", report.missed)):  # fmt: skip
+            for key in keys:
+                click.echo(f"  {label}: {key}")

@@ -1,0 +1,320 @@
+"""The watchdog: expected windows minus the ledger ⇒ re-enqueue (late, not lost) or ``missed``.
+
+For each enabled job, every window whose slot lies inside the job's catch-up window is expected:
+
+- no row at all ⇒ recorded ``scheduled`` (trigger ``watchdog``) and published, through the
+  beat's own record-before-publish :class:`~agentcron.beat.emitter.Emitter`;
+- a row still ``scheduled`` whose message is on no queue (Redis: the queue lists and kombu's
+  ``unacked`` hash), or, when the broker cannot be inspected, older than
+  ``watchdog_republish_after`` ⇒ published again (scenarios 7, 8, 9).
+
+A window with no terminal success once ``slot + grace`` has passed is marked ``missed``
+(:meth:`Ledger.mark_terminal`) and alerted once. The grace defaults to one schedule period plus
+one hour (a daily job alerts after 25 h). "Once" is a lease named ``alert:{window_key}``: the
+first watchdog to take it alerts, every other one (or a later pass) sees it taken.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from agentcron.alerts import Alert, Alerter
+from agentcron.beat.emitter import Emitter
+from agentcron.beat.planner import emission_for, task_for
+from agentcron.beat.publisher import Outgoing, Publisher
+from agentcron.clock import Clock
+from agentcron.jobs import JobSpec
+from agentcron.leases.base import LeaseStore
+from agentcron.ledger.records import NewWindow, RunRecord, RunState
+from agentcron.ledger.store import Ledger
+from agentcron.messages import RunMessage
+from agentcron.settings import Settings
+
+if TYPE_CHECKING:
+    from agentcron.runtime import Runtime
+
+log = logging.getLogger("agentcron.watchdog")
+WATCHDOG_TASK = "agentcron.watchdog"
+MAX_SLOTS_PER_JOB = 1000
+ONE_HOUR = timedelta(hours=1)
+
+
+class QueuedWindows(Protocol):
+    """What is waiting on the broker."""
+
+    def window_keys(self) -> set[str] | None:
+        """Window keys of every queued or reserved run message; None when unknown."""
+        ...
+
+
+def _key_of_message(raw: bytes | str) -> str | None:
+    """The ``window_key`` kwarg of one kombu JSON message (or None)."""
+    try:
+        data = json.loads(raw)
+        if isinstance(data, list):  # the unacked hash: [message, exchange, routing_key]
+            data = data[0]
+        body = data["body"]
+        if data.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        payload = json.loads(body)
+        kwargs = payload[1] if isinstance(payload, list) else payload.get("kwargs", {})
+        key = kwargs.get("window_key")
+        return key if isinstance(key, str) else None
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None
+
+
+class RedisQueueInspector:
+    """Reads the Redis transport's queue lists (every priority band) and its ``unacked`` hash."""
+
+    PRIORITY_SEPARATOR = "\x06\x16"
+
+    def __init__(self, client: Any, queues: Sequence[str], limit: int = 200_000) -> None:
+        self.client = client
+        self.queues = list(queues)
+        self.limit = limit
+
+    def lists(self) -> list[str]:
+        """Every Redis list that holds messages of our queues."""
+        bands = ("", *(f"{self.PRIORITY_SEPARATOR}{n}" for n in (3, 6, 9)))
+        return [f"{queue}{band}" for queue in self.queues for band in bands]
+
+    def window_keys(self) -> set[str] | None:
+        """Window keys on the queues and reserved by workers; None if the queues are too long."""
+        keys: set[str] = set()
+        for name in self.lists():
+            if self.client.llen(name) > self.limit:
+                return None
+            for start in range(0, self.limit, 5000):
+                chunk = self.client.lrange(name, start, start + 4999)
+                keys.update(k for k in map(_key_of_message, chunk) if k)
+                if len(chunk) < 5000:
+                    break
+        for raw in self.client.hvals("unacked"):
+            key = _key_of_message(raw)
+            if key:
+                keys.add(key)
+        return keys
+
+
+@dataclass(frozen=True)
+class WatchdogConfig:
+    """How the watchdog judges windows (seconds)."""
+
+    republish_after: float = 600.0
+    min_age: float = 30.0
+    grace: float = 0.0  # 0: one schedule period plus one hour, per job
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WatchdogConfig:
+        """The watchdog's part of the settings."""
+        return cls(settings.watchdog_republish_after, settings.watchdog_min_age,
+                   settings.watchdog_grace)  # fmt: skip
+
+
+@dataclass
+class WatchReport:
+    """What one pass did (window keys)."""
+
+    enqueued: list[str] = field(default_factory=list)
+    republished: list[str] = field(default_factory=list)
+    missed: list[str] = field(default_factory=list)
+    alerted: list[str] = field(default_factory=list)
+    jobs: int = 0
+
+    def summary(self) -> str:
+        """One line for logs and ``agentcron check``."""
+        return (f"{self.jobs} job(s): {len(self.enqueued)} enqueued, {len(self.republished)} "
+                f"re-published, {len(self.missed)} marked missed, {len(self.alerted)} alerted")
+
+
+def grace_of(spec: JobSpec, config: WatchdogConfig) -> timedelta:
+    """How long after its slot a window may still succeed before it is missed."""
+    if config.grace > 0:
+        return timedelta(seconds=config.grace)
+    return (spec.schedule.period or timedelta(days=1)) + ONE_HOUR
+
+
+def _slots(spec: JobSpec, start: datetime, end: datetime) -> list[datetime]:
+    out: list[datetime] = []
+    for slot in spec.schedule.fires_between(start, end):
+        out.append(slot)
+        if len(out) >= MAX_SLOTS_PER_JOB:
+            break
+    return out
+
+
+class Watchdog:
+    """One pass over every job: :meth:`check`."""
+
+    def __init__(self, ledger: Ledger, publisher: Publisher, clock: Clock, alerter: Alerter,
+                 once: LeaseStore, *, config: WatchdogConfig | None = None,
+                 queued: QueuedWindows | None = None) -> None:  # fmt: skip
+        self.ledger = ledger
+        self.publisher = publisher
+        self.clock = clock
+        self.alerter = alerter
+        self.once = once
+        self.config = config or WatchdogConfig()
+        self.queued = queued
+        self.emitter = Emitter(ledger, publisher, clock)
+
+    def check(self, specs: Iterable[JobSpec]) -> WatchReport:
+        """Re-enqueue lost windows and mark, then alert, missed ones."""
+        report = WatchReport()
+        now = self.clock.now()
+        owed: list[tuple[JobSpec, RunRecord]] = []
+        for spec in specs:
+            if not spec.job.enabled:
+                continue
+            report.jobs += 1
+            owed += self._expected(spec, now, report)
+            self._overdue(spec, now, report)
+        if owed:
+            self._republish(owed, now, report)
+        if report.enqueued or report.republished or report.missed:
+            log.info("watchdog: %s", report.summary())
+        return report
+
+    def _expected(self, spec: JobSpec, now: datetime, report: WatchReport) -> list[
+        tuple[JobSpec, RunRecord]
+    ]:
+        """Windows inside the catch-up window: enqueue those without a row; rows to re-check."""
+        ripe = now - timedelta(seconds=self.config.min_age)
+        rows: list[tuple[JobSpec, RunRecord]] = []
+        fresh = []
+        seen: set[str] = set()
+        for slot in _slots(spec, now - spec.catchup_window, now):
+            emission = emission_for(spec, slot, "watchdog")
+            key = emission.window.window_key
+            if emission.due_at > ripe or key in seen:
+                continue
+            seen.add(key)
+            row = self.ledger.get(spec.name, emission.window.window_start)
+            if row is None:
+                fresh.append(emission)
+            elif row.state is RunState.SCHEDULED:
+                rows.append((spec, row))
+        if fresh and self.emitter.emit(fresh):
+            report.enqueued += [e.window.window_key for e in fresh]
+        return rows
+
+    def _republish(self, owed: list[tuple[JobSpec, RunRecord]], now: datetime,
+                   report: WatchReport) -> None:  # fmt: skip
+        ripe = now - timedelta(seconds=self.config.min_age)
+        stale = now - timedelta(seconds=self.config.republish_after)
+        queued = self.queued.window_keys() if self.queued is not None else None
+        batch: list[Outgoing] = []
+        for spec, row in owed:
+            at = row.scheduled_at or row.slot
+            lost = row.window_key not in queued if queued is not None else at <= stale
+            if at <= ripe and lost:
+                message = RunMessage(row.job, row.window_key, row.window_start, row.slot,
+                                     row.trigger, max(row.attempt, 0) + 1)  # fmt: skip
+                batch.append(Outgoing(task_for(spec), spec.queue, message))
+        if not batch:
+            return
+        try:
+            self.publisher.publish(batch)
+        except Exception as exc:
+            log.warning("watchdog could not re-publish %d window(s): %s", len(batch),
+                        type(exc).__name__)  # fmt: skip
+            return
+        report.republished += [out.message.window_key for out in batch]
+        log.warning("watchdog re-published %d window(s) left 'scheduled' with no message: %s",
+                    len(batch), ", ".join(o.message.window_key for o in batch[:10]))  # fmt: skip
+
+    def _overdue(self, spec: JobSpec, now: datetime, report: WatchReport) -> None:
+        """Windows past ``slot + grace`` without a success: mark missed, alert once."""
+        grace = grace_of(spec, self.config)
+        lookback = max(spec.catchup_window, spec.schedule.period or timedelta(days=1))
+        seen: set[str] = set()
+        for slot in _slots(spec, now - grace - lookback, now - grace):
+            window = emission_for(spec, slot, "watchdog").window
+            if window.window_key in seen:
+                continue
+            seen.add(window.window_key)
+            row = self.ledger.get(spec.name, window.window_start)
+            state = row.state if row is not None else None
+            reason = row.error_message if row is not None else None
+            if state is None or state is RunState.SCHEDULED:
+                reason = f"no successful run within {grace} after slot {slot:%Y-%m-%dT%H:%M:%SZ}"
+                if not self.ledger.mark_terminal(window, RunState.MISSED, reason):
+                    continue
+                report.missed.append(window.window_key)
+                state = RunState.MISSED
+            if state is RunState.MISSED:
+                self._alert_once(window, reason or "missed", grace + lookback, report)
+
+    def _alert_once(self, window: NewWindow, reason: str, horizon: timedelta,
+                    report: WatchReport) -> None:  # fmt: skip
+        ttl = (horizon + timedelta(days=1)).total_seconds()
+        if self.once.acquire(f"alert:{window.window_key}", "watchdog", ttl) is None:
+            return
+        self.alerter.alert(Alert(window.job, window.window_key, str(RunState.MISSED), reason))
+        report.alerted.append(window.window_key)
+
+
+def enabled_specs(runtime: Runtime) -> list[JobSpec]:
+    """The runtime's enabled jobs, less those paused or removed in the schedules table, plus
+    jobs added there at runtime."""
+    from agentcron.dynamic import ScheduleStore
+    from agentcron.jobs import compile_job
+
+    specs = {s.name: s for s in runtime.specs() if s.job.enabled}
+    try:
+        entries = ScheduleStore(runtime.ledger.engine, runtime.clock).entries(include_removed=True)
+    except Exception as exc:  # no schedules table yet: the file is all there is
+        log.debug("no dynamic schedules (%s)", type(exc).__name__)
+        return list(specs.values())
+    folder = runtime.settings.schedule_path.parent.resolve()
+    for entry in entries:
+        if entry.removed or not entry.enabled:
+            specs.pop(entry.name, None)
+        elif entry.name not in specs:
+            try:
+                specs[entry.name] = compile_job(entry.job(), [folder],
+                                                runtime.settings.config_max_bytes)  # fmt: skip
+            except Exception as exc:
+                log.warning("job %r not watched: %s", entry.name, exc)
+    return list(specs.values())
+
+
+def queue_inspector(settings: Settings, queues: Sequence[str]) -> QueuedWindows | None:
+    """A Redis queue inspector when the broker is Redis, else None (the age rule applies)."""
+    from agentcron.settings import is_redis_url
+
+    if not is_redis_url(settings.broker_url):
+        return None
+    import redis
+
+    return RedisQueueInspector(redis.Redis.from_url(settings.broker_url), queues)
+
+
+def build_watchdog(runtime: Runtime, app: Any, alerter: Alerter | None = None) -> Watchdog:
+    """A watchdog on the runtime's ledger and leases, publishing through ``app``."""
+    from agentcron.alerts import alerter_from_settings
+    from agentcron.beat.publisher import CeleryPublisher
+    from agentcron.jobs import ASYNC_QUEUE, SYNC_QUEUE
+
+    settings = runtime.settings
+    queues = sorted({SYNC_QUEUE, ASYNC_QUEUE, *(s.queue for s in runtime.specs())})
+    return Watchdog(runtime.ledger, CeleryPublisher(app), runtime.clock,
+                    alerter or alerter_from_settings(settings), runtime.leases,
+                    config=WatchdogConfig.from_settings(settings),
+                    queued=queue_inspector(settings, queues))  # fmt: skip
+
+
+def run_watchdog(runtime: Runtime, app: Any, alerter: Alerter | None = None) -> WatchReport:
+    """One watchdog pass over the runtime's enabled jobs (the periodic task and ``check``)."""
+    report = build_watchdog(runtime, app, alerter).check(enabled_specs(runtime))
+    from agentcron.metrics import record_watch
+
+    record_watch(report)
+    return report

@@ -1,0 +1,182 @@
+"""Alerts, backfill, heartbeats, metrics and status logic (no services)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from agentcron.alerts import Alert, Alerter, WebhookNotifier, alerter_from_settings, ping_url, safe_target
+from agentcron.backfill import BackfillError, backfill
+from agentcron.clock import FrozenClock
+from agentcron.errors import ConfigError
+from agentcron.guard import Outcome
+from agentcron.heartbeats import BEAT, WORKER, FileHeartbeats, Heartbeat, Heartbeater
+from agentcron.ledger.records import RunState
+from agentcron.messages import RunMessage
+from agentcron.metrics import Metrics, RunObserver
+from agentcron.schedules import parse_instant
+from agentcron.settings import Settings
+from tests.unit.test_watch_watchdog import MemoryPublisher, Rig, daily
+
+Sent = list[tuple[str, bytes | None]]
+
+
+def recorder() -> tuple[Sent, object]:
+    sent: Sent = []
+
+    def send(url: str, body: bytes | None, timeout: float) -> int:
+        sent.append((url, body))
+        return 200
+
+    return sent, send
+
+
+def test_ping_urls_for_healthchecks_and_cronitor() -> None:
+    base = "https://hc-ping.com/5f3c"
+    assert [ping_url(base, e) for e in ("start", "success", "fail")] == [
+        f"{base}/start", base, f"{base}/fail"]
+    cron = "https://cronitor.link/p/KEY/job"
+    assert ping_url(cron, "start", "cronitor") == f"{cron}?state=run"
+    assert ping_url(cron, "success", "cronitor") == f"{cron}?state=complete"
+
+
+def test_alert_logs_posts_json_and_pings_fail(caplog: pytest.LogCaptureFixture) -> None:
+    sent, send = recorder()
+    settings = Settings(alert_webhook_url="http://127.0.0.1:1/hook",
+                        ping_urls=json.dumps({"daily": "https://hc-ping.com/secret-uuid"}))
+    alerter = alerter_from_settings(settings, send=send)  # type: ignore[arg-type]
+    with caplog.at_level(logging.ERROR, "agentcron.alerts"):
+        alerter.alert(Alert("daily", "daily@2026-03-17T06:00:00Z", "missed", "no run"))
+    assert json.loads(sent[0][1] or b"") == {"job": "daily", "window": "daily@2026-03-17T06:00:00Z",
+                                            "state": "missed", "reason": "no run"}
+    assert sent[1] == ("https://hc-ping.com/secret-uuid/fail", None)
+    assert "ALERT daily window daily@2026-03-17T06:00:00Z missed" in caplog.text
+
+
+def test_failing_notifier_never_raises_nor_logs_the_secret(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(url: str, body: bytes | None, timeout: float) -> int:
+        raise OSError("refused")
+
+    alerter = Alerter([WebhookNotifier("http://u:pw@127.0.0.1:1/x", send=broken)],
+                      {"daily": "https://hc-ping.com/secret-uuid"}, send=broken)  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        alerter.alert(Alert("daily", "daily@2026-03-17T06:00:00Z", "missed", "r"))
+        assert alerter.ping("daily", "success") is False
+    assert "secret-uuid" not in caplog.text and "pw" not in caplog.text
+    assert safe_target("https://hc-ping.com/secret-uuid?x=1") == "https://hc-ping.com/…"
+
+
+def test_bad_ping_settings_are_rejected() -> None:
+    with pytest.raises(ConfigError):
+        alerter_from_settings(Settings(ping_urls="[1, 2]"))
+    with pytest.raises(ConfigError):
+        alerter_from_settings(Settings(ping_style="pagerduty"))
+
+
+def test_backfill_skips_succeeded_windows_and_reruns_failed_ones(tmp_path: Path) -> None:
+    clock = FrozenClock("2026-03-20T00:00:00Z")
+    rig = Rig(tmp_path, clock)
+    spec = daily()
+    days = [parse_instant(f"2026-03-{d}T06:00:00Z") for d in (14, 15, 16, 17)]
+    rig.ledger.mark_terminal(rig.window(spec, days[0]), RunState.SUCCEEDED, "")
+    rig.ledger.mark_terminal(rig.window(spec, days[1]), RunState.FAILED, "boom")
+    publisher = MemoryPublisher()
+    report = backfill(spec, rig.ledger, publisher, parse_instant("2026-03-14T06:00:00Z"),
+                      parse_instant("2026-03-17T06:00:00Z"))  # fmt: skip
+    assert report.succeeded == ["daily@2026-03-14T06:00:00Z"]
+    assert report.forced == ["daily@2026-03-15T06:00:00Z"]
+    assert publisher.keys() == ["daily@2026-03-15T06:00:00Z", "daily@2026-03-16T06:00:00Z",
+                                "daily@2026-03-17T06:00:00Z"]
+    assert {o.message.trigger for o in publisher.sent} == {"backfill"}
+    assert [o.message.force for o in publisher.sent] == [True, False, False]
+    row = rig.ledger.get("daily", days[2])
+    assert row is not None and row.state is RunState.SCHEDULED and row.trigger == "backfill"
+    again = backfill(spec, rig.ledger, MemoryPublisher(), days[0], days[0])
+    assert again.sent == [] and again.succeeded == ["daily@2026-03-14T06:00:00Z"]
+
+
+def test_backfill_refuses_bad_ranges(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, FrozenClock("2026-03-20T00:00:00Z"))
+    with pytest.raises(BackfillError):
+        backfill(daily(), rig.ledger, MemoryPublisher(), parse_instant("2026-03-17T00:00:00Z"),
+                 parse_instant("2026-03-16T00:00:00Z"))  # fmt: skip
+    with pytest.raises(BackfillError):
+        backfill(daily(), rig.ledger, MemoryPublisher(), parse_instant("2026-01-01T00:00:00Z"),
+                 parse_instant("2026-03-16T00:00:00Z"), limit=10)  # fmt: skip
+
+
+def test_file_heartbeats_expire_with_their_ttl(tmp_path: Path) -> None:
+    clock = FrozenClock()
+    store = FileHeartbeats(tmp_path, clock)
+    store.beat(Heartbeat(BEAT, "beat-1", clock.now(), leader=True), ttl=30)
+    store.beat(Heartbeat(WORKER, "w1@host", clock.now(), ["agentcron.sync"]), ttl=10)
+    assert [h.ident for h in store.alive()] == ["beat-1", "w1@host"]
+    assert store.alive(WORKER)[0].queues == ["agentcron.sync"]
+    clock.advance(11)
+    assert [h.ident for h in store.alive()] == ["beat-1"]
+    store.remove(BEAT, "beat-1")
+    assert store.alive() == []
+
+
+def test_heartbeater_writes_and_removes_on_stop(tmp_path: Path) -> None:
+    clock = FrozenClock()
+    store = FileHeartbeats(tmp_path, clock)
+    beater = Heartbeater(store, lambda: Heartbeat(BEAT, "b", clock.now()), 3600, 30, clock)
+    beater.start()
+    assert [h.ident for h in store.alive()] == ["b"]
+    beater.stop()
+    assert store.alive() == []
+
+
+def _outcome(state: RunState | None, duplicate: bool = False, error: str | None = None) -> Outcome:
+    return Outcome(state, duplicate, 1, None, error, f"{state}")
+
+
+def test_run_observer_counts_outcomes_and_times_runs(tmp_path: Path) -> None:
+    clock = FrozenClock("2026-03-17T06:00:00Z")
+    rig = Rig(tmp_path, clock)
+    spec = daily()
+    window = rig.window(spec)
+    rig.ledger.record_scheduled([window])
+    claim = rig.ledger.claim(window, 7, "w", 3)
+    assert claim.record is not None
+    clock.advance(2)
+    rig.ledger.start("daily", window.window_start, 7)
+    clock.advance(3)
+    rig.ledger.complete("daily", window.window_start, 7, RunState.SUCCEEDED)
+    registry = CollectorRegistry()
+    sent, send = recorder()
+    alerter = Alerter(pings={"daily": "http://hc/x"}, send=send)  # type: ignore[arg-type]
+    observer = RunObserver(rig.ledger, Metrics(registry), alerter, background=False)
+    message = RunMessage("daily", window.window_key, window.window_start, window.slot)
+    observer(_outcome(RunState.SUCCEEDED), spec, message)
+    observer(_outcome(None, duplicate=True), spec, message)
+    observer(_outcome(RunState.SKIPPED), spec, message)
+    observer(_outcome(RunState.FAILED, error="Boom: x"), spec, message)
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert value("agentcron_runs_total", job="daily", state="succeeded") == 1
+    assert value("agentcron_runs_total", job="daily", state="duplicate") == 1
+    assert value("agentcron_duplicates_suppressed_total", job="daily") == 1
+    assert value("agentcron_overlap_skips_total", job="daily") == 1
+    assert value("agentcron_run_duration_seconds_sum", job="daily") == pytest.approx(3.0)
+    assert value("agentcron_start_lag_seconds_sum", job="daily") == pytest.approx(2.0)
+    assert ("http://hc/x", None) in sent and ("http://hc/x/fail", None) in sent
+
+
+def test_status_problems_name_missing_beat_and_workers() -> None:
+    from agentcron.cli.status import JobStatus, StatusReport
+
+    report = StatusReport(None, [], {"agentcron.sync": ["w1"]}, {},
+                          [JobStatus("a", "agentcron.sync", None, None, 0),
+                           JobStatus("b", "agentcron.async", None, None, 0)])  # fmt: skip
+    assert report.problems() == ["no beat is alive (no heartbeat)", "no worker consumes agentcron.async"]
+    healthy = StatusReport("beat-1", ["beat-1"], {"agentcron.sync": ["w1"]}, {},
+                           [JobStatus("a", "agentcron.sync", None, None, 0)])  # fmt: skip
+    assert healthy.problems() == []

@@ -1,0 +1,212 @@
+"""The watchdog's judgement with a FrozenClock, a SQLite ledger and in-memory publisher/leases."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from agentcron.alerts import Alert, Alerter
+from agentcron.beat.publisher import Outgoing
+from agentcron.clock import FrozenClock
+from agentcron.jobs import Job, JobSpec, compile_job
+from agentcron.leases.memory import MemoryLeaseStore
+from agentcron.ledger.records import NewWindow, RunState
+from agentcron.ledger.store import Ledger
+from agentcron.schedules import parse_instant
+from agentcron.watchdog import Watchdog, WatchdogConfig, _key_of_message, grace_of
+
+SLOT = parse_instant("2026-03-17T06:00:00Z")
+
+
+def agent(ctx: object) -> str:
+    return "ok"
+
+
+class MemoryPublisher:
+    def __init__(self) -> None:
+        self.sent: list[Outgoing] = []
+
+    def publish(self, batch: Sequence[Outgoing]) -> None:
+        self.sent.extend(batch)
+
+    def keys(self) -> list[str]:
+        return [o.message.window_key for o in self.sent]
+
+
+class RecordingAlerter(Alerter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.alerts: list[Alert] = []
+
+    def alert(self, alert: Alert) -> None:
+        self.alerts.append(alert)
+
+
+class Queued:
+    def __init__(self) -> None:
+        self.keys: set[str] = set()
+
+    def window_keys(self) -> set[str] | None:
+        return set(self.keys)
+
+
+def daily(name: str = "daily", **extra: object) -> JobSpec:
+    return compile_job(Job(name, agent=agent, schedule="0 6 * * *", **extra))  # type: ignore[arg-type]
+
+
+class Rig:
+    def __init__(self, tmp: Path, clock: FrozenClock, queued: Queued | None = None,
+                 config: WatchdogConfig | None = None) -> None:  # fmt: skip
+        self.clock = clock
+        self.ledger = Ledger(f"sqlite:///{tmp / 'ledger.sqlite'}", clock)
+        self.publisher = MemoryPublisher()
+        self.alerter = RecordingAlerter()
+        self.leases = MemoryLeaseStore(clock)
+        self.watchdog = Watchdog(self.ledger, self.publisher, clock, self.alerter, self.leases,
+                                 config=config or WatchdogConfig(), queued=queued)  # fmt: skip
+
+    def window(self, spec: JobSpec, slot: object = SLOT) -> NewWindow:
+        from agentcron.beat.planner import emission_for
+
+        return emission_for(spec, slot).window  # type: ignore[arg-type]
+
+
+def test_window_without_a_row_is_recorded_and_enqueued(tmp_path: Path) -> None:
+    clock = FrozenClock("2026-03-17T06:05:00Z")
+    rig = Rig(tmp_path, clock)
+    spec = daily()
+    report = rig.watchdog.check([spec])
+    assert report.enqueued == ["daily@2026-03-17T06:00:00Z"]
+    assert rig.publisher.keys() == ["daily@2026-03-17T06:00:00Z"]
+    assert rig.publisher.sent[0].message.trigger == "watchdog"
+    row = rig.ledger.get("daily", SLOT)
+    assert row is not None and row.state is RunState.SCHEDULED
+    assert rig.watchdog.check([spec]).enqueued == []  # recorded now: not enqueued twice
+
+
+def test_window_not_yet_ripe_is_left_to_the_beat(tmp_path: Path) -> None:
+    clock = FrozenClock("2026-03-17T06:00:10Z")  # younger than min_age (30 s)
+    rig = Rig(tmp_path, clock)
+    assert rig.watchdog.check([daily()]).enqueued == []
+    assert rig.publisher.sent == []
+
+
+def test_disabled_job_is_not_watched(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, FrozenClock("2026-03-17T06:05:00Z"))
+    assert rig.watchdog.check([daily(enabled=False)]).jobs == 0
+    assert rig.publisher.sent == []
+
+
+def test_scheduled_row_on_the_broker_is_not_republished(tmp_path: Path) -> None:
+    clock = FrozenClock("2026-03-17T06:00:00Z")
+    queued = Queued()
+    rig = Rig(tmp_path, clock, queued)
+    spec = daily()
+    rig.ledger.record_scheduled([rig.window(spec)])
+    queued.keys.add("daily@2026-03-17T06:00:00Z")
+    clock.advance(3600)
+    assert rig.watchdog.check([spec]).republished == []
+
+
+def test_scheduled_row_with_no_message_is_republished_with_the_next_attempt(tmp_path: Path) -> None:
+    clock = FrozenClock("2026-03-17T06:00:00Z")
+    rig = Rig(tmp_path, clock, Queued())
+    spec = daily()
+    rig.ledger.record_scheduled([rig.window(spec)])
+    clock.advance(10)
+    assert rig.watchdog.check([spec]).republished == []  # too young: the beat may be publishing
+    clock.advance(60)
+    report = rig.watchdog.check([spec])
+    assert report.republished == ["daily@2026-03-17T06:00:00Z"]
+    message = rig.publisher.sent[0].message
+    assert (message.trigger, message.attempt, rig.publisher.sent[0].queue) == (
+        "schedule", 1, "agentcron.sync")
+
+
+def test_without_a_broker_view_rows_are_republished_after_the_threshold(tmp_path: Path) -> None:
+    clock = FrozenClock("2026-03-17T06:00:00Z")
+    rig = Rig(tmp_path, clock, None, WatchdogConfig(republish_after=600))
+    spec = daily()
+    rig.ledger.record_scheduled([rig.window(spec)])
+    clock.advance(599)
+    assert rig.watchdog.check([spec]).republished == []
+    clock.advance(1)
+    assert rig.watchdog.check([spec]).republished == ["daily@2026-03-17T06:00:00Z"]
+
+
+def test_daily_grace_is_25_hours() -> None:
+    assert grace_of(daily(), WatchdogConfig()) == timedelta(hours=25)
+    assert grace_of(daily(), WatchdogConfig(grace=60)) == timedelta(seconds=60)
+
+
+def test_missed_window_is_marked_and_alerted_exactly_once(tmp_path: Path) -> None:
+    clock = FrozenClock("2026-03-17T06:00:00Z")
+    rig = Rig(tmp_path, clock, Queued())
+    spec = daily()
+    rig.ledger.mark_terminal(rig.window(spec, parse_instant("2026-03-16T06:00:00Z")),
+                             RunState.SUCCEEDED, "")  # yesterday ran  # fmt: skip
+    rig.ledger.record_scheduled([rig.window(spec)])
+    clock.set("2026-03-18T06:59:59Z")  # 24 h 59 m 59 s after the slot
+    report = rig.watchdog.check([spec])
+    assert report.missed == [] and rig.alerter.alerts == []
+    clock.set("2026-03-18T07:00:00Z")  # 25 h
+    report = rig.watchdog.check([spec])
+    assert report.missed == ["daily@2026-03-17T06:00:00Z"]
+    row = rig.ledger.get("daily", SLOT)
+    assert row is not None and row.state is RunState.MISSED
+    assert row.error_message and "no successful run" in row.error_message
+    assert [(a.job, a.window, a.state) for a in rig.alerter.alerts] == [
+        ("daily", "daily@2026-03-17T06:00:00Z", "missed")]
+    for _ in range(3):
+        clock.advance(60)
+        assert rig.watchdog.check([spec]).alerted == []
+    assert len(rig.alerter.alerts) == 1
+
+
+def test_two_watchdogs_alert_once_between_them(tmp_path: Path) -> None:
+    clock = FrozenClock("2026-03-18T07:00:00Z")
+    rig = Rig(tmp_path, clock, Queued())
+    spec = daily()
+    other_alerter = RecordingAlerter()
+    other = Watchdog(rig.ledger, rig.publisher, clock, other_alerter, rig.leases, queued=Queued())
+    rig.watchdog.check([spec])
+    other.check([spec])
+    assert len(rig.alerter.alerts) + len(other_alerter.alerts) == 1
+
+
+def test_window_missed_by_the_beat_is_alerted_once(tmp_path: Path) -> None:
+    clock = FrozenClock("2026-03-18T07:00:00Z")
+    rig = Rig(tmp_path, clock, Queued())
+    spec = daily()
+    rig.ledger.mark_terminal(rig.window(spec), RunState.MISSED, "scheduler down")
+    rig.watchdog.check([spec])
+    rig.watchdog.check([spec])
+    assert [(a.window, a.reason) for a in rig.alerter.alerts] == [
+        ("daily@2026-03-17T06:00:00Z", "scheduler down")]
+
+
+def test_succeeded_or_failed_window_is_not_marked_missed(tmp_path: Path) -> None:
+    clock = FrozenClock("2026-03-18T07:00:00Z")
+    rig = Rig(tmp_path, clock, Queued())
+    ok, bad = daily("ok"), daily("bad")
+    rig.ledger.mark_terminal(rig.window(ok), RunState.SUCCEEDED, "")
+    rig.ledger.mark_terminal(rig.window(bad), RunState.FAILED, "boom")
+    report = rig.watchdog.check([ok, bad])
+    assert report.missed == [] and rig.alerter.alerts == []
+
+
+@pytest.mark.parametrize("encoding", ["base64", "utf-8"])
+def test_window_key_is_read_from_a_kombu_message(encoding: str) -> None:
+    import base64
+    import json
+
+    body = json.dumps([[], {"job": "daily", "window_key": "daily@2026-03-17T06:00:00Z"}, {}])
+    payload = base64.b64encode(body.encode()).decode() if encoding == "base64" else body
+    message = {"body": payload, "headers": {}, "properties": {"body_encoding": encoding}}
+    assert _key_of_message(json.dumps(message)) == "daily@2026-03-17T06:00:00Z"
+    assert _key_of_message(json.dumps([message, "", "agentcron.sync"])) == (
+        "daily@2026-03-17T06:00:00Z")
+    assert _key_of_message(b"not json") is None
