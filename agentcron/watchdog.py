@@ -16,13 +16,13 @@ first watchdog to take it alerts, every other one (or a later pass) sees it take
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy import Engine, func, select
 
 from agentcron.alerts import Alert, Alerter
 from agentcron.beat.emitter import Emitter
@@ -32,8 +32,10 @@ from agentcron.clock import Clock
 from agentcron.jobs import JobSpec
 from agentcron.leases.base import LeaseStore
 from agentcron.ledger.records import NewWindow, RunRecord, RunState
-from agentcron.ledger.store import Ledger
+from agentcron.ledger.engine import begin_read
+from agentcron.ledger.store import RUNS, Ledger
 from agentcron.messages import RunMessage
+from agentcron.queued import QueuedWindows, queue_inspector
 from agentcron.settings import Settings
 
 if TYPE_CHECKING:
@@ -43,64 +45,7 @@ log = logging.getLogger("agentcron.watchdog")
 WATCHDOG_TASK = "agentcron.watchdog"
 MAX_SLOTS_PER_JOB = 1000
 ONE_HOUR = timedelta(hours=1)
-
-
-class QueuedWindows(Protocol):
-    """What is waiting on the broker."""
-
-    def window_keys(self) -> set[str] | None:
-        """Window keys of every queued or reserved run message; None when unknown."""
-        ...
-
-
-def _key_of_message(raw: bytes | str) -> str | None:
-    """The ``window_key`` kwarg of one kombu JSON message (or None)."""
-    try:
-        data = json.loads(raw)
-        if isinstance(data, list):  # the unacked hash: [message, exchange, routing_key]
-            data = data[0]
-        body = data["body"]
-        if data.get("properties", {}).get("body_encoding") == "base64":
-            body = base64.b64decode(body)
-        payload = json.loads(body)
-        kwargs = payload[1] if isinstance(payload, list) else payload.get("kwargs", {})
-        key = kwargs.get("window_key")
-        return key if isinstance(key, str) else None
-    except (ValueError, KeyError, TypeError, IndexError):
-        return None
-
-
-class RedisQueueInspector:
-    """Reads the Redis transport's queue lists (every priority band) and its ``unacked`` hash."""
-
-    PRIORITY_SEPARATOR = "\x06\x16"
-
-    def __init__(self, client: Any, queues: Sequence[str], limit: int = 200_000) -> None:
-        self.client = client
-        self.queues = list(queues)
-        self.limit = limit
-
-    def lists(self) -> list[str]:
-        """Every Redis list that holds messages of our queues."""
-        bands = ("", *(f"{self.PRIORITY_SEPARATOR}{n}" for n in (3, 6, 9)))
-        return [f"{queue}{band}" for queue in self.queues for band in bands]
-
-    def window_keys(self) -> set[str] | None:
-        """Window keys on the queues and reserved by workers; None if the queues are too long."""
-        keys: set[str] = set()
-        for name in self.lists():
-            if self.client.llen(name) > self.limit:
-                return None
-            for start in range(0, self.limit, 5000):
-                chunk = self.client.lrange(name, start, start + 4999)
-                keys.update(k for k in map(_key_of_message, chunk) if k)
-                if len(chunk) < 5000:
-                    break
-        for raw in self.client.hvals("unacked"):
-            key = _key_of_message(raw)
-            if key:
-                keys.add(key)
-        return keys
+_TICK = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -141,6 +86,13 @@ def grace_of(spec: JobSpec, config: WatchdogConfig) -> timedelta:
     return (spec.schedule.period or timedelta(days=1)) + ONE_HOUR
 
 
+def first_slots(engine: Engine) -> dict[str, datetime]:
+    """The oldest slot the ledger holds for each job: windows before it are not owed."""
+    query = select(RUNS.c.job, func.min(RUNS.c.slot)).group_by(RUNS.c.job)
+    with begin_read(engine) as conn:
+        return {job: slot for job, slot in conn.execute(query) if slot is not None}
+
+
 def _slots(spec: JobSpec, start: datetime, end: datetime) -> list[datetime]:
     out: list[datetime] = []
     for slot in spec.schedule.fires_between(start, end):
@@ -170,19 +122,24 @@ class Watchdog:
         report = WatchReport()
         now = self.clock.now()
         owed: list[tuple[JobSpec, RunRecord]] = []
+        firsts = first_slots(self.ledger.engine)
         for spec in specs:
             if not spec.job.enabled:
                 continue
             report.jobs += 1
-            owed += self._expected(spec, now, report)
-            self._overdue(spec, now, report)
+            first = firsts.get(spec.name)
+            if first is None:  # never scheduled yet: the beat starts it, nothing is owed
+                continue
+            owed += self._expected(spec, now, first, report)
+            self._overdue(spec, now, first, report)
         if owed:
             self._republish(owed, now, report)
         if report.enqueued or report.republished or report.missed:
             log.info("watchdog: %s", report.summary())
         return report
 
-    def _expected(self, spec: JobSpec, now: datetime, report: WatchReport) -> list[
+    def _expected(self, spec: JobSpec, now: datetime, first: datetime,
+                  report: WatchReport) -> list[
         tuple[JobSpec, RunRecord]
     ]:
         """Windows inside the catch-up window: enqueue those without a row; rows to re-check."""
@@ -190,7 +147,7 @@ class Watchdog:
         rows: list[tuple[JobSpec, RunRecord]] = []
         fresh = []
         seen: set[str] = set()
-        for slot in _slots(spec, now - spec.catchup_window, now):
+        for slot in _slots(spec, max(now - spec.catchup_window, first - _TICK), now):
             emission = emission_for(spec, slot, "watchdog")
             key = emission.window.window_key
             if emission.due_at > ripe or key in seen:
@@ -230,12 +187,13 @@ class Watchdog:
         log.warning("watchdog re-published %d window(s) left 'scheduled' with no message: %s",
                     len(batch), ", ".join(o.message.window_key for o in batch[:10]))  # fmt: skip
 
-    def _overdue(self, spec: JobSpec, now: datetime, report: WatchReport) -> None:
+    def _overdue(self, spec: JobSpec, now: datetime, first: datetime,
+                 report: WatchReport) -> None:
         """Windows past ``slot + grace`` without a success: mark missed, alert once."""
         grace = grace_of(spec, self.config)
         lookback = max(spec.catchup_window, spec.schedule.period or timedelta(days=1))
         seen: set[str] = set()
-        for slot in _slots(spec, now - grace - lookback, now - grace):
+        for slot in _slots(spec, max(now - grace - lookback, first - _TICK), now - grace):
             window = emission_for(spec, slot, "watchdog").window
             if window.window_key in seen:
                 continue
@@ -284,17 +242,6 @@ def enabled_specs(runtime: Runtime) -> list[JobSpec]:
             except Exception as exc:
                 log.warning("job %r not watched: %s", entry.name, exc)
     return list(specs.values())
-
-
-def queue_inspector(settings: Settings, queues: Sequence[str]) -> QueuedWindows | None:
-    """A Redis queue inspector when the broker is Redis, else None (the age rule applies)."""
-    from agentcron.settings import is_redis_url
-
-    if not is_redis_url(settings.broker_url):
-        return None
-    import redis
-
-    return RedisQueueInspector(redis.Redis.from_url(settings.broker_url), queues)
 
 
 def build_watchdog(runtime: Runtime, app: Any, alerter: Alerter | None = None) -> Watchdog:

@@ -16,7 +16,8 @@ from agentcron.leases.memory import MemoryLeaseStore
 from agentcron.ledger.records import NewWindow, RunState
 from agentcron.ledger.store import Ledger
 from agentcron.schedules import parse_instant
-from agentcron.watchdog import Watchdog, WatchdogConfig, _key_of_message, grace_of
+from agentcron.queued import message_window_key
+from agentcron.watchdog import Watchdog, WatchdogConfig, grace_of
 
 SLOT = parse_instant("2026-03-17T06:00:00Z")
 
@@ -73,11 +74,17 @@ class Rig:
 
         return emission_for(spec, slot).window  # type: ignore[arg-type]
 
+    def ran_yesterday(self, spec: JobSpec) -> None:
+        """The job has history: its windows are owed from then on."""
+        yesterday = parse_instant("2026-03-16T06:00:00Z")
+        self.ledger.mark_terminal(self.window(spec, yesterday), RunState.SUCCEEDED, "")
+
 
 def test_window_without_a_row_is_recorded_and_enqueued(tmp_path: Path) -> None:
     clock = FrozenClock("2026-03-17T06:05:00Z")
     rig = Rig(tmp_path, clock)
     spec = daily()
+    rig.ran_yesterday(spec)
     report = rig.watchdog.check([spec])
     assert report.enqueued == ["daily@2026-03-17T06:00:00Z"]
     assert rig.publisher.keys() == ["daily@2026-03-17T06:00:00Z"]
@@ -90,8 +97,18 @@ def test_window_without_a_row_is_recorded_and_enqueued(tmp_path: Path) -> None:
 def test_window_not_yet_ripe_is_left_to_the_beat(tmp_path: Path) -> None:
     clock = FrozenClock("2026-03-17T06:00:10Z")  # younger than min_age (30 s)
     rig = Rig(tmp_path, clock)
+    rig.ran_yesterday(daily())
     assert rig.watchdog.check([daily()]).enqueued == []
     assert rig.publisher.sent == []
+
+
+def test_a_job_without_history_owes_nothing(tmp_path: Path) -> None:
+    clock = FrozenClock("2026-03-17T06:05:00Z")
+    rig = Rig(tmp_path, clock)
+    spec = daily()
+    assert rig.watchdog.check([spec]).enqueued == []
+    clock.set("2026-03-20T00:00:00Z")
+    assert rig.watchdog.check([spec]).missed == [] and rig.alerter.alerts == []
 
 
 def test_disabled_job_is_not_watched(tmp_path: Path) -> None:
@@ -146,8 +163,7 @@ def test_missed_window_is_marked_and_alerted_exactly_once(tmp_path: Path) -> Non
     clock = FrozenClock("2026-03-17T06:00:00Z")
     rig = Rig(tmp_path, clock, Queued())
     spec = daily()
-    rig.ledger.mark_terminal(rig.window(spec, parse_instant("2026-03-16T06:00:00Z")),
-                             RunState.SUCCEEDED, "")  # yesterday ran  # fmt: skip
+    rig.ran_yesterday(spec)
     rig.ledger.record_scheduled([rig.window(spec)])
     clock.set("2026-03-18T06:59:59Z")  # 24 h 59 m 59 s after the slot
     report = rig.watchdog.check([spec])
@@ -170,6 +186,7 @@ def test_two_watchdogs_alert_once_between_them(tmp_path: Path) -> None:
     clock = FrozenClock("2026-03-18T07:00:00Z")
     rig = Rig(tmp_path, clock, Queued())
     spec = daily()
+    rig.ran_yesterday(spec)
     other_alerter = RecordingAlerter()
     other = Watchdog(rig.ledger, rig.publisher, clock, other_alerter, rig.leases, queued=Queued())
     rig.watchdog.check([spec])
@@ -206,7 +223,7 @@ def test_window_key_is_read_from_a_kombu_message(encoding: str) -> None:
     body = json.dumps([[], {"job": "daily", "window_key": "daily@2026-03-17T06:00:00Z"}, {}])
     payload = base64.b64encode(body.encode()).decode() if encoding == "base64" else body
     message = {"body": payload, "headers": {}, "properties": {"body_encoding": encoding}}
-    assert _key_of_message(json.dumps(message)) == "daily@2026-03-17T06:00:00Z"
-    assert _key_of_message(json.dumps([message, "", "agentcron.sync"])) == (
+    assert message_window_key(json.dumps(message)) == "daily@2026-03-17T06:00:00Z"
+    assert message_window_key(json.dumps([message, "", "agentcron.sync"])) == (
         "daily@2026-03-17T06:00:00Z")
-    assert _key_of_message(b"not json") is None
+    assert message_window_key(b"not json") is None
