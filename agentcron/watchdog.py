@@ -17,10 +17,10 @@ first watchdog to take it alerts, every other one (or a later pass) sees it take
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, func, select
 
@@ -31,8 +31,8 @@ from agentcron.beat.publisher import Outgoing, Publisher
 from agentcron.clock import Clock
 from agentcron.jobs import JobSpec
 from agentcron.leases.base import LeaseStore
-from agentcron.ledger.records import NewWindow, RunRecord, RunState
 from agentcron.ledger.engine import begin_read
+from agentcron.ledger.records import NewWindow, RunRecord, RunState
 from agentcron.ledger.store import RUNS, Ledger
 from agentcron.messages import RunMessage
 from agentcron.queued import QueuedWindows, queue_inspector

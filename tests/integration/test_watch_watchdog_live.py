@@ -22,9 +22,9 @@ from agentcron.jobs import Job, JobSpec, compile_job
 from agentcron.leases.redis import RedisLeaseStore
 from agentcron.ledger.records import RunState
 from agentcron.ledger.store import Ledger
+from agentcron.queued import RedisQueueInspector, message_window_key
 from agentcron.schedules import parse_instant
 from agentcron.settings import Settings
-from agentcron.queued import RedisQueueInspector, message_window_key
 from agentcron.watchdog import Watchdog
 
 pytestmark = pytest.mark.integration
