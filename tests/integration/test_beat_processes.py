@@ -146,3 +146,32 @@ def test_beat_and_worker_one_success_per_window(
     succeeded = [r["window_key"] for r in rows(engine) if r["state"] == "succeeded"]
     assert len(effects) == len(set(effects)), "a window ran twice"
     assert set(succeeded) <= set(effects)
+
+
+def test_paused_leader_steps_down_without_crash_loop(
+    tmp_path: Path, redis_client: redis.Redis, redis_url: str, postgres_url: str, engine
+) -> None:
+    """Scenario 11: the leader is SIGSTOPped past its lease TTL; the standby takes over; the
+    resumed one notices before dispatching, steps down and keeps running as a standby."""
+    env = beat_env(write_schedule(tmp_path, TICK), redis_url, postgres_url)
+    with beat_process(tmp_path, env, "a") as a:
+        wait_for(lambda: "is the leader" in (tmp_path / "a.log").read_text(), timeout=30,
+                 what="a to lead")  # fmt: skip
+        with beat_process(tmp_path, env, "b") as b:
+            wait_for(lambda: "beat standing by" in (tmp_path / "b.log").read_text()
+                     or "Starting" in (tmp_path / "b.log").read_text(), timeout=30,
+                     what="b to start")  # fmt: skip
+            a.send_signal(signal.SIGSTOP)
+            wait_for(lambda: "is the leader" in (tmp_path / "b.log").read_text(), timeout=20,
+                     what="b to take over")  # fmt: skip
+            wait_until(now_plus(2), "b to emit a few windows")
+            a.send_signal(signal.SIGCONT)
+            wait_for(lambda: "stepped down: lease lost" in (tmp_path / "a.log").read_text(),
+                     timeout=10, what="a to step down")  # fmt: skip
+            wait_until(now_plus(3), "a few more windows")
+            assert a.poll() is None and b.poll() is None, "no crash"
+            keys = [r["window_key"] for r in rows(engine)]
+            assert len(keys) == len(set(keys))
+    log_a = (tmp_path / "a.log").read_text()
+    assert log_a.count("stepped down: lease lost") == 1
+    assert "Traceback" not in log_a

@@ -1,0 +1,69 @@
+"""The pipelined publisher writes exactly the envelope kombu's Redis transport would."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from celery import Celery
+
+from agentcron.beat.fastpublish import RedisListPublisher, header_template
+from agentcron.beat.publisher import Outgoing
+from agentcron.messages import SYNC_TASK, RunMessage
+
+SLOT = datetime(2026, 3, 17, 6, 1, tzinfo=UTC)
+
+
+class Pipe:
+    def __init__(self, sink: list[tuple[str, str]]) -> None:
+        self.sink = sink
+        self.pending: list[tuple[str, str]] = []
+
+    def lpush(self, key: str, value: str) -> None:
+        self.pending.append((key, value))
+
+    def execute(self) -> None:
+        self.sink.extend(self.pending)
+
+
+class Client:
+    def __init__(self) -> None:
+        self.pushed: list[tuple[str, str]] = []
+        self.round_trips = 0
+
+    def pipeline(self, transaction: bool = True) -> Pipe:
+        assert transaction is False
+        self.round_trips += 1
+        return Pipe(self.pushed)
+
+
+def message(i: int, **kw: Any) -> RunMessage:
+    return RunMessage(f"j{i}", f"j{i}@2026-03-17T06:01:00Z", SLOT, SLOT, **kw)
+
+
+def test_envelope_matches_celery_protocol_2_and_kwargs() -> None:
+    app = Celery("t", broker="redis://127.0.0.1:1/0")
+    client = Client()
+    publisher = RedisListPublisher(client, header_template(app), batch_size=2, key_prefix="p:")
+    batch = [Outgoing(SYNC_TASK, "agentcron.sync", message(i)) for i in range(5)]
+    batch.append(Outgoing(SYNC_TASK, "agentcron.sync", message(9, trigger="manual", force=True)))
+    publisher.publish(batch)
+    assert client.round_trips == 3 and len(client.pushed) == 6
+    key, raw = client.pushed[0]
+    assert key == "p:agentcron.sync"
+    envelope = json.loads(raw)
+    expected = app.amqp.as_task_v2("x", SYNC_TASK, args=(), kwargs={})
+    assert set(envelope["headers"]) == set(expected.headers)
+    assert envelope["headers"]["task"] == SYNC_TASK
+    assert envelope["headers"]["id"] == envelope["properties"]["correlation_id"]
+    assert envelope["properties"]["delivery_info"]["routing_key"] == "agentcron.sync"
+    args, kwargs, embed = json.loads(base64.b64decode(envelope["body"]))
+    assert args == [] and kwargs == message(0).to_kwargs()
+    assert embed == {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+    last = json.loads(base64.b64decode(json.loads(client.pushed[-1][1])["body"]))[1]
+    assert last == message(9, trigger="manual", force=True).to_kwargs()
+    ids = {json.loads(raw)["headers"]["id"] for _, raw in client.pushed}
+    assert len(ids) == 6
+    assert "config" not in raw and envelope["headers"]["argsrepr"] == "()"
