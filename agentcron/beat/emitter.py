@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from agentcron.beat.planner import Emission
 from agentcron.beat.publisher import Outgoing, Publisher
@@ -112,7 +112,12 @@ class Emitter:
                         type(exc).__name__, exc)  # fmt: skip
             failed.extend(chunk)
             return
-        self._publish(self._outgoing_of(chunk, fresh))
+        fast = getattr(self.publisher, "publish_windows", None)
+        if fast is None:
+            self._publish(self._outgoing_of(chunk, fresh))
+            return
+        windows = [(e.task, e.queue, e.window) for e in chunk if e.window.window_key in fresh]
+        self._publish(windows, publish=fast)
 
     def _record(self, emissions: Sequence[Emission]) -> set[str]:
         fresh = set(self.ledger.record_scheduled([e.window for e in emissions]))
@@ -158,11 +163,12 @@ class Emitter:
                              max(row.attempt, 0) + 1)  # fmt: skip
         return Outgoing(target[0], target[1], message)
 
-    def _publish(self, batch: Sequence[Outgoing], counts_as_new: bool = True) -> int:
+    def _publish(self, batch: Sequence[Any], counts_as_new: bool = True,
+                 publish: Callable[[Sequence[Any]], None] | None = None) -> int:  # fmt: skip
         if not batch:
             return 0
         try:
-            self.publisher.publish(batch)
+            (publish or self.publisher.publish)(batch)
         except Exception as exc:
             self.owe(self.clock.now())
             self.stats.publish_failures += 1

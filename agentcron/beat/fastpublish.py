@@ -13,11 +13,12 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from agentcron.beat.publisher import Outgoing
+from agentcron.ledger.records import NewWindow
 from agentcron.messages import RunMessage
 from agentcron.schedules import format_instant
 
@@ -26,6 +27,7 @@ _BODY = (
     ' "attempt": %d, "force": %s}, {"callbacks": null, "errbacks": null, "chain": null,'
     ' "chord": null}]'
 )
+_VALUES_PER_COMMAND = 500
 _ID, _KR, _BODY_MARK = "\x00id\x00", "\x00kr\x00", "\x00body\x00"
 
 
@@ -62,11 +64,16 @@ class RedisListPublisher:
         return text
 
     def body(self, message: RunMessage) -> str:
-        """The task body ``[args, kwargs, embed]`` as JSON. Job names and window keys are
-        plain ``[A-Za-z0-9_.@:-]`` text (checked by the window key parser), so no escaping."""
-        return _BODY % (message.job, message.window_key, self._instant(message.window_start),
-                        self._instant(message.slot), message.trigger, message.attempt,
-                        "true" if message.force else "false")  # fmt: skip
+        """The task body ``[args, kwargs, embed]`` as JSON."""
+        return self._body(message.job, message.window_key, message.window_start, message.slot,
+                          message.trigger, message.attempt, message.force)  # fmt: skip
+
+    def _body(self, job: str, key: str, start: datetime, slot: datetime, trigger: str,
+              attempt: int, force: bool) -> str:  # fmt: skip
+        # Job names and window keys are plain [A-Za-z0-9_.@:-] text (the window key parser
+        # checks them), triggers come from a fixed list: nothing here needs JSON escaping.
+        return _BODY % (job, key, self._instant(start), self._instant(slot), trigger, attempt,
+                        "true" if force else "false")  # fmt: skip
 
     def _template(self, task: str, queue: str) -> str:
         found = self._templates.get((task, queue))
@@ -91,19 +98,58 @@ class RedisListPublisher:
 
     def encode(self, out: Outgoing, task_id: str) -> str:
         """The JSON envelope kombu's Redis transport stores for one message."""
-        message = out.message
-        body = base64.b64encode(self.body(message).encode()).decode()
-        kr = f"{{'job': '{message.job}', 'window_key': '{message.window_key}'}}"
-        return self._template(out.task, out.queue) % {"id": task_id, "kr": kr, "body": body}
+        m = out.message
+        body = self._body(m.job, m.window_key, m.window_start, m.slot, m.trigger, m.attempt,
+                          m.force)  # fmt: skip
+        return self._envelope(out.task, out.queue, m.job, m.window_key, body, task_id)
+
+    def _envelope(self, task: str, queue: str, job: str, key: str, body: str,
+                  task_id: str) -> str:  # fmt: skip
+        encoded = base64.b64encode(body.encode()).decode()
+        kr = f"{{'job': '{job}', 'window_key': '{key}'}}"
+        return self._template(task, queue) % {"id": task_id, "kr": kr, "body": encoded}
 
     def publish(self, batch: Sequence[Outgoing]) -> None:
         """LPUSH every message; raise if Redis does not take them."""
-        base = uuid.uuid4().hex
-        stem = f"{base[:8]}-{base[8:12]}-{base[12:16]}-{base[16:20]}-"
-        for start in range(0, len(batch), self.batch_size):
-            pipe = self.client.pipeline(transaction=False)
-            for index in range(start, min(start + self.batch_size, len(batch))):
-                out = batch[index]
-                pipe.lpush(self.key_prefix + out.queue, self.encode(out, f"{stem}{index:012x}"))
+        stem = _id_stem()
+        self._push(((o.queue, self.encode(o, f"{stem}{i:012x}")) for i, o in enumerate(batch)))
+
+    def publish_windows(self, batch: Sequence[tuple[str, str, NewWindow]]) -> None:
+        """Publish first attempts of ``(task, queue, window)`` without building RunMessages."""
+        stem = _id_stem()
+        items = (
+            (queue, self._envelope(task, queue, w.job, w.window_key,
+                                   self._body(w.job, w.window_key, w.window_start, w.slot,
+                                              w.trigger, 1, False), f"{stem}{i:012x}"))
+            for i, (task, queue, w) in enumerate(batch)
+        )  # fmt: skip
+        self._push(items)
+
+    def _push(self, items: Iterable[tuple[str, str]]) -> None:
+        """Multi-value LPUSHes (same order as one LPUSH each), ``batch_size`` per round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        queued = 0
+        pending: dict[str, list[str]] = {}
+        for queue, payload in items:
+            values = pending.setdefault(queue, [])
+            values.append(payload)
+            if len(values) >= _VALUES_PER_COMMAND:
+                pipe.lpush(self.key_prefix + queue, *values)
+                queued += len(values)
+                pending[queue] = []
+                if queued >= self.batch_size:
+                    pipe.execute()
+                    self.published += queued
+                    queued = 0
+        for queue, values in pending.items():
+            if values:
+                pipe.lpush(self.key_prefix + queue, *values)
+                queued += len(values)
+        if queued:
             pipe.execute()
-            self.published += min(self.batch_size, len(batch) - start)
+            self.published += queued
+
+
+def _id_stem() -> str:
+    base = uuid.uuid4().hex
+    return f"{base[:8]}-{base[8:12]}-{base[12:16]}-{base[16:20]}-"

@@ -38,6 +38,9 @@ class Emission:
         return RunMessage(w.job, w.window_key, w.window_start, w.slot, w.trigger, attempt)
 
 
+_TASKS = {AgentKind.SYNC: SYNC_TASK, AgentKind.ASYNC: ASYNC_TASK}
+
+
 def task_for(spec: JobSpec) -> str:
     """The Celery task that runs ``spec``: by the agent's kind."""
     return ASYNC_TASK if spec.kind is AgentKind.ASYNC else SYNC_TASK
@@ -146,7 +149,7 @@ class Planner:
         if text is None:
             text = formatted[slot] = format_instant(slot)
         window = NewWindow(job.name, slot, f"{job.name}@{text}", slot, "schedule")
-        return Emission(window, spec.queue, task_for(spec), slot)
+        return Emission(window, spec.queue, _TASKS[spec.agent.kind], slot)
 
     def _push(self, spec: JobSpec, slot: datetime | None, generation: int) -> None:
         if slot is None:

