@@ -11,7 +11,9 @@
 | ``agentcron_overlap_skips_total`` | counter | job |
 | ``agentcron_lease_renewals_failed_total`` | counter | job |
 | ``agentcron_queue_depth`` | gauge | queue |
-| ``agentcron_beat_emission_lag_seconds`` (publish - due) | histogram | |
+| ``agentcron_queue_workers`` (from heartbeats, set by the leading beat) | gauge | queue |
+| ``agentcron_beat_leader`` (1 while this beat leads) | gauge | |
+| ``agentcron_beat_emission_lag_seconds`` (publish - slot) | histogram | |
 
 Prefork workers: set ``PROMETHEUS_MULTIPROC_DIR`` (an empty folder) before the worker starts;
 children write their samples there and :func:`serve` aggregates them.
@@ -68,6 +70,10 @@ class Metrics:
                                        "Runs whose lease renewal failed.", ["job"], **kw)
         self.queue_depth = Gauge("agentcron_queue_depth", "Messages waiting on a queue.",
                                  ["queue"], multiprocess_mode="livemax", **kw)  # fmt: skip
+        self.queue_workers = Gauge("agentcron_queue_workers", "Live workers (heartbeats) per queue.",
+                                   ["queue"], multiprocess_mode="livemax", **kw)  # fmt: skip
+        self.beat_leader = Gauge("agentcron_beat_leader", "1 while this beat leads, else 0.",
+                                 multiprocess_mode="livemax", **kw)  # fmt: skip
         self.beat_lag = Histogram("agentcron_beat_emission_lag_seconds",
                                   "Publish time minus the window's due time.",
                                   buckets=LAG_BUCKETS, **kw)  # fmt: skip
@@ -184,6 +190,13 @@ def set_queue_depths(depths: Mapping[str, int], metrics: Metrics | None = None) 
     m = metrics or get_metrics()
     for queue, depth in depths.items():
         m.queue_depth.labels(queue).set(depth)
+
+
+def set_queue_workers(workers: Mapping[str, int], metrics: Metrics | None = None) -> None:
+    """Publish how many live workers consume each queue."""
+    m = metrics or get_metrics()
+    for queue, count in workers.items():
+        m.queue_workers.labels(queue).set(count)
 
 
 def multiprocess_mode() -> bool:

@@ -26,15 +26,16 @@ _STATE: dict[str, Any] = {}
 
 
 def queue_depths(app: Any, queues: Iterable[str]) -> dict[str, int]:
-    """Messages waiting on each queue (any kombu transport); queues it cannot read are left out."""
+    """Messages waiting on each queue (any kombu transport); a queue never declared counts 0."""
     depths: dict[str, int] = {}
     with app.connection_for_read() as conn:
         channel = conn.default_channel
         for queue in queues:
             try:
                 depths[queue] = int(channel.queue_declare(queue, passive=True).message_count)
-            except Exception as exc:
-                log.debug("queue %s unreadable (%s)", queue, type(exc).__name__)
+            except conn.channel_errors as exc:  # passive declare of a queue nobody declared yet
+                log.debug("queue %s not declared (%s)", queue, type(exc).__name__)
+                depths[queue] = 0
     return depths
 
 
@@ -141,7 +142,11 @@ class BeatOps:
                 log.warning("metrics port not served (%s)", exc)
 
     def _describe(self) -> Any:
-        return process_heartbeat(BEAT, self.ident, self.clock, leader=bool(self.service.active))
+        from agentcron.metrics import get_metrics
+
+        leading = bool(self.service.active)
+        get_metrics().beat_leader.set(1 if leading else 0)
+        return process_heartbeat(BEAT, self.ident, self.clock, leader=leading)
 
     def tick(self) -> float:
         """Send the watchdog task when due (leader only); seconds until the next call."""
@@ -156,11 +161,17 @@ class BeatOps:
         return max(self._next_watch - now, 0.0)
 
     def _watch(self) -> None:
-        from agentcron.metrics import set_queue_depths
+        from agentcron.metrics import set_queue_depths, set_queue_workers
 
+        queues = [SYNC_QUEUE, ASYNC_QUEUE]
         try:
             self.app.send_task(WATCHDOG_TASK, queue=SYNC_QUEUE, retry=False)
-            set_queue_depths(queue_depths(self.app, [SYNC_QUEUE, ASYNC_QUEUE]))
+            set_queue_depths(queue_depths(self.app, queues))
+            workers = dict.fromkeys(queues, 0)
+            for beat in self.heartbeater.store.alive(WORKER):
+                for queue in beat.queues:
+                    workers[queue] = workers.get(queue, 0) + 1
+            set_queue_workers(workers)
         except Exception as exc:
             log.warning("watchdog not sent (%s)", type(exc).__name__)
 

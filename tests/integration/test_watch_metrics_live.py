@@ -16,6 +16,7 @@ from agentcron.beat.planner import emission_for
 from agentcron.jobs import Job, JobSpec, compile_job
 from agentcron.metrics import Metrics, RunObserver, serve
 from agentcron.runtime import Runtime
+from agentcron.schedules import parse_instant
 from agentcron.settings import Settings
 from tests.services import free_port
 
@@ -86,3 +87,20 @@ def test_metrics_endpoint_exposes_run_series(runtime: Runtime) -> None:
     mean_lag = value("agentcron_start_lag_seconds_sum", job=ok.name) / 3  # start - slot
     assert 30 < mean_lag < 120  # slots 40-60 s ago
     assert value("agentcron_overlap_skips_total", job=ok.name) == 0
+
+
+def test_queue_depths_read_from_the_real_broker(redis_url: str, redis_client: Any) -> None:
+    from celery import Celery
+
+    from agentcron.beat.publisher import CeleryPublisher, Outgoing
+    from agentcron.operate import queue_depths
+
+    app = Celery("watch-depth", broker=redis_url)
+    ok = spec(f"depth_{uuid.uuid4().hex[:8]}", good)
+    start = parse_instant("2026-03-17T06:00:00Z")
+    batch = [Outgoing(e.task, e.queue, e.message())
+             for e in (emission_for(ok, start + timedelta(seconds=10 * i)) for i in range(3))]
+    CeleryPublisher(app).publish(batch)
+    assert queue_depths(app, ["agentcron.sync", "agentcron.async"]) == {
+        "agentcron.sync": 3, "agentcron.async": 0}
+    app.close()

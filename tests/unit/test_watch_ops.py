@@ -180,3 +180,89 @@ def test_status_problems_name_missing_beat_and_workers() -> None:
     healthy = StatusReport("beat-1", ["beat-1"], {"agentcron.sync": ["w1"]}, {},
                            [JobStatus("a", "agentcron.sync", None, None, 0)])  # fmt: skip
     assert healthy.problems() == []
+
+
+def test_metered_publisher_observes_the_beat_emission_lag(tmp_path: Path) -> None:
+    from agentcron.beat.planner import emission_for
+    from agentcron.beat.publisher import Outgoing
+    from agentcron.metrics import MeteredPublisher
+
+    clock = FrozenClock("2026-03-17T06:00:02Z")
+    registry = CollectorRegistry()
+    inner = MemoryPublisher()
+    emission = emission_for(daily(), parse_instant("2026-03-17T06:00:00Z"))
+    MeteredPublisher(inner, clock, Metrics(registry)).publish(
+        [Outgoing(emission.task, emission.queue, emission.message())])
+    assert inner.keys() == ["daily@2026-03-17T06:00:00Z"]
+    assert registry.get_sample_value("agentcron_beat_emission_lag_seconds_sum") == 2.0
+
+
+class FakeChannel:
+    def queue_declare(self, queue: str, passive: bool = False) -> object:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(message_count={"agentcron.sync": 4}.get(queue, 0))
+
+
+class FakeConnection:
+    default_channel = FakeChannel()
+
+    def __enter__(self) -> FakeConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class FakeApp:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def send_task(self, name: str, queue: str, retry: bool) -> None:
+        self.sent.append((name, queue))
+
+    def connection_for_read(self) -> FakeConnection:
+        return FakeConnection()
+
+
+class FakeService:
+    def __init__(self) -> None:
+        from types import SimpleNamespace
+
+        self.active = False
+        self.emitter = SimpleNamespace(publisher=MemoryPublisher())
+        self.leader = SimpleNamespace(owner="beat-test")
+
+
+def test_beat_ops_heartbeat_and_watchdog_only_while_leading(tmp_path: Path) -> None:
+    from agentcron.heartbeats import FileHeartbeats
+    from agentcron.metrics import get_metrics
+    from agentcron.operate import BeatOps
+
+    clock = FrozenClock()
+    settings = Settings(data_dir=tmp_path, watchdog_interval=60, heartbeat_interval=3600)
+    app, service = FakeApp(), FakeService()
+    ops = BeatOps(app, service, settings, clock)
+    try:
+        store = FileHeartbeats(tmp_path / "heartbeats", clock)
+        assert [(h.role, h.ident, h.leader) for h in store.alive()] == [(BEAT, "beat-test", False)]
+        clock.advance(11)
+        ops.tick()
+        assert app.sent == []  # a standby sends nothing
+        service.active = True
+        ops.heartbeater.beat_once()
+        assert store.alive(BEAT)[0].leader
+        assert get_metrics().beat_leader._value.get() == 1
+        clock.advance(60)
+        store.beat(Heartbeat(WORKER, "w1", clock.now(), ["agentcron.sync"]), 30)
+        ops.tick()
+        assert app.sent == [("agentcron.watchdog", "agentcron.sync")]
+        ops.tick()
+        assert len(app.sent) == 1  # once per interval
+        m = get_metrics()
+        assert m.queue_depth.labels("agentcron.sync")._value.get() == 4
+        assert m.queue_workers.labels("agentcron.sync")._value.get() == 1
+        assert m.queue_workers.labels("agentcron.async")._value.get() == 0
+    finally:
+        ops.close()
+    assert FileHeartbeats(tmp_path / "heartbeats", clock).alive(BEAT) == []
