@@ -9,8 +9,10 @@ O(number of jobs): due windows come off a heap and changes come by revision.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -49,6 +51,18 @@ def last_slots(engine: Engine) -> dict[str, datetime]:
         return {job: slot for job, slot in conn.execute(query) if slot is not None}
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic GC pass while a boundary's windows are emitted (they are freed right after)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 class BeatService:
     """Plan, lead, record and publish."""
 
@@ -84,7 +98,8 @@ class BeatService:
                 self._unrecorded = retry
                 self._deactivate()
                 return 0.0
-            self._unrecorded = self.emitter.emit_stream(self._chunks(retry, now))
+            with _gc_paused():
+                self._unrecorded = self.emitter.emit_stream(self._chunks(retry, now))
         return self._sleep_time()
 
     def close(self) -> None:
@@ -125,6 +140,8 @@ class BeatService:
         self.planner.add_many(specs.values(), now)
         self._catch_up(specs.values(), now)
         self.active = True
+        gc.collect()
+        gc.freeze()  # the specs and the heap live as long as the beat: keep them out of GC scans
         log.info("beat active with %d job(s)", len(specs))
 
     def _deactivate(self) -> None:
