@@ -81,7 +81,7 @@ def _worker_ready(sender: Any = None, **_: Any) -> None:
         from agentcron.metrics import serve
 
         try:
-            serve(settings.metrics_port)
+            serve(settings.metrics_port, settings.metrics_addr)
         except OSError as exc:
             log.warning("metrics port %d not served (%s)", settings.metrics_port, exc)
 
@@ -137,7 +137,7 @@ class BeatOps:
             from agentcron.metrics import serve
 
             try:
-                serve(self.settings.metrics_port)
+                serve(self.settings.metrics_port, self.settings.metrics_addr)
             except OSError as exc:
                 log.warning("metrics port not served (%s)", exc)
 

@@ -56,6 +56,7 @@ class Settings:
     shutdown_timeout: float = 30.0
     worker_lost_cap: int = 3
     metrics_port: int = 0
+    metrics_addr: str = "127.0.0.1"
     alert_webhook_url: str = ""
     ping_urls: str = ""
     ping_style: str = "healthchecks"
