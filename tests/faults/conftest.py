@@ -58,9 +58,8 @@ def _scenario(item: pytest.Item) -> str:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
     report = yield
-    if "tests/faults" not in str(item.path) or report.when != "call" and not report.skipped:
-        return report
-    if report.when == "setup" and not report.skipped:
+    recorded = report.when == "call" or (report.when == "setup" and report.skipped)
+    if "tests/faults" not in str(item.path) or not recorded:
         return report
     marker = item.get_closest_marker("injects")
     injected = marker.args[0] if marker else ""

@@ -9,6 +9,7 @@ and injects faults with signals. :mod:`tests.faults.oracle` then checks the prom
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -155,10 +156,8 @@ def alive(pid: int) -> bool:
 
 def signal_pid(pid: int, sig: int) -> None:
     """Send ``sig`` to ``pid``, ignoring a process that is already gone."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def poll(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
@@ -428,7 +427,7 @@ def unacked_expired(cluster: Cluster) -> bool:
     if not newest:
         return True
     timeout = float(cluster.settings["visibility_timeout"])
-    return bool(newest[0][1] + timeout < time.time())
+    return float(newest[0][1]) + timeout < time.time()
 
 
 def aware(when: datetime) -> datetime:

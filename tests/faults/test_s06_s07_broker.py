@@ -20,41 +20,65 @@ from tests.faults.oracle import check
 pytestmark = pytest.mark.faults
 
 
-@pytest.mark.injects("redis-server restarted (AOF kept) while sync and async runs are in flight")
-def test_s06_broker_restart_in_flight(cluster: Cluster) -> None:
+ASYNC_WORKER_DIES = (
+    "the asyncio-pool worker exits on a broker connection loss with runs in flight: Celery's "
+    "Consumer.on_connection_error_after_connected calls connection.collect() and then "
+    "connection.close(); close() restores unacked messages through a channel whose "
+    "connection was already collected (kombu redis _connparams: conninfo is None) and raises "
+    "AttributeError('NoneType' object has no attribute 'hostname'), which ignore_errors does "
+    "not swallow: 'Unrecoverable error', the worker drains and exits and the async queue has no "
+    "consumer (needs a guard in workers/, e.g. wrap on_connection_error_after_connected)"
+)
+
+RUNNING_ROWS_STRANDED = (
+    "after a graceful broker restart (redis SIGTERM, AOF on) the windows in flight stay "
+    "'running' forever: on the connection loss Celery "
+    "(worker_cancel_long_running_tasks_on_connection_loss=True) terminates their prefork "
+    "children mid-run, and kombu's restore of their unacked messages goes to the broker while "
+    "it shuts down, so after the restart neither the queue nor kombu's unacked hash holds them; "
+    "agentcron/watchdog.py re-publishes only 'scheduled' rows and windows without a row, so "
+    "nothing re-enqueues a 'running'/'claimed' row whose lease has expired"
+)
+
+
+def restart_broker_in_flight(cluster: Cluster, asynchronous: bool) -> None:
     cluster.stop_redis()
     cluster.start_redis("--appendonly", "yes", "--appendfsync", "always")
-    cluster.write_jobs([
-        JobDecl("sync_job", options={"config": {"seconds": 2}, "lease_ttl": 2, "overlap": "allow"}),
-        JobDecl("async_job", asynchronous=True,
-                options={"config": {"seconds": 2}, "lease_ttl": 2, "overlap": "allow"}),
-    ])  # fmt: skip
-    sync_worker = cluster.worker("w1", concurrency=2)
-    async_worker = cluster.worker("a1", asynchronous=True)
-    before = [window_message("sync_job", n) for n in range(3)]
-    before += [window_message("async_job", n) for n in range(3)]
+    options = {"config": {"seconds": 2}, "lease_ttl": 2, "overlap": "allow"}
+    cluster.write_jobs([JobDecl("job", asynchronous=asynchronous, options=options)])
+    start = cluster.worker("w1", asynchronous=asynchronous, concurrency=2)
+    before = [window_message("job", n) for n in range(3)]
     for message in before:
-        cluster.publish(message, asynchronous=message.job == "async_job")
-    poll(lambda: len(cluster.rows("starts")) >= 3, 30, "runs in flight")
+        cluster.publish(message, asynchronous=asynchronous)
+    poll(lambda: len(cluster.rows("starts")) >= 2, 30, "runs in flight")
     cluster.stop_redis(signal.SIGTERM)
     cluster.start_redis()
-    after = [window_message("sync_job", 10), window_message("async_job", 10)]
-    for message in after:
-        cluster.publish(message, asynchronous=message.job == "async_job")
-    for message in after:  # the workers reconnected and did not hang
-        cluster.wait_state(message, {"succeeded"}, 40)
+    after = window_message("job", 10)
+    cluster.publish(after, asynchronous=asynchronous)
+    cluster.wait_state(after, {"succeeded"}, 30)  # the worker reconnected and did not hang
+    assert start.running(), start.text()[-5000:]
     # runs cancelled by the connection loss come back after the visibility timeout
     poll(lambda: unacked_expired(cluster), 30, "the visibility timeout to pass")
-    for proc in (sync_worker, async_worker):
-        cluster.stop(proc)
-    cluster.worker("w2", concurrency=2)
-    cluster.worker("a2", asynchronous=True)
+    cluster.stop(start)
+    cluster.worker("w2", asynchronous=asynchronous, concurrency=2)
     for message in before:
-        cluster.wait_state(message, {"succeeded"}, 40)
+        cluster.wait_state(message, {"succeeded"}, 20)
     poll(cluster.queue_empty, 20, "every message to be acknowledged")
-    verdict = check(cluster, [m.window_key for m in before + after])
+    verdict = check(cluster, [m.window_key for m in [*before, after]])
     verdict.assert_ok(cluster.logs())
-    assert verdict.succeeded == len(before + after)
+    assert verdict.succeeded == len(before) + 1
+
+
+@pytest.mark.xfail(strict=True, reason=RUNNING_ROWS_STRANDED)
+@pytest.mark.injects("redis-server restarted (AOF kept) while prefork runs are in flight")
+def test_s06_broker_restart_in_flight_prefork(cluster: Cluster) -> None:
+    restart_broker_in_flight(cluster, asynchronous=False)
+
+
+@pytest.mark.xfail(strict=True, reason=ASYNC_WORKER_DIES)
+@pytest.mark.injects("redis-server restarted (AOF kept) while asyncio-pool runs are in flight")
+def test_s06_broker_restart_in_flight_asyncio(cluster: Cluster) -> None:
+    restart_broker_in_flight(cluster, asynchronous=True)
 
 
 @pytest.mark.injects("redis-server kill -9 without persistence (queue, leases, leader key gone) "
@@ -76,7 +100,7 @@ def test_s07_broker_crash_loses_everything(cluster: Cluster) -> None:
     cluster.stop_redis(signal.SIGKILL)
     cluster.start_redis()
     count = len(cluster.rows("effects"))
-    poll(lambda: len(cluster.rows("effects")) >= count + 4, 40, "windows to run after the crash")
+    poll(lambda: len(cluster.rows("effects")) >= count + 6, 40, "windows to run after the crash")
     cluster.stop(beat)
     jobs = ("tick", "atick")
     try:
@@ -89,4 +113,4 @@ def test_s07_broker_crash_loses_everything(cluster: Cluster) -> None:
     windows = [w for job in jobs for w in slot_windows(cluster, job, schedule)]
     verdict = check(cluster, windows)
     verdict.assert_ok(cluster.logs())
-    assert verdict.succeeded >= 8, verdict.summary()
+    assert verdict.succeeded == verdict.expected >= 6, verdict.summary()

@@ -36,7 +36,7 @@ def finish(cluster: Cluster, jobs: tuple[str, ...], *beats: Proc) -> list[str]:
 @pytest.mark.injects("redis-server stopped across ticks (~6 s), started again on its port")
 def test_s08_broker_down_at_the_tick(cluster: Cluster) -> None:
     jobs = ("tick", "atick")
-    ticking(cluster, *jobs, catchup_window=60, coalesce="all")
+    ticking(cluster, *jobs, catchup_window=60, coalesce="all", overlap="buffer_all")
     cluster.worker("w1", concurrency=2)
     cluster.worker("a1", asynchronous=True)
     beat = cluster.beat()
