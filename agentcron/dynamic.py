@@ -12,6 +12,7 @@ removed job keeps its row as a tombstone (``source='removed'``) so running beats
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -81,6 +82,12 @@ def job_from_definition(name: str, definition: dict[str, Any], enabled: bool = T
         raise ConfigError([Problem(name, "definition", str(definition)[:80],
                                    "needs at least agent and schedule")])  # fmt: skip
     return Job(name, enabled=enabled, **values)
+
+
+def _differs(entry: ScheduleEntry | None, job: Job) -> bool:
+    if entry is None or entry.source != "file":
+        return True
+    return bool(entry.definition != json.loads(json.dumps(definition_of(job), default=str)))
 
 
 class ScheduleStore:
@@ -162,14 +169,21 @@ class ScheduleStore:
         return self._change([name], enabled=False, source=REMOVED)
 
     def sync_file(self, jobs: Iterable[Job]) -> int:
-        """Upsert the file's jobs (``source='file'``); disable file jobs no longer in it."""
+        """Upsert the file's jobs (``source='file'``); disable file jobs no longer in it.
+
+        Only rows that changed are written, so restarting a beat with the same file does not
+        move the revision (and running beats re-read nothing).
+        """
         jobs = list(jobs)
-        revision = self.upsert(jobs, "file")
+        current = {e.name: e for e in self.entries(include_removed=True)}
+        changed = [job for job in jobs if _differs(current.get(job.name), job)]
+        if changed:
+            self.upsert(changed, "file")
         names = {job.name for job in jobs}
-        gone = [e.name for e in self.entries() if e.source == "file" and e.name not in names]
+        gone = [n for n, e in current.items() if e.source == "file" and n not in names]
         if gone:
             self._change(gone, enabled=False, source=LEFT_FILE)
-        return revision
+        return self.revision()
 
     def _change(self, names: Sequence[str], **values: Any) -> bool:
         with begin_write(self.engine) as conn:

@@ -243,3 +243,15 @@ def test_jobs_window_day_dedupes_slots_of_one_window(tmp_path: Path, clock: Froz
     assert rig.publisher.window_keys() == ["d@2026-03-17T06:00:00Z"]
     assert rig.beat.emitter.stats.deduplicated >= 1
     assert timedelta(0) == timedelta(0)
+
+
+def test_restarting_with_the_same_file_does_not_move_the_revision(tmp_path: Path,
+                                                                  clock: FrozenClock) -> None:
+    jobs = [Job("a", agent=AGENT, schedule="*/2s"), Job("b", agent=AGENT, schedule="*/2s")]
+    rig = Rig(tmp_path, clock, jobs)
+    rig.run(1)
+    revision = rig.store.revision()
+    assert rig.store.sync_file(jobs) == revision  # a standby restarting: nothing re-read
+    changed = [Job("a", agent=AGENT, schedule="*/4s"), jobs[1]]
+    assert rig.store.sync_file(changed) > revision
+    assert [e.name for e in rig.store.entries(since=revision + 1)] == ["a"]
