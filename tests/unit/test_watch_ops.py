@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -266,3 +267,28 @@ def test_beat_ops_heartbeat_and_watchdog_only_while_leading(tmp_path: Path) -> N
     finally:
         ops.close()
     assert FileHeartbeats(tmp_path / "heartbeats", clock).alive(BEAT) == []
+
+
+def test_metered_publisher_keeps_the_fast_window_path() -> None:
+    from agentcron.beat.planner import emission_for
+    from agentcron.metrics import MeteredPublisher
+
+    class Fast(MemoryPublisher):
+        def __init__(self) -> None:
+            super().__init__()
+            self.windows: list[object] = []
+
+        def publish_windows(self, batch: Sequence[tuple[str, str, object]]) -> None:
+            self.windows.extend(batch)
+
+    clock = FrozenClock("2026-03-17T06:00:05Z")
+    registry = CollectorRegistry()
+    inner = Fast()
+    metered = MeteredPublisher(inner, clock, Metrics(registry))
+    window = emission_for(daily(), parse_instant("2026-03-17T06:00:00Z")).window
+    metered.publish_windows([("agentcron.run_sync", "agentcron.sync", window)] * 3)
+    assert len(inner.windows) == 3
+    assert registry.get_sample_value("agentcron_beat_emission_lag_seconds_count") == 1  # one slot
+    assert registry.get_sample_value("agentcron_beat_emission_lag_seconds_sum") == 5.0
+    assert not hasattr(MeteredPublisher(MemoryPublisher(), clock, Metrics(CollectorRegistry())),
+                       "publish_windows")
