@@ -17,7 +17,7 @@ first watchdog to take it alerts, every other one (or a later pass) sees it take
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -26,7 +26,7 @@ from sqlalchemy import Engine, func, select
 
 from agentcron.alerts import Alert, Alerter
 from agentcron.beat.emitter import Emitter
-from agentcron.beat.planner import emission_for, task_for
+from agentcron.beat.planner import Emission, emission_for, task_for
 from agentcron.beat.publisher import Outgoing, Publisher
 from agentcron.clock import Clock
 from agentcron.jobs import JobSpec
@@ -93,6 +93,21 @@ def first_slots(engine: Engine) -> dict[str, datetime]:
         return {job: slot for job, slot in conn.execute(query) if slot is not None}
 
 
+def rows_by_key(engine: Engine, keys: Sequence[str], chunk: int = 1000) -> dict[str, RunRecord]:
+    """The ledger rows of ``keys`` (one query per ``chunk`` keys)."""
+    from agentcron.ledger.store import _record
+
+    found: dict[str, RunRecord] = {}
+    unique = list(dict.fromkeys(keys))
+    with begin_read(engine) as conn:
+        for i in range(0, len(unique), chunk):
+            query = select(RUNS).where(RUNS.c.window_key.in_(unique[i:i + chunk]))
+            for row in conn.execute(query):
+                record = _record(row)
+                found[record.window_key] = record
+    return found
+
+
 def _slots(spec: JobSpec, start: datetime, end: datetime) -> list[datetime]:
     out: list[datetime] = []
     for slot in spec.schedule.fires_between(start, end):
@@ -121,8 +136,9 @@ class Watchdog:
         """Re-enqueue lost windows and mark, then alert, missed ones."""
         report = WatchReport()
         now = self.clock.now()
-        owed: list[tuple[JobSpec, RunRecord]] = []
         firsts = first_slots(self.ledger.engine)
+        expected: list[tuple[JobSpec, Emission]] = []
+        overdue: list[tuple[JobSpec, Emission, timedelta]] = []
         for spec in specs:
             if not spec.job.enabled:
                 continue
@@ -130,37 +146,51 @@ class Watchdog:
             first = firsts.get(spec.name)
             if first is None:  # never scheduled yet: the beat starts it, nothing is owed
                 continue
-            owed += self._expected(spec, now, first, report)
-            self._overdue(spec, now, first, report)
-        if owed:
-            self._republish(owed, now, report)
+            expected += self._expected(spec, now, first)
+            overdue += self._overdue(spec, now, first)
+        keys = [e.window.window_key for _, e in expected] + [e.window.window_key for _, e, _ in overdue]
+        rows = rows_by_key(self.ledger.engine, keys)
+        self._enqueue(expected, rows, now, report)
+        self._mark(overdue, rows, report)
         if report.enqueued or report.republished or report.missed:
             log.info("watchdog: %s", report.summary())
         return report
 
-    def _expected(self, spec: JobSpec, now: datetime, first: datetime,
-                  report: WatchReport) -> list[
-        tuple[JobSpec, RunRecord]
+    def _expected(self, spec: JobSpec, now: datetime, first: datetime) -> list[
+        tuple[JobSpec, Emission]
     ]:
-        """Windows inside the catch-up window: enqueue those without a row; rows to re-check."""
+        """Windows inside the catch-up window, due long enough ago that the beat has sent them."""
         ripe = now - timedelta(seconds=self.config.min_age)
-        rows: list[tuple[JobSpec, RunRecord]] = []
-        fresh = []
-        seen: set[str] = set()
+        out: dict[str, tuple[JobSpec, Emission]] = {}
         for slot in _slots(spec, max(now - spec.catchup_window, first - _TICK), now):
             emission = emission_for(spec, slot, "watchdog")
-            key = emission.window.window_key
-            if emission.due_at > ripe or key in seen:
-                continue
-            seen.add(key)
-            row = self.ledger.get(spec.name, emission.window.window_start)
-            if row is None:
-                fresh.append(emission)
-            elif row.state is RunState.SCHEDULED:
-                rows.append((spec, row))
+            if emission.due_at <= ripe:
+                out.setdefault(emission.window.window_key, (spec, emission))
+        return list(out.values())
+
+    def _overdue(self, spec: JobSpec, now: datetime, first: datetime) -> list[
+        tuple[JobSpec, Emission, timedelta]
+    ]:
+        """Windows whose ``slot + grace`` has passed (within one more catch-up window back)."""
+        grace = grace_of(spec, self.config)
+        lookback = max(spec.catchup_window, spec.schedule.period or timedelta(days=1))
+        out: dict[str, tuple[JobSpec, Emission, timedelta]] = {}
+        for slot in _slots(spec, max(now - grace - lookback, first - _TICK), now - grace):
+            emission = emission_for(spec, slot, "watchdog")
+            out.setdefault(emission.window.window_key, (spec, emission, grace + lookback))
+        return list(out.values())
+
+    def _enqueue(self, expected: list[tuple[JobSpec, Emission]], rows: dict[str, RunRecord],
+                 now: datetime, report: WatchReport) -> None:  # fmt: skip
+        """Record and send windows without a row; re-send 'scheduled' rows the broker lost."""
+        fresh = [e for _, e in expected if e.window.window_key not in rows]
         if fresh and self.emitter.emit(fresh):
             report.enqueued += [e.window.window_key for e in fresh]
-        return rows
+        owed = [(spec, rows[e.window.window_key]) for spec, e in expected
+                if e.window.window_key in rows
+                and rows[e.window.window_key].state is RunState.SCHEDULED]  # fmt: skip
+        if owed:
+            self._republish(owed, now, report)
 
     def _republish(self, owed: list[tuple[JobSpec, RunRecord]], now: datetime,
                    report: WatchReport) -> None:  # fmt: skip
@@ -187,28 +217,24 @@ class Watchdog:
         log.warning("watchdog re-published %d window(s) left 'scheduled' with no message: %s",
                     len(batch), ", ".join(o.message.window_key for o in batch[:10]))  # fmt: skip
 
-    def _overdue(self, spec: JobSpec, now: datetime, first: datetime,
-                 report: WatchReport) -> None:
-        """Windows past ``slot + grace`` without a success: mark missed, alert once."""
-        grace = grace_of(spec, self.config)
-        lookback = max(spec.catchup_window, spec.schedule.period or timedelta(days=1))
-        seen: set[str] = set()
-        for slot in _slots(spec, max(now - grace - lookback, first - _TICK), now - grace):
-            window = emission_for(spec, slot, "watchdog").window
-            if window.window_key in seen:
-                continue
-            seen.add(window.window_key)
-            row = self.ledger.get(spec.name, window.window_start)
+    def _mark(self, overdue: list[tuple[JobSpec, Emission, timedelta]],
+              rows: dict[str, RunRecord], report: WatchReport) -> None:  # fmt: skip
+        """Mark overdue windows without a success 'missed'; alert each missed window once."""
+        for spec, emission, horizon in overdue:
+            window = emission.window
+            row = rows.get(window.window_key)
             state = row.state if row is not None else None
             reason = row.error_message if row is not None else None
             if state is None or state is RunState.SCHEDULED:
-                reason = f"no successful run within {grace} after slot {slot:%Y-%m-%dT%H:%M:%SZ}"
+                grace = grace_of(spec, self.config)
+                reason = (f"no successful run within {grace} after slot "
+                          f"{window.slot:%Y-%m-%dT%H:%M:%SZ}")  # fmt: skip
                 if not self.ledger.mark_terminal(window, RunState.MISSED, reason):
                     continue
                 report.missed.append(window.window_key)
                 state = RunState.MISSED
             if state is RunState.MISSED:
-                self._alert_once(window, reason or "missed", grace + lookback, report)
+                self._alert_once(window, reason or "missed", horizon, report)
 
     def _alert_once(self, window: NewWindow, reason: str, horizon: timedelta,
                     report: WatchReport) -> None:  # fmt: skip
