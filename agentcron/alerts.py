@@ -163,3 +163,13 @@ def alerter_from_settings(settings: Settings, send: Sender = http_send) -> Alert
                                    "one of healthchecks, cronitor")])  # fmt: skip
     return Alerter(notifiers, parse_ping_urls(settings.ping_urls), ping_style=settings.ping_style,
                    timeout=settings.alert_timeout, send=send)  # fmt: skip
+
+
+def safe_alerter(settings: Settings) -> Alerter:
+    """:func:`alerter_from_settings`, or (logged) a log-only alerter when the settings are bad:
+    a worker or the watchdog must not fail because of a typo in a notifier setting."""
+    try:
+        return alerter_from_settings(settings)
+    except ConfigError as exc:
+        log.error("alert notifiers disabled, bad settings: %s", exc)
+        return Alerter()

@@ -251,9 +251,9 @@ def install(guard: Any, ledger: Ledger, alerter: Alerter | None = None) -> RunOb
         if isinstance(observer, RunObserver):
             return observer
     if alerter is None:
-        from agentcron.alerts import alerter_from_settings
+        from agentcron.alerts import safe_alerter
 
-        alerter = alerter_from_settings(guard.settings)
+        alerter = safe_alerter(guard.settings)
     observer = RunObserver(ledger, alerter=alerter)
     if hasattr(guard, "observers"):
         guard.observers.append(observer)

@@ -107,9 +107,9 @@ def _start_ping(task: Any = None, kwargs: dict[str, Any] | None = None, **_: Any
     settings: Settings = _STATE["settings"]
     if not settings.ping_urls:
         return
-    from agentcron.alerts import alerter_from_settings
+    from agentcron.alerts import safe_alerter
 
-    alerter = _STATE.get("alerter") or alerter_from_settings(settings)
+    alerter = _STATE.get("alerter") or safe_alerter(settings)
     _STATE["alerter"] = alerter
     alerter.ping(str(kwargs.get("job", "")), "start")
 

@@ -272,14 +272,14 @@ def enabled_specs(runtime: Runtime) -> list[JobSpec]:
 
 def build_watchdog(runtime: Runtime, app: Any, alerter: Alerter | None = None) -> Watchdog:
     """A watchdog on the runtime's ledger and leases, publishing through ``app``."""
-    from agentcron.alerts import alerter_from_settings
+    from agentcron.alerts import safe_alerter
     from agentcron.beat.publisher import CeleryPublisher
     from agentcron.jobs import ASYNC_QUEUE, SYNC_QUEUE
 
     settings = runtime.settings
     queues = sorted({SYNC_QUEUE, ASYNC_QUEUE, *(s.queue for s in runtime.specs())})
     return Watchdog(runtime.ledger, CeleryPublisher(app), runtime.clock,
-                    alerter or alerter_from_settings(settings), runtime.leases,
+                    alerter or safe_alerter(settings), runtime.leases,
                     config=WatchdogConfig.from_settings(settings),
                     queued=queue_inspector(settings, queues))  # fmt: skip
 

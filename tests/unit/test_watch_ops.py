@@ -292,3 +292,12 @@ def test_metered_publisher_keeps_the_fast_window_path() -> None:
     assert registry.get_sample_value("agentcron_beat_emission_lag_seconds_sum") == 5.0
     assert not hasattr(MeteredPublisher(MemoryPublisher(), clock, Metrics(CollectorRegistry())),
                        "publish_windows")
+
+
+def test_bad_notifier_settings_leave_a_log_only_alerter(caplog: pytest.LogCaptureFixture) -> None:
+    from agentcron.alerts import safe_alerter
+
+    with caplog.at_level(logging.ERROR, "agentcron.alerts"):
+        alerter = safe_alerter(Settings(ping_urls="not json"))
+    assert alerter.notifiers == [] and alerter.pings == {}
+    assert "alert notifiers disabled" in caplog.text
