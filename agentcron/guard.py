@@ -133,7 +133,7 @@ class Guard:
         if outcome.state is not None and outcome.state in _STATE_COUNTER:
             self.run_stats.add(_STATE_COUNTER[outcome.state])
         log.info("%s: %s", message.short(), outcome.detail)
-        for observer in self.observers:  # agentcron.metrics.observe_outcome; never fails a run
+        for observer in self.observers:  # e.g. agentcron.metrics.RunObserver; never fails a run
             await mode.callback(observer, outcome, spec, message)
         return outcome
 
