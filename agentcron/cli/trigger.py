@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from agentcron.beat.planner import task_for
-from agentcron.beat.publisher import CeleryPublisher, Outgoing
+from agentcron.beat.publisher import Outgoing
 from agentcron.clock import SYSTEM_CLOCK, Clock
 from agentcron.jobs import JobSpec
 from agentcron.ledger.records import NewWindow
@@ -58,6 +58,7 @@ def trigger_command(job: str, force: bool) -> None:
     """Run JOB now, in the window that contains now."""
     from celery import Celery
 
+    from agentcron.beat.factory import open_publisher
     from agentcron.runtime import Runtime
 
     runtime = Runtime.from_settings(Settings.from_env(), SYSTEM_CLOCK)
@@ -67,7 +68,9 @@ def trigger_command(job: str, force: bool) -> None:
         click.echo(f"error: no job named {job!r}", err=True)
         raise SystemExit(1) from None
     app = Celery("agentcron-trigger", broker=runtime.settings.broker_url)
+    app.conf.update(task_serializer="json", accept_content=["json"])
     try:
-        click.echo(trigger(spec, runtime.ledger, CeleryPublisher(app), runtime.clock, force))
+        publisher = open_publisher(app, runtime.settings)
+        click.echo(trigger(spec, runtime.ledger, publisher, runtime.clock, force))
     finally:
         runtime.close()
