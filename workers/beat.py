@@ -6,12 +6,14 @@ workers.beat:AgentcronScheduler`` works with any app.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from celery.beat import Scheduler
 
 from agentcron.beat.factory import build_beat
 from agentcron.beat.service import BeatService
+from agentcron.clock import SYSTEM_CLOCK, Clock
 from agentcron.operate import BeatOps
 
 
@@ -20,10 +22,15 @@ class AgentcronScheduler(Scheduler):  # type: ignore[misc]
 
     service: BeatService | None = None
     ops: BeatOps | None = None
+    clock: Clock = SYSTEM_CLOCK  # every instant the beat uses comes from here (tests inject one)
+
+    def now(self) -> datetime:
+        """The scheduler's clock (instead of ``app.now``)."""
+        return self.clock.now()
 
     def setup_schedule(self) -> None:
         """Build the beat service (ledger, leases, jobs) once per process."""
-        self.service = build_beat(self.app)
+        self.service = build_beat(self.app, clock=self.clock)
         self.ops = BeatOps(self.app, self.service)  # heartbeat, watchdog task, metrics
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
