@@ -26,6 +26,7 @@ from agentcron.context import RunCancelled, RunContext
 from agentcron.errors import ConfigError
 from agentcron.guard_modes import AsyncMode, Mode, RunTimedOut, SyncMode
 from agentcron.guard_overlap import Duplicate, OverlapWait, Skip, acquire_with_policy, lease_owner
+from agentcron.guard_stale import end_stale_run
 from agentcron.jobs import JobSpec
 from agentcron.leases.base import Lease, LeaseStore
 from agentcron.leases.cancel import CancelSignals
@@ -167,6 +168,11 @@ class Guard:
         self, mode: Mode, spec: JobSpec, window: NewWindow, state: RunState, reason: str
     ) -> Outcome:
         written = await self._commit(mode, self.ledger.mark_terminal, window, state, reason)
+        if not written:  # an active row: is its run alive? (a killed holder leaves it active)
+            name = window.window_key if spec.job.overlap == "allow" else spec.name
+            written = await end_stale_run(self._commit, mode, self.ledger, self.leases, window,
+                                          name, state, reason, self.worker_id,
+                                          spec.job.max_retries)  # fmt: skip
         if not written:
             return _duplicate(f"window already recorded; not marking {state.value}")
         outcome = Outcome(state, False, 0, None, reason, f"{state.value}: {reason}")

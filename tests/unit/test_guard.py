@@ -346,3 +346,42 @@ async def test_concurrent_async_runs_share_ledger_transactions(tmp_path: Path) -
     assert world.ledger.count_by_state(spec.name) == {"succeeded": 200}
     batches = guard._async_mode.batcher(world.ledger).stats()
     assert batches["claim_batches"] + batches["complete_batches"] < 100
+
+
+def test_skipped_redelivery_ends_a_window_its_dead_holder_left_running(world: World) -> None:
+    """Soak finding: a killed run left its row 'running'; its redelivery arrives while a newer
+    window holds the job's lease (overlap skip). The window must end 'skipped', not stay active."""
+    from agentcron.ledger.records import NewWindow
+
+    agent, calls = counting()
+    spec = make_spec(agent, schedule="*/1s")
+    old = world.message(spec, "2026-03-17T06:00:00Z", trigger="manual")
+    dead = world.leases.acquire(spec.name, "dead-holder", 60)
+    assert dead is not None
+    world.ledger.claim(NewWindow(old.job, old.window_start, old.window_key, old.slot),
+                       dead.token, "dead-worker", 3, running=True)  # fmt: skip
+    world.leases.release(dead)
+    newer = world.leases.acquire(spec.name, "newer-window", 60)  # a live run of a later window
+    assert newer is not None
+    outcome = world.guard().run_sync(spec, old)
+    assert outcome.state is RunState.SKIPPED and not outcome.duplicate and calls == []
+    record = world.ledger.get(old.job, old.window_start)
+    assert record is not None and record.state is RunState.SKIPPED and record.error_message
+    assert world.leases.holder(spec.name) == newer
+
+
+def test_skipped_redelivery_leaves_a_live_run_alone(world: World) -> None:
+    from agentcron.ledger.records import NewWindow
+
+    agent, calls = counting()
+    spec = make_spec(agent, schedule="*/1s")
+    old = world.message(spec, "2026-03-17T06:00:00Z", trigger="manual")
+    live = world.leases.acquire(f"{spec.name}", "window-a", 60)
+    assert live is not None
+    world.ledger.claim(NewWindow(old.job, old.window_start, old.window_key, old.slot),
+                       live.token, "live-worker", 3, running=True)  # fmt: skip
+    other = world.message(spec, "2026-03-17T06:00:01Z", trigger="manual")
+    outcome = world.guard().run_sync(spec, other)
+    assert outcome.state is RunState.SKIPPED  # the other window is skipped ...
+    record = world.ledger.get(old.job, old.window_start)
+    assert record is not None and record.state is RunState.RUNNING  # ... the live run untouched
