@@ -68,6 +68,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         result = "xfail: " + str(report.wasxfail) if report.skipped else "XPASS (bug fixed?)"
     elif report.skipped:
         result = "skipped"
+    figures = dict(report.user_properties).get("figures")
+    if figures:
+        result = f"{result}: {figures}"
     _RESULTS[_scenario(item)] = {"injected": injected, "result": result,
                                  "time": f"{report.duration:.1f} s"}  # fmt: skip
     return report
