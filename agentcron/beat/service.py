@@ -83,9 +83,12 @@ class BeatService:
 
     def tick(self) -> float:
         """One pass of the loop; the seconds to sleep before the next."""
+        if not self._loaded:
+            self._load()  # before the election: a new leader must not spend its TTL loading
         if self.leader is not None and not self.leader.ensure():
             if self.active:
                 self._deactivate()
+            self._refresh()  # a standby keeps its specs current, to take over at once
             return min(self.config.max_interval, self.leader.ttl / 3)
         if not self.active:
             self._activate()
@@ -119,9 +122,10 @@ class BeatService:
     def _chunks(self, retry: list[Emission], now: datetime) -> Iterator[list[Emission]]:
         if retry:
             yield retry
-        emitted = 0
+        emitted, size = 0, min(1000, self.config.chunk)  # a small first chunk: first message soon
         while emitted < self.config.max_batch:
-            chunk = self.planner.due(now, min(self.config.chunk, self.config.max_batch - emitted))
+            chunk = self.planner.due(now, min(size, self.config.max_batch - emitted))
+            size = self.config.chunk
             if not chunk:
                 return
             emitted += len(chunk)
@@ -130,18 +134,23 @@ class BeatService:
     def _emit(self, due: list[Emission]) -> None:
         self._unrecorded += self.emitter.emit_stream([due])
 
-    def _activate(self) -> None:
-        specs = self.source.load() if not self._loaded else dict(self.source.specs)
+    def _load(self) -> None:
+        specs = self.source.load()
         self._loaded = True
         self._refreshed_at = self.clock.monotonic()
+        gc.collect()
+        gc.freeze()  # the specs live as long as the beat: keep them out of GC scans
+        log.info("beat loaded %d job(s)", len(specs))
+
+    def _activate(self) -> None:
+        specs = dict(self.source.specs)
         now = self.clock.now()
         self.emitter.owe(now - timedelta(milliseconds=1))  # what a dead leader left unpublished
         self.planner.clear()
         self.planner.add_many(specs.values(), now)
         self._catch_up(specs.values(), now)
         self.active = True
-        gc.collect()
-        gc.freeze()  # the specs and the heap live as long as the beat: keep them out of GC scans
+        gc.freeze()  # so does the heap
         log.info("beat active with %d job(s)", len(specs))
 
     def _deactivate(self) -> None:
@@ -189,6 +198,8 @@ class BeatService:
             log.warning("reading schedule changes failed (%s)", type(exc).__name__)
             return
         if changes is None:
+            return
+        if not self.active:
             return
         now = self.clock.now()
         for name in changes.removed:

@@ -255,3 +255,22 @@ def test_restarting_with_the_same_file_does_not_move_the_revision(tmp_path: Path
     changed = [Job("a", agent=AGENT, schedule="*/4s"), jobs[1]]
     assert rig.store.sync_file(changed) > revision
     assert [e.name for e in rig.store.entries(since=revision + 1)] == ["a"]
+
+
+def test_standby_keeps_specs_current_and_takes_over_with_them(tmp_path: Path,
+                                                             clock: FrozenClock) -> None:
+    leases = MemoryLeaseStore(clock)
+    a = Rig(tmp_path, clock, [], leases=leases)
+    b = Rig(tmp_path, clock, [], shared=a.ledger, leases=leases)
+    a.beat.tick()
+    b.beat.tick()
+    a.store.add(Job("late", agent=AGENT, schedule="*/1s"))
+    for _ in range(6):
+        b.beat.tick()  # standby: polls the revision, plans nothing
+        clock.advance(0.5)
+    assert "late" in b.beat.source.specs and len(b.beat.planner) == 0
+    clock.advance(7)  # a is gone past its TTL
+    b.beat.tick()
+    b.run(1.5)
+    assert "late" in b.beat.planner
+    assert any(k.startswith("late@") for k in b.publisher.window_keys())
