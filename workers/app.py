@@ -55,7 +55,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_queues": (Queue(SYNC_QUEUE), Queue(ASYNC_QUEUE)),  # type: ignore[no-untyped-call]
         "task_default_queue": SYNC_QUEUE,
         "task_routes": {SYNC_TASK: {"queue": SYNC_QUEUE}, ASYNC_TASK: {"queue": ASYNC_QUEUE}},
-        "worker_send_task_events": True,
+        "worker_send_task_events": False,  # Flower turns them on (enable_events) when it runs
         "task_send_sent_event": True,
         "worker_hijack_root_logger": True,
         "agentcron_shutdown_timeout": settings.shutdown_timeout,

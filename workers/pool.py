@@ -68,8 +68,9 @@ _SLOT: contextvars.ContextVar[_Slot | None] = contextvars.ContextVar("agentcron_
 class LoopThread:
     """One asyncio event loop running forever in a dedicated daemon thread."""
 
-    def __init__(self, name: str = "agentcron-loop") -> None:
+    def __init__(self, name: str = "agentcron-loop", executor_threads: int = 32) -> None:
         self.loop = asyncio.new_event_loop()
+        self.executor_threads = executor_threads
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
 
@@ -80,6 +81,8 @@ class LoopThread:
 
     def _main(self) -> None:
         asyncio.set_event_loop(self.loop)
+        self.loop.set_default_executor(
+            concurrent.futures.ThreadPoolExecutor(self.executor_threads, "agentcron-io"))
         self.loop.call_soon(self._ready.set)
         try:
             self.loop.run_forever()

@@ -1,0 +1,306 @@
+"""Async agents: a 200 ms I/O agent, runs/s end to end, agentcron vs the anchors in ONE run.
+
+    .venv/bin/python -m bench.async_agents [--runs 2000] [--repeats 3] [--rss 10000]
+
+Each system gets the same agent (``await asyncio.sleep(0.2)``, then INCR a Redis counter); we
+enqueue N runs on a warm worker and time from the first enqueue until the counter reaches N.
+
+- agentcron: ONE worker process with the asyncio pool (``-c 1000``), guards on: every run is
+  claimed in the PostgreSQL ledger, leased in Redis, completed with a fenced update, released.
+  Messages are published the way beat publishes them (batched, pipelined).
+- Celery prefork, 2 processes, ``asyncio.run()`` inside each task.
+- Celery threads pool, 100 threads, ``asyncio.run()`` inside each task.
+- arq, 1 process, ``max_jobs=1000``.
+
+``--rss N``: peak RSS (VmHWM) of one agentcron async worker holding N guarded runs in flight.
+Redis db 13 and the PostgreSQL database of ``AGENTCRON_TEST_POSTGRES_URL`` are used (flushed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import redis
+import sqlalchemy
+
+REDIS_URL = os.environ.get("AGENTCRON_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+POSTGRES_URL = os.environ.get("AGENTCRON_TEST_POSTGRES_URL",
+                              "postgresql+psycopg://postgres@127.0.0.1:5432/test_workers")
+os.environ.setdefault("AGENTCRON_BROKER_URL", REDIS_URL)
+
+from workers.app import app  # noqa: E402
+from workers.pool import defer  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+COUNTER = "bench:done"
+STARTED = "bench:started"
+PLAIN_QUEUE = "bench.plain"
+SCHEDULE = """
+from agentcron import Job
+
+JOBS = [
+    Job("bench_async", agent="bench.async_agents:guarded_agent", schedule="@yearly",
+        overlap="allow", max_retries=1, config={"seconds": 0.2}),
+    Job("bench_hold", agent="bench.async_agents:guarded_agent", schedule="@yearly",
+        overlap="allow", max_retries=1, config={"seconds": 60}),
+]
+"""
+_CLIENTS: dict[int, Any] = {}
+
+
+def _aredis() -> Any:
+    import redis.asyncio
+
+    loop = id(asyncio.get_running_loop())
+    if loop not in _CLIENTS:
+        pool = redis.asyncio.BlockingConnectionPool.from_url(REDIS_URL, max_connections=100)
+        _CLIENTS[loop] = redis.asyncio.Redis(connection_pool=pool)
+    return _CLIENTS[loop]
+
+
+async def guarded_agent(ctx: Any) -> None:
+    """The agentcron agent: sleep (the LLM call), then count."""
+    client = _aredis()
+    await client.incr(STARTED)
+    await asyncio.sleep(float(ctx.config["seconds"]))
+    await client.incr(COUNTER)
+
+
+async def _sleep_and_count() -> None:
+    await asyncio.sleep(0.2)
+    await _aredis().incr(COUNTER)
+
+
+@app.task(name="bench.pool_only", runs_on_loop=True)  # type: ignore[untyped-decorator]
+def pool_only_task() -> Any:
+    """The same agent on agentcron's pool without the guard: the pool's own cost."""
+    return defer(_sleep_and_count())
+
+
+async def _sleep_200ms() -> None:
+    await asyncio.sleep(0.2)
+
+
+@app.task(name="bench.asyncio_run")  # type: ignore[untyped-decorator]
+def asyncio_run_task() -> None:
+    """The anchors' pattern: a fresh event loop per task."""
+    asyncio.run(_sleep_200ms())
+    redis.Redis.from_url(REDIS_URL).incr(COUNTER)
+
+
+async def arq_agent(ctx: dict[str, Any]) -> None:
+    """arq's job: sleep, then count with arq's own Redis pool."""
+    await asyncio.sleep(0.2)
+    await ctx["redis"].incr(COUNTER)
+
+
+class ArqSettings:
+    """``arq bench.async_agents.ArqSettings``: 1 process, max_jobs=1000, Redis db 13."""
+
+    from arq.connections import RedisSettings
+
+    functions = [arq_agent]
+    redis_settings = RedisSettings.from_dsn(REDIS_URL)
+    max_jobs = 1000
+    keep_result = 0
+
+
+def _store() -> redis.Redis:
+    return redis.Redis.from_url(REDIS_URL)
+
+
+def _counter(key: str = COUNTER) -> int:
+    return int(_store().get(key) or 0)
+
+
+def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _start(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    log = open(Path(tempfile.gettempdir()) / "bench-worker.log", "ab")  # noqa: SIM115
+    return subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+                            stdout=log, stderr=subprocess.STDOUT)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _celery(*args: str) -> list[str]:
+    return [str(BIN / "celery"), "-A", "workers.app", "worker", "--without-gossip",
+            "--without-mingle", "--without-heartbeat", "-l", "WARNING", *args]
+
+
+def agentcron_enqueue(job: str, n: int, trial: int) -> None:
+    """Publish ``n`` windows of ``job`` the way beat does (batched, pipelined)."""
+    from agentcron.beat.publisher import CeleryPublisher, Outgoing
+    from agentcron.messages import ASYNC_TASK, RunMessage
+    from agentcron.windows import window_key
+
+    base = datetime(2030, 1, 1, tzinfo=UTC) + timedelta(days=trial + 10)
+    batch = []
+    for i in range(n):
+        start = base + timedelta(seconds=i)
+        message = RunMessage(job, window_key(job, start), start, start, trigger="manual")
+        batch.append(Outgoing(ASYNC_TASK, "agentcron.async", message))
+    CeleryPublisher(app).publish(batch)
+
+
+def celery_enqueue(n: int, _trial: int, task: str = "bench.asyncio_run") -> None:
+    """Publish ``n`` plain Celery tasks, batched like agentcron's."""
+    with app.producer_or_acquire() as producer, producer.batch(1000):
+        for _ in range(n):
+            app.send_task(task, queue=PLAIN_QUEUE, producer=producer, retry=False)
+
+
+def arq_enqueue(n: int, _trial: int) -> None:
+    """Enqueue ``n`` arq jobs concurrently, arq's own way."""
+    from arq import create_pool
+
+    async def go() -> None:
+        pool = await create_pool(ArqSettings.redis_settings)
+        for first in range(0, n, 50):
+            await asyncio.gather(*(pool.enqueue_job("arq_agent")
+                                   for _ in range(first, min(n, first + 50))))
+        await pool.aclose()
+
+    asyncio.run(go())
+
+
+def _clean_ledger() -> None:
+    engine = sqlalchemy.create_engine(POSTGRES_URL)
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text("DELETE FROM runs WHERE job LIKE 'bench_%'"))
+    engine.dispose()
+
+
+def agentcron_env(schedule: Path, concurrency: int) -> dict[str, str]:
+    """The async worker's environment: Redis broker and leases, PostgreSQL ledger."""
+    return {"AGENTCRON_BROKER_URL": REDIS_URL, "AGENTCRON_DATABASE_URL": POSTGRES_URL,
+            "AGENTCRON_SCHEDULE_PATH": str(schedule), "AGENTCRON_WORKER_POOL": "async",
+            "AGENTCRON_ASYNC_CONCURRENCY": str(concurrency), "AGENTCRON_SHUTDOWN_TIMEOUT": "2"}
+
+
+def measure(
+    argv: list[str], env: dict[str, str], enqueue: Callable[[int, int], None], n: int,
+    repeats: int,
+) -> list[float]:  # fmt: skip
+    """Runs/s of one system over ``repeats`` trials of ``n`` runs, on one warm worker."""
+    store = _store()
+    store.flushdb()
+    _clean_ledger()
+    proc = _start(argv, env)
+    try:
+        enqueue(1, -1)
+        _wait(lambda: _counter() == 1, 60, "warm-up run")
+        rates = []
+        for trial in range(repeats):
+            store.set(COUNTER, 0)
+            began = time.monotonic()
+            enqueue(n, trial)
+            _wait(lambda: _counter() >= n, 600, f"{n} runs")
+            rates.append(n / (time.monotonic() - began))
+            _clean_ledger()
+        return rates
+    finally:
+        _stop(proc)
+
+
+def peak_rss(schedule: Path, n: int) -> tuple[float, float]:
+    """(peak RSS MB, seconds to get ``n`` runs in flight) of one agentcron async worker."""
+    _store().flushdb()
+    _clean_ledger()
+    proc = _start(_celery("-Q", "agentcron.async", "-n", "rss@bench"), agentcron_env(schedule, n))
+    try:
+        agentcron_enqueue("bench_async", 1, -1)
+        _wait(lambda: _counter() == 1, 60, "warm-up run")
+        began = time.monotonic()
+        agentcron_enqueue("bench_hold", n, 0)
+        _wait(lambda: _counter(STARTED) >= n + 1, 300, f"{n} runs in flight")
+        elapsed = time.monotonic() - began
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        hwm = next(line for line in status.splitlines() if line.startswith("VmHWM"))
+        return int(hwm.split()[1]) / 1024, elapsed
+    finally:
+        proc.kill()
+        proc.wait()
+        _clean_ledger()
+        _store().flushdb()
+
+
+def main() -> None:
+    """Run every system side by side and print medians and ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=2000)
+    parser.add_argument("--prefork-runs", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rss", type=int, default=10000, help="runs in flight (0: skip)")
+    parser.add_argument("--only", default="", help="run only systems whose name contains this")
+    options = parser.parse_args()
+    from agentcron.ledger.store import Ledger
+
+    Ledger(POSTGRES_URL).upgrade()
+    schedule = Path(tempfile.mkdtemp(prefix="bench-")) / "beat_schedule.py"
+    schedule.write_text(SCHEDULE)
+    n, repeats = options.runs, options.repeats
+    systems: list[tuple[str, list[str], dict[str, str], Callable[[int, int], None], int]] = [
+        ("agentcron, 1 async worker process, guards on",
+         _celery("-Q", "agentcron.async", "-n", "bench@async"), agentcron_env(schedule, 1000),
+         lambda k, t: agentcron_enqueue("bench_async", k, t), n),
+        ("agentcron pool alone (guards off), 1 process",
+         _celery("-Q", PLAIN_QUEUE, "-I", "bench.async_agents", "-c", "1000"),
+         {"AGENTCRON_WORKER_POOL": "async"},
+         lambda k, t: celery_enqueue(k, t, "bench.pool_only"), n),
+        ("Celery prefork -c 2, asyncio.run per task",
+         _celery("-Q", PLAIN_QUEUE, "-I", "bench.async_agents", "-P", "prefork", "-c", "2"),
+         {}, celery_enqueue, options.prefork_runs),
+        ("Celery threads -c 100, asyncio.run per task",
+         _celery("-Q", PLAIN_QUEUE, "-I", "bench.async_agents", "-P", "threads", "-c", "100"),
+         {}, celery_enqueue, n),
+        ("arq 1 process, max_jobs=1000",
+         [str(BIN / "arq"), "bench.async_agents.ArqSettings"], {}, arq_enqueue, n),
+    ]  # fmt: skip
+    medians: dict[str, float] = {}
+    for name, argv, env, enqueue, count in systems:
+        if options.only not in name:
+            continue
+        rates = measure(argv, env, enqueue, count, repeats)
+        medians[name] = statistics.median(rates)
+        trials = ", ".join(f"{r:.1f}" for r in rates)
+        print(f"{name:<48} N={count:<5} median {medians[name]:8.1f} runs/s  ({trials})",
+              flush=True)
+    ours = medians.get(systems[0][0])
+    for name, rate in list(medians.items())[1:]:
+        if ours:
+            print(f"agentcron / {name}: {ours / rate:.2f}x")
+    if options.rss:
+        mb, seconds = peak_rss(schedule, options.rss)
+        print(f"agentcron async worker, {options.rss} guarded runs in flight: peak RSS {mb:.0f} MB "
+              f"(all in flight after {seconds:.1f}s)")
+
+
+if __name__ == "__main__":
+    main()
