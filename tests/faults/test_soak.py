@@ -82,6 +82,7 @@ def windows_ended(cluster: Cluster, names: list[str], until: datetime) -> bool:
                if aware(r.slot) <= until)  # fmt: skip
 
 
+@pytest.mark.timeout(SECONDS + 420)
 def test_soak_random_kills(cluster: Cluster, record_property: Any) -> None:
     rng = random.Random(int(os.environ.get("FAULTS_SOAK_SEED", "8")))
     cluster.write_jobs(jobs())
