@@ -154,18 +154,19 @@ def _celery(*args: str) -> list[str]:
             "--without-mingle", "--without-heartbeat", "-l", "WARNING", *args]
 
 
-def agentcron_enqueue(job: str, n: int, trial: int) -> None:
+def agentcron_enqueue(job: str, n: int, trial: int, sync: bool = False) -> None:
     """Publish ``n`` windows of ``job`` the way beat does (batched, pipelined)."""
     from agentcron.beat.publisher import CeleryPublisher, Outgoing
-    from agentcron.messages import ASYNC_TASK, RunMessage
+    from agentcron.messages import ASYNC_TASK, SYNC_TASK, RunMessage
     from agentcron.windows import window_key
 
+    task, queue = (SYNC_TASK, "agentcron.sync") if sync else (ASYNC_TASK, "agentcron.async")
     base = datetime(2030, 1, 1, tzinfo=UTC) + timedelta(days=trial + 10)
     batch = []
     for i in range(n):
         start = base + timedelta(seconds=i)
         message = RunMessage(job, window_key(job, start), start, start, trigger="manual")
-        batch.append(Outgoing(ASYNC_TASK, "agentcron.async", message))
+        batch.append(Outgoing(task, queue, message))
     CeleryPublisher(app).publish(batch)
 
 
@@ -197,11 +198,13 @@ def _clean_ledger() -> None:
     engine.dispose()
 
 
-def agentcron_env(schedule: Path, concurrency: int) -> dict[str, str]:
-    """The async worker's environment: Redis broker and leases, PostgreSQL ledger."""
-    return {"AGENTCRON_BROKER_URL": REDIS_URL, "AGENTCRON_DATABASE_URL": POSTGRES_URL,
-            "AGENTCRON_SCHEDULE_PATH": str(schedule), "AGENTCRON_WORKER_POOL": "async",
-            "AGENTCRON_ASYNC_CONCURRENCY": str(concurrency), "AGENTCRON_SHUTDOWN_TIMEOUT": "2"}
+def agentcron_env(schedule: Path, concurrency: int = 0) -> dict[str, str]:
+    """A worker's environment: Redis broker and leases, PostgreSQL ledger (async if concurrency)."""
+    env = {"AGENTCRON_BROKER_URL": REDIS_URL, "AGENTCRON_DATABASE_URL": POSTGRES_URL,
+           "AGENTCRON_SCHEDULE_PATH": str(schedule), "AGENTCRON_SHUTDOWN_TIMEOUT": "2"}
+    if concurrency:
+        env |= {"AGENTCRON_WORKER_POOL": "async", "AGENTCRON_ASYNC_CONCURRENCY": str(concurrency)}
+    return env
 
 
 def measure(

@@ -1,0 +1,86 @@
+"""Guard overhead on sync agents: a no-op agent under agentcron vs a plain Celery no-op task.
+
+    .venv/bin/python -m bench.sync_overhead [--runs 5000] [--repeats 3]
+
+Both run on ``celery worker -P prefork -c 2`` against Redis db 13; one producer publishes N
+messages (batched, like beat) and we time until a Redis counter that each run increments reaches
+N. agentcron's runs go through the full guard: ledger claim/start/complete in PostgreSQL
+(``AGENTCRON_TEST_POSTGRES_URL``), a Redis lease, fenced completion. Target: >= 0.8x plain Celery.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from bench.async_agents import (
+    COUNTER,
+    PLAIN_QUEUE,
+    POSTGRES_URL,
+    REDIS_URL,
+    _celery,
+    agentcron_enqueue,
+    agentcron_env,
+    celery_enqueue,
+    measure,
+)
+from workers.app import app
+
+SCHEDULE = """
+from agentcron import Job
+
+JOBS = [Job("bench_noop", agent="bench.sync_overhead:noop_agent", schedule="@yearly",
+            overlap="allow", max_retries=1)]
+"""
+_CLIENT: dict[str, Any] = {}
+
+
+def _incr() -> None:
+    if "client" not in _CLIENT:
+        _CLIENT["client"] = redis.Redis.from_url(REDIS_URL)
+    _CLIENT["client"].incr(COUNTER)
+
+
+def noop_agent(ctx: Any) -> None:
+    """The guarded no-op: only counts."""
+    _incr()
+
+
+@app.task(name="bench.noop")  # type: ignore[untyped-decorator]
+def noop_task() -> None:
+    """The plain Celery no-op: only counts."""
+    _incr()
+
+
+def main() -> None:
+    """Both systems side by side; medians and the ratio."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5000)
+    parser.add_argument("--repeats", type=int, default=3)
+    options = parser.parse_args()
+    from agentcron.ledger.store import Ledger
+
+    Ledger(POSTGRES_URL).upgrade()
+    schedule = Path(tempfile.mkdtemp(prefix="bench-")) / "beat_schedule.py"
+    schedule.write_text(SCHEDULE)
+    prefork = ("-P", "prefork", "-c", "2", "-I", "bench.sync_overhead")
+    guarded = measure(_celery("-Q", "agentcron.sync", *prefork), agentcron_env(schedule),
+                      lambda k, t: agentcron_enqueue("bench_noop", k, t, sync=True),
+                      options.runs, options.repeats)
+    plain = measure(_celery("-Q", PLAIN_QUEUE, *prefork), {},
+                    lambda k, t: celery_enqueue(k, t, "bench.noop"), options.runs, options.repeats)
+    for name, rates in (("agentcron guarded no-op, prefork -c 2", guarded),
+                        ("plain Celery no-op, prefork -c 2", plain)):
+        trials = ", ".join(f"{r:.0f}" for r in rates)
+        print(f"{name:<40} N={options.runs} median {statistics.median(rates):7.0f} runs/s "
+              f"({trials})")
+    print(f"agentcron / plain Celery: {statistics.median(guarded) / statistics.median(plain):.2f}x")
+
+
+if __name__ == "__main__":
+    main()
