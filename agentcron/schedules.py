@@ -169,7 +169,7 @@ class CronSchedule(Schedule):
     @functools.cached_property
     def _period(self) -> timedelta:
         reference = datetime(2026, 1, 5, tzinfo=UTC)
-        fires = list(self.fires_between(reference, reference + timedelta(days=800)))[:8]
+        fires = list(itertools.islice(self.fires_between(reference, reference + timedelta(days=800)), 8))
         gaps = [b - a for a, b in itertools.pairwise(fires)]
         return min(gaps) if gaps else timedelta(days=365)
 
