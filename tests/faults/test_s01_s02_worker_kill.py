@@ -66,7 +66,7 @@ def test_s02_whole_worker_kill(cluster: Cluster) -> None:
 
 @pytest.mark.xfail(strict=True, reason=REDELIVERY_BUG)
 @pytest.mark.injects("kill -9 of a whole worker while another worker keeps running")
-def test_s02b_running_worker_redelivers_within_visibility_timeout(cluster: Cluster) -> None:
+def test_s02_running_worker_redelivers_within_visibility_timeout(cluster: Cluster) -> None:
     cluster.write_jobs([JobDecl("slow", options={"config": {"seconds": 1}, "lease_ttl": 2})])
     doomed = cluster.worker("w1", concurrency=1)
     message = window_message("slow", 0)

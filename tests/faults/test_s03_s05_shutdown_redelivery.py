@@ -1,7 +1,8 @@
 """Scenarios 3-5: warm/cold/soft shutdown mid-run; repeated deliveries while a run goes on.
 
 A visibility-timeout redelivery is a second copy of the same message; the tests publish that
-copy themselves at the moment it matters (kombu's own sweep is slow: see test_s02b).
+copy themselves at the moment it matters (kombu's own sweep is slow: see
+test_s02_running_worker_redelivers_within_visibility_timeout).
 """
 
 from __future__ import annotations

@@ -102,7 +102,8 @@ def test_soak_random_kills(cluster: Cluster, record_property: Any) -> None:
     names = [name for name, _, _ in JOBS]
     # the beat keeps running (its owed re-publication and watchdog are part of the system);
     # messages of killed asyncio workers come back after the visibility timeout, and a worker
-    # that starts after it restores them at once (see test_s02b for the running-worker case)
+    # that starts after it restores them at once (a running one is slow: see
+    # test_s02_running_worker_redelivers_within_visibility_timeout)
     timeout = float(cluster.settings["visibility_timeout"])
     poll(lambda: time.monotonic() - started - SECONDS > timeout + 1, timeout + 5,
          "the visibility timeout", interval=0.5)  # fmt: skip
