@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ JOBS = [
     Job("bench_async", agent="bench.async_agents:guarded_agent", schedule="@yearly",
         overlap="allow", max_retries=1, config={"seconds": 0.2}),
     Job("bench_hold", agent="bench.async_agents:guarded_agent", schedule="@yearly",
-        overlap="allow", max_retries=1, config={"seconds": 60}),
+        overlap="allow", max_retries=1, config={"seconds": 900}),
 ]
 """
 _CLIENTS: dict[int, Any] = {}
@@ -232,18 +233,40 @@ def measure(
         _stop(proc)
 
 
-def peak_rss(schedule: Path, n: int) -> tuple[float, float]:
+async def _hold_and_count() -> None:
+    client = _aredis()
+    await client.incr(STARTED)
+    await asyncio.sleep(900)
+    await client.incr(COUNTER)
+
+
+@app.task(name="bench.pool_hold", runs_on_loop=True)  # type: ignore[untyped-decorator]
+def pool_hold_task() -> Any:
+    """A run that stays in flight on the pool, without the guard."""
+    return defer(_hold_and_count())
+
+
+def peak_rss(schedule: Path, n: int, guarded: bool = True) -> tuple[float, float]:
     """(peak RSS MB, seconds to get ``n`` runs in flight) of one agentcron async worker."""
     _store().flushdb()
     _clean_ledger()
-    proc = _start(_celery("-Q", "agentcron.async", "-n", "rss@bench"), agentcron_env(schedule, n))
+    if guarded:
+        argv = _celery("-Q", "agentcron.async", "-n", "rss@bench")
+        warm: Callable[[int, int], None] = partial(agentcron_enqueue, "bench_async")
+        hold: Callable[[int, int], None] = partial(agentcron_enqueue, "bench_hold")
+    else:
+        argv = _celery("-Q", PLAIN_QUEUE, "-I", "bench.async_agents", "-n", "rss@bench")
+        warm = partial(celery_enqueue, task="bench.pool_only")
+        hold = partial(celery_enqueue, task="bench.pool_hold")
+    proc = _start(argv, agentcron_env(schedule, n))
     try:
-        agentcron_enqueue("bench_async", 1, -1)
+        warm(1, -1)
         _wait(lambda: _counter() == 1, 60, "warm-up run")
         began = time.monotonic()
-        agentcron_enqueue("bench_hold", n, 0)
-        _wait(lambda: _counter(STARTED) >= n + 1, 300, f"{n} runs in flight")
+        hold(n, 0)
+        _wait(lambda: _counter(STARTED) >= n + (1 if guarded else 0), 600, f"{n} in flight")
         elapsed = time.monotonic() - began
+        assert _counter() == 1, "a held run finished early: not all were in flight at once"
         status = Path(f"/proc/{proc.pid}/status").read_text()
         hwm = next(line for line in status.splitlines() if line.startswith("VmHWM"))
         return int(hwm.split()[1]) / 1024, elapsed
@@ -299,10 +322,12 @@ def main() -> None:
     for name, rate in list(medians.items())[1:]:
         if ours:
             print(f"agentcron / {name}: {ours / rate:.2f}x")
-    if options.rss:
-        mb, seconds = peak_rss(schedule, options.rss)
-        print(f"agentcron async worker, {options.rss} guarded runs in flight: peak RSS {mb:.0f} MB "
-              f"(all in flight after {seconds:.1f}s)")
+    for guarded in (True, False):
+        if options.rss:
+            mb, seconds = peak_rss(schedule, options.rss, guarded)
+            what = "guarded runs" if guarded else "runs on the pool alone (guards off)"
+            print(f"agentcron async worker, {options.rss} {what} in flight: peak RSS {mb:.0f} MB "
+                  f"(all in flight after {seconds:.1f}s)", flush=True)
 
 
 if __name__ == "__main__":
