@@ -70,13 +70,14 @@ def worker_env(**extra: str) -> dict[str, str]:
 
 @contextmanager
 def celery_worker(
-    *args: str, env: dict[str, str] | None = None, log: Path | None = None
+    *args: str, env: dict[str, str] | None = None, log: Path | None = None,
+    heartbeat: bool = False,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A real ``celery worker`` subprocess; stopped (SIGTERM, then SIGKILL) on exit."""
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
         [CELERY, "-A", "workers.app", "worker", "--without-gossip", "--without-mingle",
-         "--without-heartbeat", "-l", "INFO", *args],
+         *(() if heartbeat else ("--without-heartbeat",)), "-l", "INFO", *args],
         cwd=ROOT, env=env or worker_env(), stdout=out, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
