@@ -45,7 +45,9 @@ def _succeeded(ledger: Ledger, job: str) -> int:
         return 0  # tables not created yet
 
 
-def _run_up(tmp_path: Path, env: dict[str, str], database_url: str) -> str:
+def _run_up(
+    tmp_path: Path, env: dict[str, str], database_url: str, stop: int = signal.SIGTERM
+) -> str:
     (tmp_path / "up_agents.py").write_text(textwrap.dedent(AGENTS))
     (tmp_path / "beat_schedule.py").write_text(textwrap.dedent(SCHEDULE))
     out = tmp_path / "up.out"
@@ -57,7 +59,7 @@ def _run_up(tmp_path: Path, env: dict[str, str], database_url: str) -> str:
         wait_for(lambda: _succeeded(ledger, "sync_tick") >= 2
                  and _succeeded(ledger, "async_tick") >= 2, timeout=60, interval=0.5,
                  what="two successful windows of each job")
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(stop)
         assert proc.wait(60) == 0, out.read_text()
     finally:
         if proc.poll() is None:
@@ -78,7 +80,8 @@ def _check_output(text: str) -> None:
 
 
 def test_up_embedded_runs_both_kinds_and_stops_cleanly(tmp_path: Path) -> None:
-    text = _run_up(tmp_path, _clean_env(), f"sqlite:///{tmp_path / 'data' / 'ledger.sqlite'}")
+    text = _run_up(tmp_path, _clean_env(), f"sqlite:///{tmp_path / 'data' / 'ledger.sqlite'}",
+                   stop=signal.SIGINT)  # Ctrl-C
     _check_output(text)
     assert "embedded (SQLite broker, ledger and leases)" in text
     assert (tmp_path / "data" / "broker.sqlite").exists()
