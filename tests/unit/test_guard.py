@@ -376,7 +376,7 @@ def test_skipped_redelivery_leaves_a_live_run_alone(world: World) -> None:
     agent, calls = counting()
     spec = make_spec(agent, schedule="*/1s")
     old = world.message(spec, "2026-03-17T06:00:00Z", trigger="manual")
-    live = world.leases.acquire(f"{spec.name}", "window-a", 60)
+    live = world.leases.acquire(spec.name, "window-a", 60)
     assert live is not None
     world.ledger.claim(NewWindow(old.job, old.window_start, old.window_key, old.slot),
                        live.token, "live-worker", 3, running=True)  # fmt: skip
@@ -385,3 +385,4 @@ def test_skipped_redelivery_leaves_a_live_run_alone(world: World) -> None:
     assert outcome.state is RunState.SKIPPED  # the other window is skipped ...
     record = world.ledger.get(old.job, old.window_start)
     assert record is not None and record.state is RunState.RUNNING  # ... the live run untouched
+    assert calls == []
