@@ -58,9 +58,9 @@ def test_s13_leaked_lease_expires_within_ttl(cluster: Cluster) -> None:
     first, second = fresh_message("slow", 0), fresh_message("slow", 1)
     cluster.publish(first)
     poll(lambda: cluster.rows("starts"), 30, "the run to start")
+    cluster.worker("w2", concurrency=1)
     doomed.signal(signal.SIGKILL, with_children=True)
     killed_at = time.monotonic()
-    cluster.worker("w2", concurrency=1)
     cluster.publish(second)
     started = poll(lambda: cluster.rows("starts", second.window_key), 30, "the next window")
     blocked = started[0][4] - killed_at
