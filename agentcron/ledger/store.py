@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, Row, Table, case, func, select, updat
 from sqlalchemy.dialects import postgresql, sqlite
 
 from agentcron.clock import SYSTEM_CLOCK, Clock
+from agentcron.ledger import batch_sql
 from agentcron.ledger.engine import begin_read, begin_write, create_engine_for, is_sqlite
 from agentcron.ledger.models import ReportRow, RunRow
 from agentcron.ledger.records import (
@@ -31,6 +32,7 @@ from agentcron.ledger.records import (
     RunState,
 )
 from agentcron.settings import Settings
+from agentcron.windows import window_key
 
 log = logging.getLogger(__name__)
 
@@ -205,9 +207,38 @@ class Ledger:
                                                      force, running))  # fmt: skip
 
     def claim_many(self, requests: Sequence[ClaimRequest]) -> list[Claim]:
-        """:meth:`claim` for many windows in ONE transaction (one commit for the batch)."""
+        """:meth:`claim` for many windows in ONE transaction, with a fixed number of statements
+        (see :mod:`agentcron.ledger.batch_sql`)."""
         with begin_write(self._engine) as conn:
-            return [self._claim_in(conn, request) for request in requests]
+            if len(requests) == 1:
+                return [self._claim_in(conn, requests[0])]
+            return self._claim_set(conn, requests)
+
+    def _claim_set(self, conn: Connection, requests: Sequence[ClaimRequest]) -> list[Claim]:
+        keys = [r.window.window_key for r in requests]
+        before = batch_sql.rows_by_key(conn, RUNS, keys, _record)
+        missing = {r.window.window_key: r.window for r in requests if r.window.window_key
+                   not in before}  # fmt: skip
+        self._insert_missing(conn, self._new_rows(list(missing.values()), RunState.SCHEDULED))
+        fast = [r for r in requests if not r.force and not (
+            r.window.window_key in before and before[r.window.window_key].state.terminal)]
+        if fast:
+            conn.execute(batch_sql.claim_update(RUNS),
+                         batch_sql.claim_params(fast, self._clock.now()))  # fmt: skip
+        after = batch_sql.rows_by_key(conn, RUNS, keys, _record)
+        claims: list[Claim] = []
+        for request, key in zip(requests, keys, strict=True):
+            previous, row = before.get(key), after[key]
+            if request.force:
+                claims.append(self._claim_in(conn, request))
+            elif previous is not None and previous.state.terminal:
+                claims.append(Claim(ClaimStatus.DONE, previous, previous))
+            elif row.token == request.token and row.state in ACTIVE_STATES:
+                claims.append(Claim(ClaimStatus.CLAIMED, row, previous))
+            else:
+                found = self._classify(conn, row, request.token, request.max_attempts)
+                claims.append(Claim(found.status, found.record, previous))
+        return claims
 
     def _claim_in(self, conn: Connection, request: ClaimRequest) -> Claim:
         window, token, force = request.window, request.token, request.force
@@ -336,11 +367,22 @@ class Ledger:
     def complete_many(self, requests: Sequence[CompleteRequest]) -> list[bool]:
         """:meth:`complete` for many runs in ONE transaction; each fenced on its own token."""
         with begin_write(self._engine) as conn:
-            results = [self._complete_in(conn, request) for request in requests]
+            if len(requests) > 1 and all(r.duration is not None for r in requests):
+                results = self._complete_set(conn, requests)
+            else:
+                results = [self._complete_in(conn, request) for request in requests]
         for request, done in zip(requests, results, strict=True):
             if not done:
                 self._stale(request)
         return results
+
+    def _complete_set(self, conn: Connection, requests: Sequence[CompleteRequest]) -> list[bool]:
+        keys = [window_key(r.job, r.window_start) for r in requests]
+        conn.execute(batch_sql.complete_update(RUNS),
+                     batch_sql.complete_params(requests, keys, self._clock.now()))  # fmt: skip
+        after = batch_sql.rows_by_key(conn, RUNS, keys, _record)
+        return [key in after and after[key].token == r.token and after[key].state == r.state
+                for r, key in zip(requests, keys, strict=True)]  # fmt: skip
 
     def _complete_in(self, conn: Connection, request: CompleteRequest) -> bool:
         now = self._clock.now()

@@ -1,0 +1,93 @@
+"""Set-based claims and completions: a few statements per batch, whatever its size.
+
+A batch of N claims is: one SELECT of the N rows, one bulk INSERT of the missing ones, one
+executemany UPDATE (compiled once; fenced per row on its own token, attempt cap and state), and
+one SELECT to read back who won. A request won its row exactly when the row now carries its token
+(tokens are unique: they come from a counter that only grows). A batch of N completions is one
+executemany fenced UPDATE and one SELECT. Anything unusual (a forced claim, an exhausted window,
+a completion without a duration) goes through the one-row path, which has the same semantics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table, bindparam, or_, select, update
+
+from agentcron.ledger.records import (
+    ACTIVE_STATES,
+    TERMINAL_STATES,
+    ClaimRequest,
+    CompleteRequest,
+    RunRecord,
+    RunState,
+)
+
+# Spelled out as plain comparisons: IN-lists expand at execution and executemany refuses them.
+_TERMINAL = sorted(str(s) for s in TERMINAL_STATES)
+_ACTIVE = sorted(str(s) for s in ACTIVE_STATES)
+Record = Callable[[Any], RunRecord]
+
+
+def rows_by_key(conn: Connection, runs: Table, keys: Sequence[str], record: Record,
+                ) -> dict[str, RunRecord]:  # fmt: skip
+    """The rows of ``keys`` (window keys), by key."""
+    found: dict[str, RunRecord] = {}
+    for start in range(0, len(keys), 500):
+        chunk = keys[start:start + 500]
+        for row in conn.execute(select(runs).where(runs.c.window_key.in_(chunk))):
+            found[row._mapping["window_key"]] = record(row)
+    return found
+
+
+def claim_update(runs: Table) -> Any:
+    """The fenced claim of one row, for executemany (claimed straight into ``running``)."""
+    c = runs.c
+    return (
+        update(runs)
+        .where(c.window_key == bindparam("b_key"),
+               c.token.is_(None) | (c.token < bindparam("b_token")),
+               *(c.state != state for state in _TERMINAL), c.attempt < bindparam("b_max"))
+        .values(state=bindparam("b_state"), token=bindparam("b_token"),
+                worker_id=bindparam("b_worker"), attempt=c.attempt + 1,
+                started_at=bindparam("b_started", type_=c.started_at.type), finished_at=None,
+                updated_at=bindparam("b_now", type_=c.updated_at.type))
+    )  # fmt: skip
+
+
+def claim_params(requests: Sequence[ClaimRequest], now: datetime) -> list[dict[str, Any]]:
+    """executemany parameters of :func:`claim_update`."""
+    return [
+        {"b_key": r.window.window_key, "b_token": r.token, "b_max": r.max_attempts,
+         "b_state": str(RunState.RUNNING if r.running else RunState.CLAIMED),
+         "b_worker": r.worker_id, "b_started": now if r.running else None, "b_now": now}
+        for r in requests
+    ]  # fmt: skip
+
+
+def complete_update(runs: Table) -> Any:
+    """The fenced completion of one row, for executemany."""
+    c = runs.c
+    return (
+        update(runs)
+        .where(c.window_key == bindparam("b_key"), c.token == bindparam("b_token"),
+               or_(*(c.state == state for state in _ACTIVE)))
+        .values(state=bindparam("b_state"), result=bindparam("b_result", type_=c.result.type),
+                finished_at=bindparam("b_now", type_=c.finished_at.type),
+                updated_at=bindparam("b_now2", type_=c.updated_at.type),
+                duration=bindparam("b_duration"), error_type=bindparam("b_error_type"),
+                error_message=bindparam("b_error_message"))
+    )  # fmt: skip
+
+
+def complete_params(requests: Sequence[CompleteRequest], keys: Sequence[str], now: datetime,
+                    ) -> list[dict[str, Any]]:  # fmt: skip
+    """executemany parameters of :func:`complete_update`."""
+    return [
+        {"b_key": key, "b_token": r.token, "b_state": str(r.state), "b_result": r.result,
+         "b_now": now, "b_now2": now, "b_duration": r.duration, "b_error_type": r.error_type,
+         "b_error_message": r.error_message}
+        for r, key in zip(requests, keys, strict=True)
+    ]  # fmt: skip
