@@ -62,7 +62,9 @@ def sleep_sync(seconds: float, key: str) -> str:
 
 def worker_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({"AGENTCRON_BROKER_URL": os.environ.get("AGENTCRON_TEST_REDIS_URL", REDIS_URL),
+    redis_url = os.environ.get("AGENTCRON_TEST_REDIS_URL", REDIS_URL)
+    # The test agents read AGENTCRON_TEST_REDIS_URL themselves: pass the default on too.
+    env.update({"AGENTCRON_BROKER_URL": redis_url, "AGENTCRON_TEST_REDIS_URL": redis_url,
                 "PYTHONPATH": str(ROOT)})
     env.update(extra)
     return env
