@@ -37,6 +37,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     transport: dict[str, Any] = {}
     if is_redis_url(settings.broker_url):
         transport["visibility_timeout"] = settings.visibility_timeout
+        # kombu sweeps unacked messages back every interval x throttle seconds (default ~100 s):
+        # make a dead worker's messages return about one visibility timeout after it died.
+        transport["unacked_restore_interval"] = max(1, min(10, int(settings.visibility_timeout / 4)))
+        transport["unacked_restore_throttle"] = 1
     config: dict[str, Any] = {
         "broker_url": settings.broker_url,
         "broker_transport_options": transport,

@@ -13,13 +13,6 @@ from tests.faults.oracle import check
 
 pytestmark = pytest.mark.faults
 
-REDELIVERY_BUG = (
-    "workers/app.py celery_config sets visibility_timeout but not kombu's "
-    "unacked_restore_interval/unacked_restore_throttle (defaults 10 s x 10): a worker that is "
-    "already running sweeps unacked messages only every ~100 s, so a killed worker's messages "
-    "come back ~100 s late instead of after the visibility timeout (fix: "
-    "unacked_restore_interval=min(10, vt/4), unacked_restore_throttle=1)"
-)
 
 
 @pytest.mark.injects("kill -9 of the prefork child running the window")
@@ -64,7 +57,6 @@ def test_s02_whole_worker_kill(cluster: Cluster) -> None:
     assert verdict.succeeded == 3
 
 
-@pytest.mark.xfail(strict=True, reason=REDELIVERY_BUG)
 @pytest.mark.injects("kill -9 of a whole worker while another worker keeps running")
 def test_s02_running_worker_redelivers_within_visibility_timeout(cluster: Cluster) -> None:
     cluster.write_jobs([JobDecl("slow", options={"config": {"seconds": 1}, "lease_ttl": 2})])
