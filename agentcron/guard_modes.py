@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
 from agentcron.agents import Agent
@@ -26,6 +28,36 @@ T = TypeVar("T")
 
 class RunTimedOut(Exception):
     """The run exceeded its job's timeout."""
+
+
+class _SyncTimeLimit(BaseException):
+    """Raised inside a sync agent by the interval timer (a BaseException, so that an agent's
+    ``except Exception`` does not swallow it)."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`_SyncTimeLimit` in this thread after ``seconds`` (main thread only).
+
+    Prefork children and the solo pool run tasks on their main thread; elsewhere (a thread
+    pool) no timer is armed and the job's timeout is not enforced by this process.
+    """
+    usable = (seconds is not None and seconds > 0 and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread())  # fmt: skip
+    if not usable:
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise _SyncTimeLimit()
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds or 0))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class Mode(Protocol):
@@ -77,9 +109,12 @@ class SyncMode:
 
     async def invoke(self, agent: Agent, ctx: RunContext, limit: float | None) -> Any:
         try:
-            return agent.call_sync(ctx)
+            with time_limit(limit):
+                return agent.call_sync(ctx)
+        except _SyncTimeLimit as exc:
+            raise RunTimedOut(f"time limit of {limit}s exceeded") from exc
         except self.timeout_errors as exc:
-            raise RunTimedOut(f"soft time limit of {limit}s exceeded") from exc
+            raise RunTimedOut(f"time limit of {limit}s exceeded") from exc
 
     def interrupt(self, ctx: RunContext, reason: str) -> None:
         ctx.request_cancel(reason)

@@ -14,12 +14,6 @@ from tests.faults.oracle import check
 
 pytestmark = pytest.mark.faults
 
-NO_SYNC_TIME_LIMIT = (
-    "a sync job's timeout is never enforced in a prefork worker: nothing passes "
-    "soft_time_limit/time_limit from JobSpec.timeout to Celery (agentcron/beat/publisher.py "
-    "send_task and workers/tasks.py run_sync set none), so Guard's SoftTimeLimitExceeded -> "
-    "'timeout' path never fires and an overrunning sync run ends 'succeeded'"
-)
 
 
 @pytest.mark.injects("worker kill -STOP while it holds the window's lease; the redelivery runs on "
@@ -84,7 +78,6 @@ def test_s13_async_timeout_recorded(cluster: Cluster) -> None:
     check(cluster, [message.window_key]).assert_ok(cluster.logs())
 
 
-@pytest.mark.xfail(strict=True, reason=NO_SYNC_TIME_LIMIT)
 @pytest.mark.injects("sync run past its job timeout (Celery soft/hard time limit)")
 def test_s13_sync_time_limit_recorded_timeout(cluster: Cluster) -> None:
     cluster.write_jobs([JobDecl("hang", options={"config": {"seconds": 4}, "timeout": 1})])

@@ -386,3 +386,21 @@ def test_skipped_redelivery_leaves_a_live_run_alone(world: World) -> None:
     record = world.ledger.get(old.job, old.window_start)
     assert record is not None and record.state is RunState.RUNNING  # ... the live run untouched
     assert calls == []
+
+
+def test_sync_agent_past_its_timeout_ends_timeout(world: World) -> None:
+    """A sync job's timeout is enforced on the main thread (prefork children, solo)."""
+    import time
+
+    def sleeper(ctx: RunContext) -> str:
+        try:
+            time.sleep(5)
+        except Exception:  # an agent's broad except must not swallow the time limit
+            return "swallowed"
+        return "overran"
+
+    spec = make_spec(sleeper, timeout=0.3)
+    began = time.monotonic()
+    outcome = world.guard().run_sync(spec, world.message(spec))
+    assert outcome.state is RunState.TIMEOUT and "0.3" in (outcome.error or "")
+    assert time.monotonic() - began < 3
