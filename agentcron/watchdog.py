@@ -6,7 +6,11 @@ For each enabled job, every window whose slot lies inside the job's catch-up win
   beat's own record-before-publish :class:`~agentcron.beat.emitter.Emitter`;
 - a row still ``scheduled`` whose message is on no queue (Redis: the queue lists and kombu's
   ``unacked`` hash), or, when the broker cannot be inspected, older than
-  ``watchdog_republish_after`` ⇒ published again (scenarios 7, 8, 9).
+  ``watchdog_republish_after`` ⇒ published again (scenarios 7, 8, 9);
+- a row left ``claimed`` / ``running`` by a run that is gone (its token does not hold its
+  lease), untouched for ``watchdog_min_age`` (blind: ``watchdog_republish_after``) and whose
+  message is on no queue ⇒ published again with the next attempt (scenario 6, see
+  :mod:`agentcron.stranded`); the guard's claim takes the row over with a newer token.
 
 A window with no terminal success once ``slot + grace`` has passed is marked ``missed``
 (:meth:`Ledger.mark_terminal`) and alerted once. The grace defaults to one schedule period plus
@@ -26,17 +30,17 @@ from sqlalchemy import Engine, func, select
 
 from agentcron.alerts import Alert, Alerter
 from agentcron.beat.emitter import Emitter
-from agentcron.beat.planner import Emission, emission_for, task_for
+from agentcron.beat.planner import Emission, emission_for
 from agentcron.beat.publisher import Outgoing, Publisher
 from agentcron.clock import Clock
 from agentcron.jobs import JobSpec
 from agentcron.leases.base import LeaseStore
 from agentcron.ledger.engine import begin_read
-from agentcron.ledger.records import NewWindow, RunRecord, RunState
+from agentcron.ledger.records import ACTIVE_STATES, NewWindow, RunRecord, RunState
 from agentcron.ledger.store import RUNS, Ledger
-from agentcron.messages import RunMessage
 from agentcron.queued import QueuedWindows, queue_inspector
 from agentcron.settings import Settings
+from agentcron.stranded import active_rows, again, rescue_batch, stranded_rows
 
 if TYPE_CHECKING:
     from agentcron.runtime import Runtime
@@ -139,10 +143,12 @@ class Watchdog:
         firsts = first_slots(self.ledger.engine)
         expected: list[tuple[JobSpec, Emission]] = []
         overdue: list[tuple[JobSpec, Emission, timedelta]] = []
+        enabled: dict[str, JobSpec] = {}
         for spec in specs:
             if not spec.job.enabled:
                 continue
             report.jobs += 1
+            enabled[spec.name] = spec
             first = firsts.get(spec.name)
             if first is None:  # never scheduled yet: the beat starts it, nothing is owed
                 continue
@@ -150,7 +156,7 @@ class Watchdog:
             overdue += self._overdue(spec, now, first)
         keys = [e.window.window_key for _, e in expected] + [e.window.window_key for _, e, _ in overdue]
         rows = rows_by_key(self.ledger.engine, keys)
-        self._enqueue(expected, rows, now, report)
+        self._enqueue(expected, rows, enabled, now, report)
         self._mark(overdue, rows, report)
         if report.enqueued or report.republished or report.missed:
             log.info("watchdog: %s", report.summary())
@@ -181,30 +187,44 @@ class Watchdog:
         return list(out.values())
 
     def _enqueue(self, expected: list[tuple[JobSpec, Emission]], rows: dict[str, RunRecord],
-                 now: datetime, report: WatchReport) -> None:  # fmt: skip
-        """Record and send windows without a row; re-send 'scheduled' rows the broker lost."""
+                 specs: dict[str, JobSpec], now: datetime, report: WatchReport) -> None:  # fmt: skip
+        """Record and send windows without a row; re-send 'scheduled' rows the broker lost and
+        active rows whose run is gone (:mod:`agentcron.stranded`)."""
         fresh = [e for _, e in expected if e.window.window_key not in rows]
         if fresh and self.emitter.emit(fresh):
             report.enqueued += [e.window.window_key for e in fresh]
         owed = [(spec, rows[e.window.window_key]) for spec, e in expected
                 if e.window.window_key in rows
                 and rows[e.window.window_key].state is RunState.SCHEDULED]  # fmt: skip
-        if owed:
-            self._republish(owed, now, report)
+        age = self.config.min_age if self.queued is not None else self.config.republish_after
+        active = active_rows(self.ledger.engine, specs, now - timedelta(seconds=age))
+        stranded = stranded_rows(active, specs, self.once) if active else []
+        if not owed and not stranded:
+            return
+        queued = self.queued.window_keys() if self.queued is not None else None
+        if stranded:  # read again after the broker: a row that moved on since is not stranded
+            again_rows = rows_by_key(self.ledger.engine, [r.window_key for _, r in stranded])
+            stranded = [(spec, row) for spec, row in stranded
+                        if (now_row := again_rows.get(row.window_key)) is not None
+                        and now_row.state in ACTIVE_STATES and now_row.token == row.token]  # fmt: skip
+        self._publish(self._owed(owed, queued, now), report, "left 'scheduled' with no message")
+        rescued = rescue_batch(stranded, queued, self.once, self.config.republish_after)
+        self._publish(rescued, report, "left claimed/running by a run that is gone")
 
-    def _republish(self, owed: list[tuple[JobSpec, RunRecord]], now: datetime,
-                   report: WatchReport) -> None:  # fmt: skip
+    def _owed(self, owed: list[tuple[JobSpec, RunRecord]], queued: set[str] | None,
+              now: datetime) -> list[Outgoing]:  # fmt: skip
+        """'scheduled' rows old enough whose message is on no queue (or, blind, stale)."""
         ripe = now - timedelta(seconds=self.config.min_age)
         stale = now - timedelta(seconds=self.config.republish_after)
-        queued = self.queued.window_keys() if self.queued is not None else None
         batch: list[Outgoing] = []
         for spec, row in owed:
             at = row.scheduled_at or row.slot
             lost = row.window_key not in queued if queued is not None else at <= stale
             if at <= ripe and lost:
-                message = RunMessage(row.job, row.window_key, row.window_start, row.slot,
-                                     row.trigger, max(row.attempt, 0) + 1)  # fmt: skip
-                batch.append(Outgoing(task_for(spec), spec.queue, message))
+                batch.append(again(spec, row))
+        return batch
+
+    def _publish(self, batch: list[Outgoing], report: WatchReport, why: str) -> None:
         if not batch:
             return
         try:
@@ -214,8 +234,8 @@ class Watchdog:
                         type(exc).__name__)  # fmt: skip
             return
         report.republished += [out.message.window_key for out in batch]
-        log.warning("watchdog re-published %d window(s) left 'scheduled' with no message: %s",
-                    len(batch), ", ".join(o.message.window_key for o in batch[:10]))  # fmt: skip
+        log.warning("watchdog re-published %d window(s) %s: %s", len(batch), why,
+                    ", ".join(o.message.window_key for o in batch[:10]))  # fmt: skip
 
     def _mark(self, overdue: list[tuple[JobSpec, Emission, timedelta]],
               rows: dict[str, RunRecord], report: WatchReport) -> None:  # fmt: skip

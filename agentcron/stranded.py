@@ -1,0 +1,97 @@
+"""Stranded runs: rows left ``claimed`` / ``running`` by a run that is gone.
+
+A live run always holds the lease it runs under (the job's name, or the window key for
+``overlap="allow"``) under the fencing token its row records, and renews it every TTL/3. When
+that lease is free, or held under another token, the row's run died (a prefork child terminated
+on a broker connection loss, a killed worker) and will never end the window by itself. If its
+message is still on the broker, kombu redelivers it; if the message was lost too (its restore
+went to a broker that was shutting down: scenario 6), the watchdog re-publishes the window,
+and the guard's claim takes the row over with a newer token (the ledger fences on tokens).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+from sqlalchemy import Engine, select
+
+from agentcron.beat.planner import task_for
+from agentcron.beat.publisher import Outgoing
+from agentcron.jobs import JobSpec
+from agentcron.leases.base import Lease, LeaseStore
+from agentcron.ledger.engine import begin_read
+from agentcron.ledger.records import ACTIVE_STATES, RunRecord
+from agentcron.ledger.store import RUNS
+from agentcron.messages import RunMessage
+
+MAX_STRANDED = 1000
+
+
+def lease_name(spec: JobSpec, row: RunRecord) -> str:
+    """The lease a run of ``row`` holds while it is alive (as the guard names it)."""
+    return row.window_key if spec.job.overlap == "allow" else spec.name
+
+
+def active_rows(engine: Engine, jobs: Iterable[str], untouched_since: datetime,
+                limit: int = MAX_STRANDED) -> list[RunRecord]:  # fmt: skip
+    """Active rows of ``jobs`` not written since ``untouched_since`` (oldest first)."""
+    from agentcron.ledger.store import _record
+
+    names = sorted(set(jobs))
+    if not names:
+        return []
+    query = (
+        select(RUNS)
+        .where(RUNS.c.state.in_(sorted(str(s) for s in ACTIVE_STATES)), RUNS.c.job.in_(names),
+               RUNS.c.updated_at <= untouched_since)
+        .order_by(RUNS.c.updated_at, RUNS.c.id)
+        .limit(limit)
+    )  # fmt: skip
+    with begin_read(engine) as conn:
+        return [_record(row) for row in conn.execute(query)]
+
+
+def stranded_rows(rows: Iterable[RunRecord], specs: Mapping[str, JobSpec],
+                  leases: LeaseStore) -> list[tuple[JobSpec, RunRecord]]:  # fmt: skip
+    """The rows whose token does not hold their lease (their run is gone), with their job."""
+    holders: dict[str, Lease | None] = {}
+    out: list[tuple[JobSpec, RunRecord]] = []
+    for row in rows:
+        spec = specs.get(row.job)
+        if spec is None:
+            continue
+        name = lease_name(spec, row)
+        if name not in holders:
+            holders[name] = leases.holder(name)
+        holder = holders[name]
+        if holder is not None and row.token is not None and holder.token == row.token:
+            continue  # alive: it holds (and renews) its lease
+        out.append((spec, row))
+    return out
+
+
+def again(spec: JobSpec, row: RunRecord) -> Outgoing:
+    """The run message of ``row`` once more, with the next attempt number."""
+    message = RunMessage(row.job, row.window_key, row.window_start, row.slot, row.trigger,
+                         max(row.attempt, 0) + 1)  # fmt: skip
+    return Outgoing(task_for(spec), spec.queue, message)
+
+
+def rescue_batch(stranded: Iterable[tuple[JobSpec, RunRecord]], queued: set[str] | None,
+                 once: LeaseStore, ttl: float) -> list[Outgoing]:  # fmt: skip
+    """The messages to re-send for stranded rows whose message is on no queue.
+
+    ``queued`` is the broker's view (None: cannot be inspected). Blind, each stranded row (by
+    its token: a takeover makes it a new row) is re-sent at most once per ``ttl`` seconds,
+    remembered as the lease ``rescue:{window_key}:{token}``.
+    """
+    batch: list[Outgoing] = []
+    for spec, row in stranded:
+        if queued is not None:
+            if row.window_key in queued:
+                continue  # kombu still holds it: its redelivery takes the row over
+        elif once.acquire(f"rescue:{row.window_key}:{row.token}", "watchdog", ttl) is None:
+            continue
+        batch.append(again(spec, row))
+    return batch
