@@ -15,24 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy
 
 from agentcron.ledger import ClaimStatus, Ledger
 from agentcron.ledger.records import NewWindow, RunState
+from tests.services import reset_postgres
 
 pytestmark = pytest.mark.integration
 
 START = datetime(2026, 3, 17, 6, 0, tzinfo=UTC)
 WINDOW = NewWindow("race", START, "race@2026-03-17T06:00:00Z", START)
-
-
-def reset_postgres(url: str) -> None:
-    """Drop and recreate the public schema of the (private) test database."""
-    engine = sqlalchemy.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sqlalchemy.text("DROP SCHEMA IF EXISTS public CASCADE"))
-        conn.execute(sqlalchemy.text("CREATE SCHEMA public"))
-    engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -11,22 +11,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import sqlalchemy
 
 from agentcron.clock import FrozenClock
 from agentcron.ledger import ClaimStatus, Ledger, ResultError
 from agentcron.ledger.records import NewWindow, RunState
+from tests.services import reset_postgres
 
 START = datetime(2026, 3, 17, 6, 0, tzinfo=UTC)
-
-
-def reset_postgres(url: str) -> None:
-    """Drop and recreate the public schema of the (private) test database."""
-    engine = sqlalchemy.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sqlalchemy.text("DROP SCHEMA IF EXISTS public CASCADE"))
-        conn.execute(sqlalchemy.text("CREATE SCHEMA public"))
-    engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])

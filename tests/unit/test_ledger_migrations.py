@@ -13,15 +13,7 @@ from agentcron.ledger import Ledger
 from agentcron.ledger.base import Base
 from agentcron.ledger.engine import create_engine_for
 from agentcron.migrations import current_revision, upgrade
-
-
-def reset_postgres(url: str) -> None:
-    """Drop and recreate the public schema of the (private) test database."""
-    engine = sqlalchemy.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sqlalchemy.text("DROP SCHEMA IF EXISTS public CASCADE"))
-        conn.execute(sqlalchemy.text("CREATE SCHEMA public"))
-    engine.dispose()
+from tests.services import reset_postgres
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
