@@ -49,6 +49,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # Celery's consumer plus a guard: a lost Redis connection is torn down without an
+        # AttributeError that would make the worker exit (workers/consumer.py, bug C).
+        "worker_consumer": "workers.consumer:Consumer",
         "accept_content": ["json"],
         "task_serializer": "json",
         "result_serializer": "json",

@@ -160,6 +160,14 @@ class ApplyResult:
         """Wait for the run to end, ignoring its outcome."""
         concurrent.futures.wait([self.future], timeout)
 
+    def terminate(self, signal: int | None = None) -> None:
+        """Celery's ``Request.cancel``/``terminate`` call this after ``terminate_job``.
+
+        ``terminate_job`` has already cancelled the run's asyncio task (on a broker connection
+        loss, Celery cancels every unacknowledged late-ack run so that it is redelivered):
+        nothing is left to do, but the call must not raise.
+        """
+
 
 def _failure(exc: BaseException) -> ExceptionInfo:
     try:

@@ -181,3 +181,18 @@ def test_defer_outside_the_pool_runs_on_one_shared_loop() -> None:
     assert defer(where()) == 7
     assert defer(where()) == 7
     assert len(set(loops)) == 1
+
+
+def test_cancel_on_connection_loss_as_celery_calls_it(pool: AsyncIOPool) -> None:
+    """Celery's Request.cancel: terminate_job(pid), then terminate() on the apply result."""
+
+    async def work() -> None:
+        await asyncio.sleep(30)
+
+    rec = Recorder()
+    result = pool.apply_async(deferring(work), args=(ON_LOOP,), **rec.kwargs())
+    wait_for(lambda: rec.accepted, timeout=2)
+    pool.terminate_job(rec.accepted[0], 15)
+    result.terminate(15)  # must not raise: Celery would log the run as not cancelled
+    wait_for(lambda: rec.results, timeout=2)
+    assert isinstance(error_of(rec.results[0]), Terminated)

@@ -1,0 +1,85 @@
+"""The worker's consumer: Celery's, with a guard for the Redis transport on a lost connection.
+
+Why (product bug C, found by fault scenario S06 on the asyncio pool)
+--------------------------------------------------------------------
+On a broker connection loss Celery's ``Consumer.on_connection_error_after_connected`` calls
+``connection.collect()`` and then ``ignore_errors(connection, connection.close)``. When the
+Redis channel has a BRPOP outstanding at that moment (the consumer has spare prefetch capacity,
+which is the normal state of an asyncio-pool worker and of any worker that is not saturated),
+kombu's ``Channel.close()`` first reads the BRPOP reply, which raises a connection error *before*
+the channel is marked closed; ``collect()`` swallows it and detaches the transport from the
+connection (``transport.client = None``). The following ``close()`` then tries to restore the
+unacknowledged messages through a new connection pool built from ``transport.client``, which is
+None: ``AttributeError: 'NoneType' object has no attribute 'hostname'``. ``ignore_errors`` only
+swallows the transport's connection and channel errors, so the worker logs "Unrecoverable
+error" and exits. A late ack of a run that ends after the loss (its message still belongs to the
+dead channel) fails the same way inside the event loop.
+
+The guard: before Celery tears the lost connection down, every Redis channel of that connection
+is *fenced*: once its transport has been detached, building connection parameters raises the
+transport's own ``redis.exceptions.ConnectionError`` instead of the AttributeError. Celery and
+kombu already treat that error as what it is (``ignore_errors`` and ``ack_log_error`` log it),
+the worker reconnects, and the unacknowledged messages stay in kombu's unacked hash in Redis, from
+which they come back after the visibility timeout (the guard and the ledger dedupe the repeated
+delivery). A live channel (transport still attached) is not affected, so a restore that can reach
+the broker still runs. New connections made on the reconnect are never fenced.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from celery.worker.consumer.consumer import Consumer as CeleryConsumer
+
+log = logging.getLogger("agentcron.workers")
+
+_FENCED = "_agentcron_fenced"
+
+
+class LostChannelError(redis.exceptions.ConnectionError):
+    """A Redis channel of a broker connection that was lost and torn down was used again."""
+
+
+def fence_channel(channel: Any) -> bool:
+    """Make ``channel`` raise :class:`LostChannelError` once its transport is detached.
+
+    Returns False (and does nothing) for a channel that is not a kombu Redis channel or that is
+    already fenced.
+    """
+    original = getattr(channel, "_connparams", None)
+    if original is None or getattr(channel, _FENCED, False):
+        return False
+
+    def connparams(*args: Any, **kwargs: Any) -> Any:
+        transport = getattr(channel, "connection", None)
+        if transport is None or getattr(transport, "client", None) is None:
+            raise LostChannelError("the broker connection of this channel was lost")
+        return original(*args, **kwargs)
+
+    channel._connparams = connparams
+    setattr(channel, _FENCED, True)
+    return True
+
+
+def fence_lost_connection(connection: Any) -> int:
+    """Fence every Redis channel of the kombu ``connection``; returns how many were fenced."""
+    transport = getattr(connection, "_transport", None)
+    channels = list(getattr(transport, "channels", None) or ())
+    default = getattr(connection, "_default_channel", None)
+    if default is not None and default not in channels:
+        channels.append(default)
+    return sum(fence_channel(channel) for channel in channels)
+
+
+class Consumer(CeleryConsumer):  # type: ignore[misc]
+    """Celery's consumer; fences the lost connection's channels before tearing it down."""
+
+    def on_connection_error_after_connected(self, exc: Exception) -> None:
+        """Fence the lost connection's channels, then do what Celery does."""
+        connection = self.connection
+        if connection is not None:
+            fenced = fence_lost_connection(connection)
+            log.debug("fenced %d channel(s) of the lost broker connection", fenced)
+        super().on_connection_error_after_connected(exc)
