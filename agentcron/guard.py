@@ -17,7 +17,7 @@ import random
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from agentcron.backoff import backoff_delay
@@ -62,6 +62,8 @@ class Outcome:
     result: Any
     error: str | None
     detail: str
+    duration: float | None = None
+    started_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -207,6 +209,7 @@ class Guard:
         self, spec: JobSpec, message: RunMessage, window: NewWindow, mode: Mode,
         lease: Lease, attempt: int,
     ) -> Outcome:  # fmt: skip
+        started_at = self.clock.now()
         ctx = RunContext(job=spec.name, task=spec.job.task, config=dict(spec.job.config),
                          window_key=window.window_key, window_start=window.window_start,
                          slot=window.slot, attempt=attempt, trigger=window.trigger)  # fmt: skip
@@ -221,7 +224,7 @@ class Guard:
             took = self.clock.monotonic() - started
             self.run_stats.observe(took)
             return await self._finish(mode, spec, window, lease, ctx.attempt, state, result,
-                                      error, error_type, took)  # fmt: skip
+                                      error, error_type, took, started_at)  # fmt: skip
 
         with self.hub.hold(lease, spec.lease_ttl.total_seconds(), stop):
             while True:
@@ -261,7 +264,7 @@ class Guard:
     async def _finish(
         self, mode: Mode, spec: JobSpec, window: NewWindow, lease: Lease, attempt: int,
         state: RunState, result: Any, error: str | None, error_type: str | None,
-        duration: float | None = None,
+        duration: float | None = None, started_at: datetime | None = None,
     ) -> Outcome:  # fmt: skip
         try:
             request = self.ledger.complete_request(
@@ -279,7 +282,7 @@ class Guard:
                         window.window_key, lease.token)  # fmt: skip
             return _duplicate("completion fenced out: a newer holder owns this window")
         detail = state.value if error is None else f"{state.value}: {error}"
-        outcome = Outcome(state, False, attempt, result, error, detail)
+        outcome = Outcome(state, False, attempt, result, error, detail, duration, started_at)
         await self._callbacks(mode, spec, window, outcome)
         return outcome
 

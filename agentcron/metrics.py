@@ -133,17 +133,23 @@ class RunObserver:
             self._pool.submit(self.finished, outcome, message)
 
     def finished(self, outcome: Outcome, message: RunMessage) -> None:
-        """Duration and start lag from the ledger row; the job's ping; an alert on failure."""
-        try:
-            row = self.ledger.get(message.job, message.window_start)
-        except Exception as exc:
-            log.warning("metrics: cannot read %s (%s)", message.window_key, type(exc).__name__)
-            row = None
-        if row is not None and row.started_at is not None and row.state is outcome.state:
+        """Duration and start lag (from the outcome, else the ledger row); the job's ping; an
+        alert on failure."""
+        started, duration = outcome.started_at, outcome.duration
+        if started is None:
+            try:
+                row = self.ledger.get(message.job, message.window_start)
+            except Exception as exc:
+                log.warning("metrics: cannot read %s (%s)", message.window_key,
+                            type(exc).__name__)  # fmt: skip
+                row = None
+            if row is not None and row.state is outcome.state:
+                started, duration = row.started_at, row.duration
+        if started is not None:
             self.metrics.start_lag.labels(message.job).observe(
-                max((row.started_at - row.slot).total_seconds(), 0.0))
-            if row.duration is not None:
-                self.metrics.duration.labels(message.job).observe(row.duration)
+                max((started - message.slot).total_seconds(), 0.0))
+            if duration is not None:
+                self.metrics.duration.labels(message.job).observe(duration)
         if self.alerter is None:
             return
         if outcome.state is RunState.SUCCEEDED:

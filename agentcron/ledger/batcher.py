@@ -3,8 +3,9 @@
 Hundreds of runs share one event loop in an async worker. Each claim and each completion is a
 small write transaction; committed one by one they queue on the database (SQLite has one writer;
 PostgreSQL pays a WAL flush per commit). The batcher collects the claims (and, separately, the
-completions) made while the previous batch was being written, and writes them together in ONE
-transaction from a worker thread. A lone run pays nothing extra: its request is flushed at once.
+completions) made while the previous batches were being written, and writes them together in ONE
+transaction from a worker thread (one batch at a time on SQLite, up to three at once on
+PostgreSQL). A lone run pays nothing extra: its request is flushed at once.
 Each request keeps its own semantics (fenced on its own token); a failing batch fails every
 request in it, and the guard retries each one.
 """
@@ -25,21 +26,25 @@ Res = TypeVar("Res")
 class _Queue(Generic[Req, Res]):
     """Requests waiting for the next batch, and the one flush in flight."""
 
-    def __init__(self, write: Callable[[Sequence[Req]], list[Res]], max_batch: int) -> None:
+    def __init__(self, write: Callable[[Sequence[Req]], list[Res]], max_batch: int,
+                 flushers: int = 1) -> None:  # fmt: skip
         self.write = write
         self.max_batch = max_batch
+        self.flushers = flushers
         self.waiting: list[tuple[Req, asyncio.Future[Res]]] = []
-        self.flushing = False
+        self.running = 0
         self.batches = 0
-        self.task: asyncio.Task[None] | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, request: Req) -> Res:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Res] = loop.create_future()
         self.waiting.append((request, future))
-        if not self.flushing:
-            self.flushing = True
-            self.task = loop.create_task(self._flush())
+        if self.running < self.flushers:
+            self.running += 1
+            task = loop.create_task(self._flush())
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
         return await future
 
     async def _flush(self) -> None:
@@ -59,7 +64,7 @@ class _Queue(Generic[Req, Res]):
                     if not future.done():
                         future.set_result(result)
         finally:
-            self.flushing = False
+            self.running -= 1
 
 
 class LedgerBatcher:
@@ -67,9 +72,12 @@ class LedgerBatcher:
 
     def __init__(self, ledger: Ledger, max_batch: int = 500) -> None:
         self.ledger = ledger
-        self._claims: _Queue[ClaimRequest, Claim] = _Queue(ledger.claim_many, max_batch)
+        # SQLite has one writer: one flush at a time. PostgreSQL takes several at once.
+        flushers = 1 if ledger.engine.dialect.name == "sqlite" else 3
+        self._claims: _Queue[ClaimRequest, Claim] = _Queue(ledger.claim_many, max_batch,
+                                                           flushers)  # fmt: skip
         self._completions: _Queue[CompleteRequest, bool] = _Queue(ledger.complete_many,
-                                                                  max_batch)  # fmt: skip
+                                                                  max_batch, flushers)  # fmt: skip
 
     async def claim(self, request: ClaimRequest) -> Claim:
         """Claim a window in the next batch."""
