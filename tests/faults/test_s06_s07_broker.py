@@ -20,15 +20,6 @@ from tests.faults.oracle import check
 pytestmark = pytest.mark.faults
 
 
-ASYNC_WORKER_DIES = (
-    "the asyncio-pool worker exits on a broker connection loss with runs in flight: Celery's "
-    "Consumer.on_connection_error_after_connected calls connection.collect() and then "
-    "connection.close(); close() restores unacked messages through a channel whose "
-    "connection was already collected (kombu redis _connparams: conninfo is None) and raises "
-    "AttributeError('NoneType' object has no attribute 'hostname'), which ignore_errors does "
-    "not swallow: 'Unrecoverable error', the worker drains and exits and the async queue has no "
-    "consumer (needs a guard in workers/, e.g. wrap on_connection_error_after_connected)"
-)
 
 
 
