@@ -20,9 +20,6 @@ from tests.faults.oracle import check
 pytestmark = pytest.mark.faults
 
 
-
-
-
 def restart_broker_in_flight(cluster: Cluster, asynchronous: bool) -> None:
     """On the connection loss Celery (worker_cancel_long_running_tasks_on_connection_loss)
     terminates the prefork children mid-run, and kombu's restore of their unacked messages
