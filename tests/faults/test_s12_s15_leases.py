@@ -78,7 +78,7 @@ def test_s13_async_timeout_recorded(cluster: Cluster) -> None:
     check(cluster, [message.window_key]).assert_ok(cluster.logs())
 
 
-@pytest.mark.injects("sync run past its job timeout (Celery soft/hard time limit)")
+@pytest.mark.injects("sync run past its job timeout (interval timer on the prefork child main thread)")
 def test_s13_sync_time_limit_recorded_timeout(cluster: Cluster) -> None:
     cluster.write_jobs([JobDecl("hang", options={"config": {"seconds": 4}, "timeout": 1})])
     cluster.worker("w1", concurrency=1)
