@@ -28,7 +28,7 @@ from agentcron.guard_modes import AsyncMode, Mode, RunTimedOut, SyncMode
 from agentcron.guard_overlap import Duplicate, OverlapWait, Skip, acquire_with_policy, lease_owner
 from agentcron.guard_stale import end_stale_run
 from agentcron.jobs import JobSpec
-from agentcron.leases.base import AsyncLeaseStore, Lease, LeaseStore
+from agentcron.leases.base import Lease, LeaseStore
 from agentcron.leases.cancel import CancelSignals
 from agentcron.leases.hub import LeaseHub
 from agentcron.ledger.records import (
@@ -97,7 +97,6 @@ class Guard:
         settings: Settings,
         rng: random.Random | None = None,
         timeout_errors: tuple[type[BaseException], ...] = (),
-        async_leases: Callable[[], AsyncLeaseStore] | None = None,
     ) -> None:
         self.ledger = ledger
         self.leases = leases
@@ -108,7 +107,7 @@ class Guard:
         self.rng = rng or random.Random()
         self.run_stats = RunStats()
         self._sync_mode = SyncMode(timeout_errors)
-        self._async_mode = AsyncMode(async_leases)
+        self._async_mode = AsyncMode()
         self._loops = threading.local()
         self.hub = LeaseHub(leases, cancels, clock)
         self.observers: list[Callable[[Outcome, JobSpec, RunMessage], None]] = []  # metrics, alerts
@@ -165,7 +164,7 @@ class Guard:
         try:
             return await self._claimed(spec, message, window, mode, acquired)
         finally:
-            await mode.leases(self.leases).release(acquired)
+            await mode.io(self.leases.release, acquired)
 
     async def _terminal(
         self, mode: Mode, spec: JobSpec, window: NewWindow, state: RunState, reason: str

@@ -19,8 +19,6 @@ from typing import Any, Protocol, TypeVar
 from agentcron.agents import Agent
 from agentcron.callbacks import asafe_call, safe_call
 from agentcron.context import RunCancelled, RunContext
-from agentcron.leases.base import AsyncLeaseStore, Lease, LeaseStore
-from agentcron.leases.factory import ThreadedLeaseStore
 from agentcron.ledger.batcher import LedgerBatcher
 from agentcron.ledger.records import ClaimRequest, CompleteRequest
 from agentcron.ledger.store import Claim, Ledger
@@ -71,10 +69,6 @@ class Mode(Protocol):
         """Run a blocking store call."""
         ...
 
-    def leases(self, store: LeaseStore) -> AsyncLeaseStore:
-        """``store``'s methods as coroutines, the way this mode should make the calls."""
-        ...
-
     async def claim(self, ledger: Ledger, request: ClaimRequest) -> Claim:
         """Claim a window in the ledger."""
         ...
@@ -107,9 +101,6 @@ class SyncMode:
     async def io(self, fn: Callable[..., T], *args: Any) -> T:
         return fn(*args)
 
-    def leases(self, store: LeaseStore) -> AsyncLeaseStore:
-        return _DirectLeases(store)
-
     async def claim(self, ledger: Ledger, request: ClaimRequest) -> Claim:
         return ledger.claim_many([request])[0]
 
@@ -137,25 +128,11 @@ class AsyncMode:
 
     name = "async"
 
-    def __init__(self, async_leases: Callable[[], AsyncLeaseStore] | None = None) -> None:
+    def __init__(self) -> None:
         self._tasks: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = {}
         self._batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LedgerBatcher] = (
             weakref.WeakKeyDictionary()
         )
-        self._async_leases = async_leases
-        self._lease_stores: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, AsyncLeaseStore] = weakref.WeakKeyDictionary()
-
-    def leases(self, store: LeaseStore) -> AsyncLeaseStore:
-        """A native asyncio store bound to this loop when one is configured (Redis), so lease
-        calls need no thread hop; otherwise the sync store's calls in threads."""
-        if self._async_leases is None:
-            return ThreadedLeaseStore(store)
-        loop = asyncio.get_running_loop()
-        found = self._lease_stores.get(loop)
-        if found is None:
-            found = self._lease_stores[loop] = self._async_leases()
-        return found
 
     async def io(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(fn, *args)
@@ -201,28 +178,6 @@ class AsyncMode:
 
     async def callback(self, callback: Callable[..., Any] | None, *args: Any) -> None:
         await asafe_call(callback, *args)
-
-
-class _DirectLeases:
-    """A sync store's calls made right here (the sync mode's loop is private to its thread)."""
-
-    def __init__(self, store: LeaseStore) -> None:
-        self.store = store
-
-    async def acquire(self, name: str, owner: str, ttl: float) -> Lease | None:
-        return self.store.acquire(name, owner, ttl)
-
-    async def renew(self, lease: Lease, ttl: float) -> bool:
-        return self.store.renew(lease, ttl)
-
-    async def release(self, lease: Lease) -> bool:
-        return self.store.release(lease)
-
-    async def holder(self, name: str) -> Lease | None:
-        return self.store.holder(name)
-
-    async def next_token(self, name: str) -> int:
-        return self.store.next_token(name)
 
 
 def _cancelling() -> bool:

@@ -75,10 +75,10 @@ def _held_by_same_window(window: NewWindow, record: RunRecord | None, holder: Le
 async def acquire_with_policy(w: OverlapWait, name: str, owner: str) -> Lease | Skip | Duplicate:
     """The job's lease, or why this delivery must not run the window now."""
     ttl = w.spec.lease_ttl.total_seconds()
-    lease = await w.mode.leases(w.leases).acquire(name, owner, ttl)
+    lease = await w.mode.io(w.leases.acquire, name, owner, ttl)
     if lease is not None:
         return lease
-    holder = await w.mode.leases(w.leases).holder(name)
+    holder = await w.mode.io(w.leases.holder, name)
     if _held_by_same_window(w.window, await w.current(), holder) or w.spec.job.overlap == "allow":
         return await _outlive(w, name, owner, ttl)
     policy = w.spec.job.overlap
@@ -87,7 +87,7 @@ async def acquire_with_policy(w: OverlapWait, name: str, owner: str) -> Lease | 
         return Skip(f"overlap: previous run ({held_by}) still running")
     buffer: Lease | None = None
     if policy == "buffer_one":
-        buffer = await w.mode.leases(w.leases).acquire(f"buffer:{w.spec.name}", owner, ttl)
+        buffer = await w.mode.io(w.leases.acquire, f"buffer:{w.spec.name}", owner, ttl)
         if buffer is None:
             return Skip(f"overlap: previous run ({held_by}) still running and one already waits")
     if policy == "cancel_other" and holder is not None:
@@ -96,7 +96,7 @@ async def acquire_with_policy(w: OverlapWait, name: str, owner: str) -> Lease | 
         lease = await _wait(w, name, owner, ttl, buffer)
     finally:
         if buffer is not None:
-            await w.mode.leases(w.leases).release(buffer)
+            await w.mode.io(w.leases.release, buffer)
     if lease is None:
         return Skip(f"overlap ({policy}): previous run ({held_by}) did not finish in time")
     return lease
@@ -118,7 +118,7 @@ async def _outlive(w: OverlapWait, name: str, owner: str, ttl: float) -> Lease |
         record = await w.current()
         if record is not None and record.state.terminal:
             return Duplicate(f"window already {record.state.value}")
-        lease = await w.mode.leases(w.leases).acquire(name, owner, ttl)
+        lease = await w.mode.io(w.leases.acquire, name, owner, ttl)
         if lease is not None:
             return lease
     return Duplicate("window running elsewhere (its lease is live and renewed)")
@@ -133,9 +133,9 @@ async def _wait(
     interval = min(1.0, ttl / 10)
     while w.clock.now() < deadline:
         await w.clock.asleep(interval)
-        lease = await w.mode.leases(w.leases).acquire(name, owner, ttl)
+        lease = await w.mode.io(w.leases.acquire, name, owner, ttl)
         if lease is not None:
             return lease
         if buffer is not None:
-            await w.mode.leases(w.leases).renew(buffer, ttl)
+            await w.mode.io(w.leases.renew, buffer, ttl)
     return None

@@ -33,10 +33,10 @@ async def end_stale_run(
     record: RunRecord | None = await commit(mode, ledger.get, window.job, window.window_start)
     if record is None or record.state not in ACTIVE_STATES:
         return False
-    holder = await mode.leases(leases).holder(lease_name)
+    holder = await mode.io(leases.holder, lease_name)
     if holder is not None and holder.token == record.token:
         return False  # the run is alive: it holds and renews its lease
-    token = await mode.leases(leases).next_token(lease_name)
+    token = await mode.io(leases.next_token, lease_name)
     claim = await commit(mode, ledger.claim, window, token, worker_id, max_attempts)
     if claim.status is not ClaimStatus.CLAIMED:
         return False

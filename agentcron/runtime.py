@@ -18,11 +18,7 @@ from agentcron.errors import ConfigError
 from agentcron.guard import Guard
 from agentcron.jobs import JobSpec, load_jobs
 from agentcron.leases.base import LeaseStore
-from agentcron.leases.factory import (
-    open_async_lease_store,
-    open_cancel_signals,
-    open_lease_store,
-)
+from agentcron.leases.factory import open_cancel_signals, open_lease_store
 from agentcron.ledger.store import Ledger
 from agentcron.settings import Settings
 
@@ -73,12 +69,9 @@ class Runtime:
         self.ledger = ledger or Ledger.from_settings(settings, clock)
         self.leases = leases or open_lease_store(settings, self.ledger.engine, clock)
         self.cancels = open_cancel_signals(settings, self.ledger.engine, clock)
-        engine = self.ledger.engine
-        native = None if leases is not None or settings.lease_backend != "redis" else (
-            lambda: open_async_lease_store(settings, engine, clock))  # fmt: skip
         self.guard = Guard(self.ledger, self.leases, self.cancels, clock,
                            worker_id=self.worker_id, settings=settings,
-                           timeout_errors=timeout_errors, async_leases=native)  # fmt: skip
+                           timeout_errors=timeout_errors)  # fmt: skip
         self._loaders = loaders
         self._specs: dict[str, JobSpec] = {}
         self._lock = threading.Lock()

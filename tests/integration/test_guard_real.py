@@ -9,7 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -156,40 +156,3 @@ def test_leaked_lease_blocks_the_next_window_at_most_its_ttl(redis_url: str, tmp
              interval=0.02, what="the leaked lease to expire")
     assert clock.monotonic() - started < 2.0
     assert guard.run_sync(spec, nxt).state is RunState.SUCCEEDED
-
-
-async def test_async_runs_use_native_redis_lease_calls(redis_url: str, tmp_path: Path) -> None:
-    """The async path takes and releases leases with redis.asyncio on the loop (no thread)."""
-    import asyncio
-
-    import redis.asyncio
-
-    from agentcron.leases.redis import AsyncRedisLeaseStore
-
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    made: list[AsyncRedisLeaseStore] = []
-
-    def native() -> AsyncRedisLeaseStore:
-        made.append(AsyncRedisLeaseStore(redis.asyncio.Redis.from_url(redis_url)))
-        return made[-1]
-
-    clock = SystemClock()
-    ledger = Ledger(f"sqlite:///{tmp_path / 'l.sqlite'}", clock)
-    guard = Guard(ledger, RedisLeaseStore(client), RedisCancelSignals(client), clock,
-                  worker_id="w", settings=Settings(), async_leases=native)
-
-    async def agent(ctx: RunContext) -> str:
-        await asyncio.sleep(0.01)
-        return ctx.window_key
-
-    spec = compile_job(Job("native", agent=agent, schedule="1s", overlap="allow",
-                           misfire_grace="3650d"))
-    messages = [RunMessage("native", f"native@2026-03-17T06:00:{i:02d}Z",
-                           SLOT + timedelta(seconds=i), SLOT + timedelta(seconds=i))
-                for i in range(50)]
-    outcomes = await asyncio.gather(*(guard.run_async(spec, m) for m in messages))
-    assert all(o.state is RunState.SUCCEEDED for o in outcomes)
-    assert len(made) == 1  # one store for the loop
-    assert not list(client.scan_iter("agentcron:lease:native*"))  # all released
-    assert ledger.count_by_state("native") == {"succeeded": 50}
