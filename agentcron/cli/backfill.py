@@ -6,20 +6,9 @@ import json
 
 import click
 
-from agentcron.clock import SYSTEM_CLOCK
+from agentcron.cli.timing import load_runtime
 from agentcron.errors import ConfigError
 from agentcron.schedules import format_instant, parse_instant
-from agentcron.settings import Settings
-
-
-def _runtime() -> object:
-    from agentcron.runtime import Runtime
-
-    try:
-        return Runtime.from_settings(Settings.from_env(), SYSTEM_CLOCK)
-    except ConfigError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(2) from exc
 
 
 @click.command("backfill")
@@ -34,14 +23,12 @@ def backfill_command(job: str, start: str, end: str, limit: int) -> None:
 
     from agentcron.backfill import BackfillError, backfill
     from agentcron.beat.publisher import CeleryPublisher
-    from agentcron.runtime import Runtime
 
     try:
         first, last = parse_instant(start), parse_instant(end)
     except ConfigError as exc:
         raise click.BadParameter(str(exc)) from exc
-    runtime = _runtime()
-    assert isinstance(runtime, Runtime)
+    runtime = load_runtime()
     try:
         spec = runtime.spec(job)
         app = Celery("agentcron-backfill", broker=runtime.settings.broker_url)
@@ -63,11 +50,9 @@ def backfill_command(job: str, start: str, end: str, limit: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def jobs_command(as_json: bool) -> None:
     """List the jobs (schedule file and runtime schedules) with their next fire."""
-    from agentcron.runtime import Runtime
     from agentcron.watchdog import enabled_specs
 
-    runtime = _runtime()
-    assert isinstance(runtime, Runtime)
+    runtime = load_runtime()
     try:
         active = {s.name for s in enabled_specs(runtime)}
         specs = {s.name: s for s in runtime.specs()}

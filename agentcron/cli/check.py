@@ -6,9 +6,7 @@ import json
 
 import click
 
-from agentcron.clock import SYSTEM_CLOCK
-from agentcron.errors import ConfigError
-from agentcron.settings import Settings
+from agentcron.cli.timing import load_runtime
 
 
 @click.command("check")
@@ -17,14 +15,9 @@ def check_command(as_json: bool) -> None:
     """Run the watchdog once: re-enqueue lost windows, mark missed ones and alert."""
     from celery import Celery
 
-    from agentcron.runtime import Runtime
     from agentcron.watchdog import run_watchdog
 
-    try:
-        runtime = Runtime.from_settings(Settings.from_env(), SYSTEM_CLOCK)
-    except ConfigError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(2) from exc
+    runtime = load_runtime()
     app = Celery("agentcron-check", broker=runtime.settings.broker_url)
     try:
         report = run_watchdog(runtime, app)

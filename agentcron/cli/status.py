@@ -12,12 +12,10 @@ from typing import Any
 import click
 
 from agentcron import keys
-from agentcron.clock import SYSTEM_CLOCK
-from agentcron.errors import ConfigError
+from agentcron.cli.timing import load_runtime
 from agentcron.heartbeats import BEAT, WORKER, Heartbeat, open_heartbeats
 from agentcron.ledger.records import RunState
 from agentcron.schedules import format_instant
-from agentcron.settings import Settings
 
 
 @dataclass
@@ -102,13 +100,8 @@ def status_command(as_json: bool) -> None:
 
     from agentcron.jobs import ASYNC_QUEUE, SYNC_QUEUE
     from agentcron.operate import queue_depths
-    from agentcron.runtime import Runtime
 
-    try:
-        runtime = Runtime.from_settings(Settings.from_env(), SYSTEM_CLOCK)
-    except ConfigError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(2) from exc
+    runtime = load_runtime()
     try:
         queues = sorted({SYNC_QUEUE, ASYNC_QUEUE, *(s.queue for s in runtime.specs())})
         app = Celery("agentcron-status", broker=runtime.settings.broker_url)

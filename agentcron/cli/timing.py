@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,12 +13,27 @@ from agentcron.errors import ConfigError
 from agentcron.jobs import load_jobs
 from agentcron.schedules import format_instant, parse_instant, parse_schedule
 
+if TYPE_CHECKING:
+    from agentcron.runtime import Runtime
+
 
 def fail(error: ConfigError | str) -> None:
     """Print every problem to stderr and exit 2."""
     text = str(error)
     click.echo(f"error: {text}" if "\n" not in text else f"errors:\n{text}", err=True)
     raise SystemExit(2)
+
+
+def load_runtime() -> Runtime:
+    """This process's runtime from the environment; a bad configuration exits 2 naming it."""
+    from agentcron.runtime import Runtime
+    from agentcron.settings import Settings
+
+    try:
+        return Runtime.from_settings(Settings.from_env(), SYSTEM_CLOCK)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from exc
 
 
 @click.command("next")

@@ -14,11 +14,11 @@ import click
 
 from agentcron.beat.planner import task_for
 from agentcron.beat.publisher import Outgoing
-from agentcron.clock import SYSTEM_CLOCK, Clock
+from agentcron.cli.timing import load_runtime
+from agentcron.clock import Clock
 from agentcron.jobs import JobSpec
 from agentcron.ledger.records import NewWindow
 from agentcron.messages import RunMessage
-from agentcron.settings import Settings
 from agentcron.windows import window_key, window_start
 
 
@@ -59,9 +59,8 @@ def trigger_command(job: str, force: bool) -> None:
     from celery import Celery
 
     from agentcron.beat.factory import open_publisher
-    from agentcron.runtime import Runtime
 
-    runtime = Runtime.from_settings(Settings.from_env(), SYSTEM_CLOCK)
+    runtime = load_runtime()
     try:
         spec = runtime.spec(job)
     except KeyError:
