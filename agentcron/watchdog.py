@@ -21,7 +21,7 @@ first watchdog to take it alerts, every other one (or a later pass) sees it take
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -97,21 +97,6 @@ def first_slots(engine: Engine) -> dict[str, datetime]:
         return {job: slot for job, slot in conn.execute(query) if slot is not None}
 
 
-def rows_by_key(engine: Engine, keys: Sequence[str], chunk: int = 1000) -> dict[str, RunRecord]:
-    """The ledger rows of ``keys`` (one query per ``chunk`` keys)."""
-    from agentcron.ledger.store import _record
-
-    found: dict[str, RunRecord] = {}
-    unique = list(dict.fromkeys(keys))
-    with begin_read(engine) as conn:
-        for i in range(0, len(unique), chunk):
-            query = select(RUNS).where(RUNS.c.window_key.in_(unique[i:i + chunk]))
-            for row in conn.execute(query):
-                record = _record(row)
-                found[record.window_key] = record
-    return found
-
-
 def _slots(spec: JobSpec, start: datetime, end: datetime) -> list[datetime]:
     out: list[datetime] = []
     for slot in spec.schedule.fires_between(start, end):
@@ -155,7 +140,7 @@ class Watchdog:
             expected += self._expected(spec, now, first)
             overdue += self._overdue(spec, now, first)
         keys = [e.window.window_key for _, e in expected] + [e.window.window_key for _, e, _ in overdue]
-        rows = rows_by_key(self.ledger.engine, keys)
+        rows = self.ledger.get_many(keys)
         self._enqueue(expected, rows, enabled, now, report)
         self._mark(overdue, rows, report)
         if report.enqueued or report.republished or report.missed:
@@ -203,7 +188,7 @@ class Watchdog:
             return
         queued = self.queued.window_keys() if self.queued is not None else None
         if stranded:  # read again after the broker: a row that moved on since is not stranded
-            again_rows = rows_by_key(self.ledger.engine, [r.window_key for _, r in stranded])
+            again_rows = self.ledger.get_many([r.window_key for _, r in stranded])
             stranded = [(spec, row) for spec, row in stranded
                         if (now_row := again_rows.get(row.window_key)) is not None
                         and now_row.state in ACTIVE_STATES and now_row.token == row.token]  # fmt: skip

@@ -150,6 +150,11 @@ class Ledger:
         with begin_read(self._engine) as conn:
             return self._fetch(conn, job, window_start)
 
+    def get_many(self, window_keys: Sequence[str]) -> dict[str, RunRecord]:
+        """The rows of ``window_keys`` that exist, by key (one query per 500 keys)."""
+        with begin_read(self._engine) as conn:
+            return batch_sql.rows_by_key(conn, RUNS, list(dict.fromkeys(window_keys)), _record)
+
     def get_by_key(self, window_key: str) -> RunRecord | None:
         """The row of the window named ``window_key``, or None."""
         with begin_read(self._engine) as conn:

@@ -76,3 +76,12 @@ def test_complete_many_is_fenced_per_row(ledger: Ledger, clock: FrozenClock) -> 
     third = rows[windows[2].window_key]
     assert third.state is RunState.FAILED and len(third.error_message or "") <= ledger.error_max_chars
     assert START + timedelta(hours=2) == third.window_start
+
+
+def test_get_many_returns_the_existing_rows_by_key(ledger: Ledger) -> None:
+    windows = hours(3)
+    ledger.record_scheduled(windows[:2])
+    keys = [w.window_key for w in windows]
+    found = ledger.get_many([*keys, keys[0]])
+    assert set(found) == set(keys[:2])
+    assert all(found[k].state is RunState.SCHEDULED for k in keys[:2])
