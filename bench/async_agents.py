@@ -219,7 +219,7 @@ def measure(
     proc = _start(argv, env)
     try:
         enqueue(1, -1)
-        _wait(lambda: _counter() == 1, 60, "warm-up run")
+        _wait(lambda: _counter() >= 1, 60, "warm-up run")
         rates = []
         for trial in range(repeats):
             store.set(COUNTER, 0)
@@ -261,7 +261,7 @@ def peak_rss(schedule: Path, n: int, guarded: bool = True) -> tuple[float, float
     proc = _start(argv, agentcron_env(schedule, n))
     try:
         warm(1, -1)
-        _wait(lambda: _counter() == 1, 60, "warm-up run")
+        _wait(lambda: _counter() >= 1, 60, "warm-up run")
         began = time.monotonic()
         hold(n, 0)
         _wait(lambda: _counter(STARTED) >= n + (1 if guarded else 0), 600, f"{n} in flight")

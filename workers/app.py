@@ -26,6 +26,7 @@ from agentcron.settings import Settings, is_redis_url, redact_url
 
 log = logging.getLogger("agentcron.workers")
 ASYNC_POOL = "workers.pool:AsyncIOPool"
+TRANSPORT = "workers.transport:Transport"
 EVICTING_POLICIES_OK = ("noeviction",)
 
 settings = Settings.from_env()
@@ -69,6 +70,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "beat_scheduler": "workers.beat:AgentcronScheduler",
         "beat_max_loop_interval": settings.beat_max_loop_interval,
     }
+    if settings.broker_url.startswith("redis://"):
+        config["broker_transport"] = TRANSPORT  # kombu's, with batched delivery and acks
     if settings.extra.get("AGENTCRON_WORKER_POOL") == "async":
         config["worker_pool"] = ASYNC_POOL
         config["worker_concurrency"] = settings.async_concurrency
