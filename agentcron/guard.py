@@ -164,7 +164,7 @@ class Guard:
         try:
             return await self._claimed(spec, message, window, mode, acquired)
         finally:
-            await mode.io(self.leases.release, acquired)
+            await mode.release(self.leases, acquired)
 
     async def _terminal(
         self, mode: Mode, spec: JobSpec, window: NewWindow, state: RunState, reason: str

@@ -19,6 +19,8 @@ from typing import Any, Protocol, TypeVar
 from agentcron.agents import Agent
 from agentcron.callbacks import asafe_call, safe_call
 from agentcron.context import RunCancelled, RunContext
+from agentcron.leases.base import Lease, LeaseStore
+from agentcron.leases.batcher import LeaseBatcher
 from agentcron.ledger.batcher import LedgerBatcher
 from agentcron.ledger.records import ClaimRequest, CompleteRequest
 from agentcron.ledger.store import Claim, Ledger
@@ -69,6 +71,14 @@ class Mode(Protocol):
         """Run a blocking store call."""
         ...
 
+    async def acquire(self, leases: LeaseStore, name: str, owner: str, ttl: float) -> Lease | None:
+        """Take a lease."""
+        ...
+
+    async def release(self, leases: LeaseStore, lease: Lease) -> bool:
+        """Give a lease back (compare-and-delete)."""
+        ...
+
     async def claim(self, ledger: Ledger, request: ClaimRequest) -> Claim:
         """Claim a window in the ledger."""
         ...
@@ -100,6 +110,12 @@ class SyncMode:
 
     async def io(self, fn: Callable[..., T], *args: Any) -> T:
         return fn(*args)
+
+    async def acquire(self, leases: LeaseStore, name: str, owner: str, ttl: float) -> Lease | None:
+        return leases.acquire(name, owner, ttl)
+
+    async def release(self, leases: LeaseStore, lease: Lease) -> bool:
+        return leases.release(lease)
 
     async def claim(self, ledger: Ledger, request: ClaimRequest) -> Claim:
         return ledger.claim_many([request])[0]
@@ -133,6 +149,8 @@ class AsyncMode:
         self._batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LedgerBatcher] = (
             weakref.WeakKeyDictionary()
         )
+        self._lease_batchers: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, LeaseBatcher] = weakref.WeakKeyDictionary()
 
     async def io(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(fn, *args)
@@ -144,6 +162,20 @@ class AsyncMode:
         if found is None or found.ledger is not ledger:
             found = self._batchers[loop] = LedgerBatcher(ledger)
         return found
+
+    def lease_batcher(self, leases: LeaseStore) -> LeaseBatcher:
+        """This loop's batcher of lease acquires and releases."""
+        loop = asyncio.get_running_loop()
+        found = self._lease_batchers.get(loop)
+        if found is None or found.store is not leases:
+            found = self._lease_batchers[loop] = LeaseBatcher(leases)
+        return found
+
+    async def acquire(self, leases: LeaseStore, name: str, owner: str, ttl: float) -> Lease | None:
+        return await self.lease_batcher(leases).acquire(name, owner, ttl)
+
+    async def release(self, leases: LeaseStore, lease: Lease) -> bool:
+        return await self.lease_batcher(leases).release(lease)
 
     async def claim(self, ledger: Ledger, request: ClaimRequest) -> Claim:
         return await self.batcher(ledger).claim(request)

@@ -75,7 +75,7 @@ def _held_by_same_window(window: NewWindow, record: RunRecord | None, holder: Le
 async def acquire_with_policy(w: OverlapWait, name: str, owner: str) -> Lease | Skip | Duplicate:
     """The job's lease, or why this delivery must not run the window now."""
     ttl = w.spec.lease_ttl.total_seconds()
-    lease = await w.mode.io(w.leases.acquire, name, owner, ttl)
+    lease = await w.mode.acquire(w.leases, name, owner, ttl)
     if lease is not None:
         return lease
     holder = await w.mode.io(w.leases.holder, name)

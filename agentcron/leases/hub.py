@@ -101,7 +101,8 @@ class LeaseHub:
             return
         self._poll_cancels(held)
         now = self.clock.monotonic()
-        due = [h for h in held if now >= h.next_renew - self.tick() / 10]
+        early = self.tick() / 10  # once per beat: tick() walks every holding
+        due = [h for h in held if now >= h.next_renew - early]
         if due:
             self._renew(due, now)
 

@@ -9,12 +9,15 @@ thread-local, which breaks when one lease is renewed from another thread or coro
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from importlib.resources import files
 from typing import Any
 
 import redis
 import redis.asyncio
+from redis.commands.core import Script
+from redis.exceptions import NoScriptError
 
 from agentcron import keys
 from agentcron.leases.base import Lease
@@ -75,13 +78,42 @@ class RedisLeaseStore:
         done: Any = self._release(keys=[keys.lease(lease.name)], args=[lease_value(lease)])
         return int(done) == 1
 
-    def renew_many(self, leases: list[tuple[Lease, float]]) -> list[bool]:
+    def acquire_many(self, requests: Sequence[tuple[str, str, float]]) -> list[Lease | None]:
+        """:meth:`acquire` for many ``(name, owner, ttl)`` in one pipelined round trip."""
+        calls = [(self._acquire, [keys.lease(name), keys.fence(name)], [owner, ttl_ms(ttl)])
+                 for name, owner, ttl in requests]  # fmt: skip
+        return [Lease(name=name, owner=owner, token=int(token)) if int(token) > 0 else None
+                for (name, owner, _), token in zip(requests, self._pipelined(calls),
+                                                   strict=True)]  # fmt: skip
+
+    def renew_many(self, leases: Sequence[tuple[Lease, float]]) -> list[bool]:
         """Compare-and-extend many leases in one pipelined round trip."""
-        pipe = self.client.pipeline(transaction=False)
-        for lease, ttl in leases:
-            self._renew(keys=[keys.lease(lease.name)], args=[lease_value(lease), ttl_ms(ttl)],
-                        client=pipe)  # fmt: skip
-        return [int(done) == 1 for done in pipe.execute()]
+        calls = [(self._renew, [keys.lease(lease.name)], [lease_value(lease), ttl_ms(ttl)])
+                 for lease, ttl in leases]  # fmt: skip
+        return [int(done) == 1 for done in self._pipelined(calls)]
+
+    def release_many(self, leases: Sequence[Lease]) -> list[bool]:
+        """Compare-and-delete many leases in one pipelined round trip."""
+        calls = [(self._release, [keys.lease(lease.name)], [lease_value(lease)])
+                 for lease in leases]  # fmt: skip
+        return [int(done) == 1 for done in self._pipelined(calls)]
+
+    def _pipelined(self, calls: Sequence[tuple[Script, list[str], list[Any]]]) -> list[Any]:
+        """Run the scripts by SHA in one non-transactional pipeline; when Redis lost its script
+        cache (a restart), NOSCRIPT means nothing ran: load them and send the batch again."""
+        for attempt in (1, 2):
+            pipe = self.client.pipeline(transaction=False)
+            for script, names, args in calls:
+                pipe.evalsha(script.sha, len(names), *names, *args)
+            results = pipe.execute(raise_on_error=False)
+            if not any(isinstance(r, NoScriptError) for r in results) or attempt == 2:
+                break
+            for script in {script for script, _, _ in calls}:
+                self.client.script_load(script.script)
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return list(results)
 
     def holder(self, name: str) -> Lease | None:
         """The live lease on ``name``, if any."""

@@ -274,3 +274,25 @@ def test_sqlite_processes_race_and_exactly_one_wins(tmp_path: Path) -> None:
     assert winners == [1]
     counters = sorted(token for _, tokens in outcomes for token in tokens)
     assert counters == list(range(1, 151))  # every next_token distinct, none lost
+
+
+@pytest.mark.integration
+def test_redis_batches_keep_each_calls_semantics_and_survive_a_lost_script_cache(
+    redis_client: Any,
+) -> None:
+    """acquire_many / release_many / renew_many: one round trip, the single calls' meaning; after
+    SCRIPT FLUSH (what a Redis restart does) NOSCRIPT means nothing ran, so the batch is re-sent."""
+    store = RedisLeaseStore(redis_client)
+    taken = store.acquire("held", "someone", 30)
+    assert taken is not None
+    got = store.acquire_many([("a", "o1", 30), ("held", "o2", 30), ("a", "o3", 30), ("b", "o4", 30)])
+    assert [g.owner if g else None for g in got] == ["o1", None, None, "o4"]
+    redis_client.script_flush()
+    a, b = got[0], got[3]
+    assert a is not None and b is not None
+    assert store.renew_many([(a, 60), (b, 60)]) == [True, True]
+    redis_client.script_flush()
+    assert store.release_many([a, taken, a]) == [True, True, False]
+    assert store.holder("a") is None and store.holder("held") is None
+    assert store.holder("b") == b
+    assert int(redis_client.get("agentcron:fence:a")) == 1  # the refused acquires took no token

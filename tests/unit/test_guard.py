@@ -330,7 +330,8 @@ def test_worker_lost_too_often_fails_the_window(world: World) -> None:
 
 
 async def test_concurrent_async_runs_share_ledger_transactions(tmp_path: Path) -> None:
-    """200 async runs on one loop: every window succeeds once, in far fewer than 400 commits."""
+    """200 async runs on one loop: every window succeeds once, in far fewer than 400 commits
+    and 400 lease round trips."""
     world = World(tmp_path, SystemClock())
 
     async def agent(ctx: RunContext) -> str:
@@ -346,6 +347,8 @@ async def test_concurrent_async_runs_share_ledger_transactions(tmp_path: Path) -
     assert world.ledger.count_by_state(spec.name) == {"succeeded": 200}
     batches = guard._async_mode.batcher(world.ledger).stats()
     assert batches["claim_batches"] + batches["complete_batches"] < 100
+    leases = guard._async_mode.lease_batcher(world.leases).stats()
+    assert leases["acquire_batches"] + leases["release_batches"] < 100
 
 
 def test_skipped_redelivery_ends_a_window_its_dead_holder_left_running(world: World) -> None:
