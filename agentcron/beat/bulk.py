@@ -14,20 +14,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
-
 from agentcron.clock import Clock
+from agentcron.ledger.batch_sql import PG_INSERT_SCHEDULED, pg_insert_params
 from agentcron.ledger.records import NewWindow, RunRecord, RunState
-
-_INSERT = text(
-    "INSERT INTO runs (job, window_start, window_key, slot, trigger, state, attempt,"
-    " scheduled_at, updated_at)"
-    " SELECT u.job, u.window_start, u.window_key, u.slot, u.trigger, 'scheduled', 0, :now, :now"
-    " FROM unnest(CAST(:jobs AS varchar[]), CAST(:starts AS timestamptz[]),"
-    " CAST(:keys AS varchar[]), CAST(:slots AS timestamptz[]), CAST(:triggers AS varchar[]))"
-    " AS u(job, window_start, window_key, slot, trigger)"
-    " ON CONFLICT DO NOTHING RETURNING window_key"
-)
 
 
 class BulkRecorder:
@@ -50,13 +39,8 @@ class BulkRecorder:
         with self.ledger.engine.begin() as conn:
             for start in range(0, len(windows), self.chunk):
                 part = windows[start : start + self.chunk]
-                params = {
-                    "now": now, "jobs": [w.job for w in part],
-                    "starts": [w.window_start for w in part],
-                    "keys": [w.window_key for w in part], "slots": [w.slot for w in part],
-                    "triggers": [w.trigger for w in part],
-                }  # fmt: skip
-                fresh.extend(conn.execute(_INSERT, params).scalars())
+                params = pg_insert_params(part, now)
+                fresh.extend(conn.execute(PG_INSERT_SCHEDULED, params).scalars())
         return fresh
 
     def pending(self, older_than: datetime, limit: int = 1000) -> list[RunRecord]:

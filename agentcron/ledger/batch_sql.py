@@ -14,13 +14,14 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, or_, select, update
+from sqlalchemy import Connection, Table, TextClause, bindparam, or_, select, text, update
 
 from agentcron.ledger.records import (
     ACTIVE_STATES,
     TERMINAL_STATES,
     ClaimRequest,
     CompleteRequest,
+    NewWindow,
     RunRecord,
     RunState,
 )
@@ -29,6 +30,27 @@ from agentcron.ledger.records import (
 _TERMINAL = sorted(str(s) for s in TERMINAL_STATES)
 _ACTIVE = sorted(str(s) for s in ACTIVE_STATES)
 Record = Callable[[Any], RunRecord]
+
+
+# PostgreSQL: new windows in ONE statement of fixed text (arrays, not a VALUES list that changes
+# with the batch size and is re-parsed every time): rows 'scheduled', attempt 0, stamped now.
+PG_INSERT_SCHEDULED: TextClause = text(
+    "INSERT INTO runs (job, window_start, window_key, slot, trigger, state, attempt,"
+    " scheduled_at, updated_at)"
+    " SELECT u.job, u.window_start, u.window_key, u.slot, u.trigger, 'scheduled', 0, :now, :now"
+    " FROM unnest(CAST(:jobs AS varchar[]), CAST(:starts AS timestamptz[]),"
+    " CAST(:keys AS varchar[]), CAST(:slots AS timestamptz[]), CAST(:triggers AS varchar[]))"
+    " AS u(job, window_start, window_key, slot, trigger)"
+    " ON CONFLICT DO NOTHING RETURNING window_key"
+)
+
+
+def pg_insert_params(windows: Sequence[NewWindow], now: datetime) -> dict[str, Any]:
+    """Parameters of :data:`PG_INSERT_SCHEDULED`."""
+    return {"now": now, "jobs": [w.job for w in windows],
+            "starts": [w.window_start for w in windows],
+            "keys": [w.window_key for w in windows], "slots": [w.slot for w in windows],
+            "triggers": [w.trigger for w in windows]}  # fmt: skip
 
 
 def rows_by_key(conn: Connection, runs: Table, keys: Sequence[str], record: Record,

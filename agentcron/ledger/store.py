@@ -135,10 +135,16 @@ class Ledger:
         statement = self._dialect.insert(RUNS).on_conflict_do_nothing().returning(RUNS.c.window_key)
         return list(conn.execute(statement, rows).scalars())
 
+    def _insert_scheduled(self, conn: Connection, windows: Sequence[NewWindow]) -> list[str]:
+        if len(windows) > 1 and self._engine.dialect.name == "postgresql":
+            params = batch_sql.pg_insert_params(windows, self._clock.now())
+            return list(conn.execute(batch_sql.PG_INSERT_SCHEDULED, params).scalars())
+        return self._insert_missing(conn, self._new_rows(windows, RunState.SCHEDULED))
+
     def record_scheduled(self, windows: Sequence[NewWindow]) -> list[str]:
         """Record ``windows`` as 'scheduled' unless they have a row; return the new keys."""
         with begin_write(self._engine) as conn:
-            return self._insert_missing(conn, self._new_rows(windows, RunState.SCHEDULED))
+            return self._insert_scheduled(conn, windows)
 
     def _fetch(self, conn: Connection, job: str, window_start: datetime) -> RunRecord | None:
         query = select(RUNS).where(RUNS.c.job == job, RUNS.c.window_start == window_start)
@@ -224,7 +230,7 @@ class Ledger:
         before = batch_sql.rows_by_key(conn, RUNS, keys, _record)
         missing = {r.window.window_key: r.window for r in requests if r.window.window_key
                    not in before}  # fmt: skip
-        self._insert_missing(conn, self._new_rows(list(missing.values()), RunState.SCHEDULED))
+        self._insert_scheduled(conn, list(missing.values()))
         fast = [r for r in requests if not r.force and not (
             r.window.window_key in before and before[r.window.window_key].state.terminal)]
         if fast:

@@ -135,3 +135,27 @@ def test_concurrent_upgrades_are_safe(url: str) -> None:
     ledger = Ledger(url, auto_migrate=False)
     assert ledger.record_scheduled([WINDOW]) == [WINDOW.window_key]
     ledger.close()
+
+
+def test_many_new_windows_are_recorded_and_claimed_in_one_batch(url: str) -> None:
+    """Several windows at once (PostgreSQL: one INSERT over arrays): new rows 'scheduled', a
+    window recorded twice is one row, and a batch of claims inserts what is missing first."""
+    from datetime import timedelta
+
+    from agentcron.ledger.records import ClaimRequest
+
+    ledger = Ledger(url)
+    ledger.upgrade()
+    windows = [NewWindow("many", START + timedelta(minutes=i),
+                         f"many@2026-03-17T06:{i:02d}:00Z", START + timedelta(minutes=i))
+               for i in range(4)]  # fmt: skip
+    assert sorted(ledger.record_scheduled([*windows[:2], windows[0]])) == sorted(
+        w.window_key for w in windows[:2])
+    assert ledger.record_scheduled(windows[:2]) == []
+    rows = ledger.get_many([w.window_key for w in windows[:2]])
+    assert {(r.state, r.attempt) for r in rows.values()} == {(RunState.SCHEDULED, 0)}
+    claims = ledger.claim_many([ClaimRequest(w, 10 + i, "w", 3, running=True)
+                                for i, w in enumerate(windows)])  # fmt: skip
+    assert [c.status for c in claims] == [ClaimStatus.CLAIMED] * 4
+    assert ledger.count_by_state("many") == {"running": 4}
+    ledger.close()
