@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 
@@ -30,12 +30,15 @@ class RunContext:
     slot: datetime
     attempt: int = 1
     trigger: str = "schedule"
-    log: logging.LoggerAdapter[logging.Logger] = field(init=False)
-    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     cancel_reason: str | None = None
+    # A plain flag, not a threading.Event: setting and reading one attribute is atomic, and ten
+    # thousand runs in flight should not carry ten thousand Conditions and Locks.
+    _cancelled: bool = field(default=False, repr=False)
 
-    def __post_init__(self) -> None:
-        self.log = logging.LoggerAdapter(
+    @cached_property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger that tags every record with the job, window and attempt (made on first use)."""
+        return logging.LoggerAdapter(
             logging.getLogger(f"agentcron.agent.{self.job}"),
             {"job": self.job, "window_key": self.window_key, "attempt": self.attempt},
         )
@@ -43,15 +46,15 @@ class RunContext:
     @property
     def cancel_requested(self) -> bool:
         """True once someone asked this run to stop; check it between steps."""
-        return self._cancel.is_set()
+        return self._cancelled
 
     def request_cancel(self, reason: str = "cancelled") -> None:
         """Ask the run to stop at its next check (cooperative cancellation)."""
-        if not self._cancel.is_set():
+        if not self._cancelled:
             self.cancel_reason = reason
-            self._cancel.set()
+            self._cancelled = True
 
     def raise_if_cancelled(self) -> None:
         """Raise :class:`RunCancelled` if cancellation was requested."""
-        if self._cancel.is_set():
+        if self._cancelled:
             raise RunCancelled(self.cancel_reason or "cancelled")

@@ -34,6 +34,7 @@ seconds for in-flight runs, then cancels the rest, reporting them as a lost work
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextvars
 import itertools
@@ -126,7 +127,7 @@ def defer(coro: Coroutine[Any, Any, Any]) -> Any:
     return _FALLBACK.submit(coro).result()
 
 
-@dataclass
+@dataclass(slots=True)
 class _Run:
     """One request in flight: Celery's target and callbacks, and how it ended."""
 
@@ -144,21 +145,41 @@ class _Run:
     stopped_by: str | None = None
     signal: int | None = None
     task: asyncio.Task[Any] | None = field(default=None, repr=False)
+    done: bool = False
+    waiter: threading.Event | None = field(default=None, repr=False)
+
+    def finished(self) -> None:
+        """Mark the run ended and wake a thread waiting in :meth:`ApplyResult.get`, if any."""
+        self.done = True
+        if self.waiter is not None:
+            self.waiter.set()
 
 
 class ApplyResult:
-    """What ``apply_async`` returns (the worker keeps a weak reference to it)."""
+    """What ``apply_async`` returns (the worker keeps a weak reference to it).
 
-    def __init__(self, future: concurrent.futures.Future[Any]) -> None:
-        self.future = future
+    No future per run: ten thousand runs in flight would carry ten thousand Conditions and
+    Locks. A thread that wants to wait gets an Event made on demand.
+    """
 
-    def get(self, timeout: float | None = None) -> Any:
+    __slots__ = ("__weakref__", "run")
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+
+    def get(self, timeout: float | None = None) -> None:
         """Wait for the run to end."""
-        return self.future.result(timeout)
+        self.wait(timeout)
+        if not self.run.done:
+            raise TimeoutError(f"run {self.run.ident} still in flight after {timeout}s")
 
     def wait(self, timeout: float | None = None) -> None:
-        """Wait for the run to end, ignoring its outcome."""
-        concurrent.futures.wait([self.future], timeout)
+        """Wait for the run to end."""
+        if self.run.done:
+            return
+        waiter = self.run.waiter = self.run.waiter or threading.Event()
+        if not self.run.done:  # it may have ended between the two checks
+            waiter.wait(timeout)
 
     def terminate(self, signal: int | None = None) -> None:
         """Celery's ``Request.cancel``/``terminate`` call this after ``terminate_job``.
@@ -196,6 +217,8 @@ class AsyncIOPool(BasePool):  # type: ignore[misc]
         self._ids = itertools.count(1)
         self._runs: dict[int, _Run] = {}
         self._loop_thread: LoopThread | None = None
+        self._incoming: collections.deque[_Run] = collections.deque()
+        self._wakeup_pending = False
         self.completed = 0
 
     @property
@@ -253,7 +276,20 @@ class AsyncIOPool(BasePool):  # type: ignore[misc]
             soft_timeout=soft_timeout or self.options.get("soft_timeout"),
             timeout=timeout or self.options.get("timeout"), on_loop=self._runs_on_loop(args),
         )  # fmt: skip
-        return ApplyResult(self._loop_thread.submit(self._execute(run)))
+        # One wake-up of the loop for every burst of requests, not a future and a
+        # call_soon_threadsafe per request (the consumer hands over a batch per poll).
+        self._incoming.append(run)
+        if not self._wakeup_pending:
+            self._wakeup_pending = True
+            self._loop_thread.loop.call_soon_threadsafe(self._start_incoming)
+        return ApplyResult(run)
+
+    def _start_incoming(self) -> None:
+        self._wakeup_pending = False  # before draining: a request appended from now on re-wakes
+        loop = asyncio.get_running_loop()
+        while self._incoming:
+            run = self._incoming.popleft()
+            run.task = loop.create_task(self._execute(run))
 
     def _runs_on_loop(self, args: tuple[Any, ...]) -> bool:
         tasks = getattr(self.app, "tasks", None)
@@ -281,6 +317,7 @@ class AsyncIOPool(BasePool):  # type: ignore[misc]
             self.completed += 1
         if ret is not None:
             _call(run.callback, ret)
+        run.finished()
 
     async def _trace(self, run: _Run) -> Any:
         _call(run.accept_callback, run.ident, time.monotonic())

@@ -196,3 +196,21 @@ def test_cancel_on_connection_loss_as_celery_calls_it(pool: AsyncIOPool) -> None
     result.terminate(15)  # must not raise: Celery would log the run as not cancelled
     wait_for(lambda: rec.results, timeout=2)
     assert isinstance(error_of(rec.results[0]), Terminated)
+
+
+def test_apply_result_waits_for_the_run_without_a_future_per_run(pool: AsyncIOPool) -> None:
+    rec = Recorder()
+
+    async def work() -> str:
+        await asyncio.sleep(0.2)
+        return "ok"
+
+    results = [pool.apply_async(deferring(work), args=(ON_LOOP,), **rec.kwargs())
+               for _ in range(50)]  # fmt: skip
+    for result in results:
+        result.get(timeout=3)
+    assert len(rec.results) == 50
+    hung = pool.apply_async(deferring(lambda: asyncio.sleep(3600)), args=(ON_LOOP,),
+                            **rec.kwargs())  # fmt: skip
+    with pytest.raises(TimeoutError):
+        hung.get(timeout=0.1)
