@@ -157,6 +157,7 @@ class Guard:
 
         wait = OverlapWait(self.leases, self.cancels, self.clock, mode, spec, window, current)
         acquired = await acquire_with_policy(wait, name, owner)
+        del wait, current  # not needed while the run goes on
         if isinstance(acquired, Duplicate):
             return _duplicate(acquired.detail)
         if isinstance(acquired, Skip):
@@ -203,7 +204,9 @@ class Guard:
             return await self._finish(mode, spec, window, lease, claim.record.attempt,
                                       RunState.TIMEOUT, None, "hard time limit exceeded",
                                       "TimeLimitExceeded")  # fmt: skip
-        return await self._attempts(spec, message, window, mode, lease, claim.record.attempt)
+        attempt = claim.record.attempt
+        del claim  # its two ledger rows need not live as long as the run
+        return await self._attempts(spec, message, window, mode, lease, attempt)
 
     async def _attempts(
         self, spec: JobSpec, message: RunMessage, window: NewWindow, mode: Mode,

@@ -145,7 +145,7 @@ class AsyncMode:
     name = "async"
 
     def __init__(self) -> None:
-        self._tasks: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = {}
+        self._tasks: dict[int, _Running] = {}
         self._batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LedgerBatcher] = (
             weakref.WeakKeyDictionary()
         )
@@ -184,35 +184,53 @@ class AsyncMode:
         return await self.batcher(ledger).complete(request)
 
     async def invoke(self, agent: Agent, ctx: RunContext, limit: float | None) -> Any:
-        task = asyncio.ensure_future(agent.call_async(ctx))
-        self._tasks[id(ctx)] = (asyncio.get_running_loop(), task)
+        # The agent runs inside the run's own task (no extra task, shield or waiter per run:
+        # ten thousand runs in flight). An interrupt cancels that task while it is in here; the
+        # cancellations it made are taken back, so only another canceller's (the pool on a
+        # revoke, a time limit or a shutdown) go on as a cancellation.
+        running = _Running(asyncio.get_running_loop(), _current_task())
+        self._tasks[id(ctx)] = running
         try:
-            return await asyncio.wait_for(asyncio.shield(task), limit)
+            async with asyncio.timeout(limit):
+                return await agent.call_async(ctx)
         except TimeoutError as exc:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
             raise RunTimedOut(f"timeout of {limit}s exceeded") from exc
         except asyncio.CancelledError:
-            if ctx.cancel_requested and not _cancelling():
+            for _ in range(running.interrupts):
+                running.task.uncancel()
+            if running.interrupts and running.task.cancelling() == 0:
                 raise RunCancelled(ctx.cancel_reason or "cancelled") from None
-            task.cancel()
             raise
         finally:
             self._tasks.pop(id(ctx), None)
 
     def interrupt(self, ctx: RunContext, reason: str) -> None:
         ctx.request_cancel(reason)
-        entry = self._tasks.get(id(ctx))
-        if entry is not None:
-            loop, task = entry
-            loop.call_soon_threadsafe(task.cancel)
+        running = self._tasks.get(id(ctx))
+        if running is not None:
+            running.loop.call_soon_threadsafe(self._cancel_if_running, ctx, running)
+
+    def _cancel_if_running(self, ctx: RunContext, running: _Running) -> None:
+        """On the loop: cancel the run's task only while it is still inside :meth:`invoke`."""
+        if self._tasks.get(id(ctx)) is running and not running.task.done():
+            running.interrupts += 1
+            running.task.cancel("agentcron: run interrupted")
 
     async def callback(self, callback: Callable[..., Any] | None, *args: Any) -> None:
         await asafe_call(callback, *args)
 
 
-def _cancelling() -> bool:
-    """Whether the *outer* task (not the agent) is being cancelled (shutdown, revoke)."""
-    current = asyncio.current_task()
-    return bool(current and current.cancelling())
+class _Running:
+    """A run inside :meth:`AsyncMode.invoke`: its task, and how many interrupts cancelled it."""
+
+    __slots__ = ("interrupts", "loop", "task")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+        self.loop, self.task, self.interrupts = loop, task, 0
+
+
+def _current_task() -> asyncio.Task[Any]:
+    task = asyncio.current_task()
+    if task is None:
+        raise RuntimeError("an async run must be awaited inside an asyncio task")
+    return task

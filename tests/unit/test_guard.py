@@ -407,3 +407,56 @@ def test_sync_agent_past_its_timeout_ends_timeout(world: World) -> None:
     outcome = world.guard().run_sync(spec, world.message(spec))
     assert outcome.state is RunState.TIMEOUT and "0.3" in (outcome.error or "")
     assert time.monotonic() - began < 3
+
+
+async def test_async_interrupt_cancels_only_the_agent_and_only_while_it_runs() -> None:
+    """The agent runs in the run's own task: an interrupt becomes RunCancelled; another
+    canceller's cancellation (a revoke, a shutdown) still propagates; an interrupt that arrives
+    after the agent returned cancels nothing (the completion must not be cut short)."""
+    from agentcron.agents import resolve_agent
+    from agentcron.guard_modes import AsyncMode
+
+    mode = AsyncMode()
+    started = asyncio.Event()
+
+    async def agent(ctx: RunContext) -> str:
+        started.set()
+        await asyncio.sleep(3600)
+        return "never"
+
+    async def quick(ctx: RunContext) -> str:
+        return "done"
+
+    def context() -> RunContext:
+        now = FrozenClock(SLOT).now()
+        return RunContext(job="j", task="t", config={}, window_key="j@x", window_start=now,
+                          slot=now)  # fmt: skip
+
+    async def run(target: Callable[..., Any], ctx: RunContext) -> Any:
+        return await mode.invoke(resolve_agent(target), ctx, None)
+
+    ctx = context()
+    task = asyncio.ensure_future(run(agent, ctx))
+    await started.wait()
+    mode.interrupt(ctx, "cancel_other")
+    with pytest.raises(RunCancelled, match="cancel_other"):
+        await task
+
+    started.clear()
+    ctx = context()
+    task = asyncio.ensure_future(run(agent, ctx))
+    await started.wait()
+    mode.interrupt(ctx, "lease lost")
+    task.cancel("revoked")
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    ctx = context()
+
+    async def finished_then_interrupted() -> str:
+        result = await run(quick, ctx)
+        mode.interrupt(ctx, "too late")
+        await asyncio.sleep(0.01)  # the completion's await: must not be cancelled
+        return str(result)
+
+    assert await finished_then_interrupted() == "done"
