@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from queue import Empty
+from sys import intern
 from time import time
 from typing import Any
 
@@ -35,6 +36,35 @@ from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
+
+# Header and property values that repeat in every message of a queue.
+_SHARED_VALUES = frozenset({"lang", "task", "origin", "content-type", "content-encoding",
+                            "body_encoding", "exchange", "routing_key", "delivery_mode"})
+
+
+def _shared(d: dict[str, Any]) -> dict[str, Any]:
+    return {intern(k): intern(v) if k in _SHARED_VALUES and isinstance(v, str) else v
+            for k, v in d.items()}  # fmt: skip
+
+
+def _compact(payload: Any) -> Any:
+    """The envelope with its keys (and the values every message repeats) interned: a worker
+    holding ten thousand messages keeps one copy of ``"content-type"``, not ten thousand."""
+    if not isinstance(payload, dict):
+        return payload
+    payload = _shared(payload)
+    for part in ("headers", "properties"):
+        if isinstance(payload.get(part), dict):
+            payload[part] = _shared(payload[part])
+    properties, headers = payload.get("properties"), payload.get("headers")
+    if isinstance(properties, dict) and isinstance(properties.get("delivery_info"), dict):
+        properties["delivery_info"] = _shared(properties["delivery_info"])
+    if isinstance(headers, dict) and isinstance(properties, dict):  # one copy of the task id
+        task_id = headers.get("id")
+        for d, key in ((headers, "root_id"), (properties, "correlation_id")):
+            if task_id is not None and d.get(key) == task_id:
+                d[key] = task_id
+    return payload
 
 
 class QoS(kombu_redis.QoS):
@@ -107,10 +137,14 @@ class Channel(kombu_redis.Channel):
             key, first = reply
             queue = bytes_to_str(key).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(queue)
-            payloads = [loads(bytes_to_str(raw)) for raw in [first, *self._more(key)]]
+            payloads = [_compact(loads(bytes_to_str(raw))) for raw in [first, *self._more(key)]]
             self._record_unacked(payloads)
             for payload in payloads:
                 self.connection._deliver(payload, queue)
+                # The message decoded its body when it was made, and its unacked record in
+                # Redis keeps the whole envelope for a restore: the base64 text can go.
+                if isinstance(payload, dict):
+                    payload.pop("body", None)
             return True
         finally:
             self._in_poll = None  # type: ignore[assignment]

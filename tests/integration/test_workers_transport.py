@@ -63,6 +63,10 @@ def test_one_poll_delivers_a_batch_and_records_it_unacked_first(
     assert {t.decode() for t in redis_client.hkeys("unacked")} == tags
     assert redis_client.zcard("unacked_index") == 10
     assert [m.payload["i"] for m in got] == list(range(10))  # FIFO order kept
+    # Ten thousand held messages keep one copy of what every envelope repeats, no base64 text.
+    assert all("body" not in m._raw for m in got)
+    first, second = (next(k for k in m.properties if k == "body_encoding") for m in got[:2])
+    assert first is second
 
 
 def test_acks_are_flushed_in_bulk_on_the_loop_tick(
@@ -108,6 +112,9 @@ def test_unacked_messages_go_back_to_the_queue_on_close(
     channel.close()
     assert redis_client.llen("t.batch") == 7  # 3 never delivered + 4 delivered, not acked
     assert redis_client.hlen("unacked") == 0
+    _again, back = consume(connection, prefetch=10)
+    connection.drain_events(timeout=5)
+    assert sorted(m.payload["i"] for m in back) == [1, 2, 3, 4, 5, 6, 7]  # whole envelopes
 
 
 def test_a_single_message_takes_kombus_own_path(
