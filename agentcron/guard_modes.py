@@ -191,10 +191,16 @@ class AsyncMode:
         running = _Running(asyncio.get_running_loop(), _current_task())
         self._tasks[id(ctx)] = running
         try:
-            async with asyncio.timeout(limit):
+            if limit is None:
                 return await agent.call_async(ctx)
-        except TimeoutError as exc:
-            raise RunTimedOut(f"timeout of {limit}s exceeded") from exc
+            timer = asyncio.timeout(limit)
+            try:
+                async with timer:
+                    return await agent.call_async(ctx)
+            except TimeoutError as exc:
+                if timer.expired():  # ours; an agent's own TimeoutError is just its failure
+                    raise RunTimedOut(f"timeout of {limit}s exceeded") from exc
+                raise
         except asyncio.CancelledError:
             for _ in range(running.interrupts):
                 running.task.uncancel()

@@ -70,7 +70,8 @@ def parse_window_key(key: str) -> tuple[str, datetime]:
     if match is None:
         raise ValueError(f"malformed window key {key!r}; expected 'job@YYYY-MM-DDTHH:MM:SSZ'")
     try:
-        start = datetime.strptime(match["start"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        # the pattern fixed the shape; fromisoformat checks the ranges (strptime is ~10x slower)
+        start = datetime.fromisoformat(match["start"][:-1]).replace(tzinfo=UTC)
     except ValueError as exc:
         raise ValueError(f"malformed window key {key!r}: {exc}") from exc
     return match["job"], start

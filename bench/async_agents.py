@@ -10,7 +10,8 @@ enqueue N runs on a warm worker and time from the first enqueue until the counte
   Messages are published the way beat publishes them (batched, pipelined).
 - Celery prefork, 2 processes, ``asyncio.run()`` inside each task.
 - Celery threads pool, 100 threads, ``asyncio.run()`` inside each task.
-- arq, 1 process, ``max_jobs=1000``.
+- arq, 1 process, ``max_jobs=1000`` (``bench/arq_anchor.py``; ``--arq-bin`` runs it from arq's
+  own environment, with the redis-py it supports).
 
 ``--rss N``: peak RSS (VmHWM) of one agentcron async worker holding N guarded runs in flight.
 Redis db 13 and the PostgreSQL database of ``AGENTCRON_TEST_POSTGRES_URL`` are used (flushed).
@@ -104,23 +105,6 @@ def asyncio_run_task() -> None:
     redis.Redis.from_url(REDIS_URL).incr(COUNTER)
 
 
-async def arq_agent(ctx: dict[str, Any]) -> None:
-    """arq's job: sleep, then count with arq's own Redis pool."""
-    await asyncio.sleep(0.2)
-    await ctx["redis"].incr(COUNTER)
-
-
-class ArqSettings:
-    """``arq bench.async_agents.ArqSettings``: 1 process, max_jobs=1000, Redis db 13."""
-
-    from arq.connections import RedisSettings
-
-    functions = [arq_agent]
-    redis_settings = RedisSettings.from_dsn(REDIS_URL)
-    max_jobs = 1000
-    keep_result = 0
-
-
 def _store() -> redis.Redis:
     return redis.Redis.from_url(REDIS_URL)
 
@@ -183,9 +167,10 @@ def celery_enqueue(n: int, _trial: int, task: str = "bench.asyncio_run") -> None
 def arq_enqueue(n: int, _trial: int) -> None:
     """Enqueue ``n`` arq jobs concurrently, arq's own way."""
     from arq import create_pool
+    from arq.connections import RedisSettings
 
     async def go() -> None:
-        pool = await create_pool(ArqSettings.redis_settings)
+        pool = await create_pool(RedisSettings.from_dsn(REDIS_URL))
         for first in range(0, n, 50):
             await asyncio.gather(*(pool.enqueue_job("arq_agent")
                                    for _ in range(first, min(n, first + 50))))
@@ -287,6 +272,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rss", type=int, default=10000, help="runs in flight (0: skip)")
     parser.add_argument("--only", default="", help="run only systems whose name contains this")
+    parser.add_argument("--arq-bin", default=str(BIN / "arq"),
+                        help="the arq command (e.g. from a venv with arq's own redis-py)")
     options = parser.parse_args()
     from agentcron.ledger.store import Ledger
 
@@ -309,7 +296,7 @@ def main() -> None:
          _celery("-Q", PLAIN_QUEUE, "-I", "bench.async_agents", "-P", "threads", "-c", "100"),
          {}, celery_enqueue, n),
         ("arq 1 process, max_jobs=1000",
-         [str(BIN / "arq"), "bench.async_agents.ArqSettings"], {}, arq_enqueue, n),
+         [options.arq_bin, "bench.arq_anchor.ArqSettings"], {}, arq_enqueue, n),
     ]  # fmt: skip
     medians: dict[str, float] = {}
     for name, argv, env, enqueue, count in systems:

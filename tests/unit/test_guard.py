@@ -252,6 +252,21 @@ async def test_async_timeout_ends_as_timeout_without_blocking_others(tmp_path: P
     assert results[1].state is RunState.SUCCEEDED
 
 
+async def test_an_agents_own_timeout_error_is_a_failure_not_the_jobs_timeout(
+    tmp_path: Path,
+) -> None:
+    world = World(tmp_path, SystemClock())
+
+    async def http_call(ctx: RunContext) -> None:
+        raise TimeoutError("upstream did not answer")
+
+    for limit in (None, 30):
+        spec = make_spec(http_call, name=f"t{limit or 0}", timeout=limit, misfire_grace="3650d")
+        outcome = await world.guard().run_async(spec, world.message(spec))
+        assert outcome.state is RunState.FAILED
+        assert "upstream did not answer" in (outcome.error or "")
+
+
 async def test_cancel_other_cancels_the_running_window(tmp_path: Path) -> None:
     world = World(tmp_path, SystemClock())
     started = asyncio.Event()
