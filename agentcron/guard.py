@@ -135,7 +135,8 @@ class Guard:
         self.run_stats.add("duplicates" if outcome.duplicate else "runs")
         if outcome.state is not None and outcome.state in _STATE_COUNTER:
             self.run_stats.add(_STATE_COUNTER[outcome.state])
-        log.info("%s: %s", message.short(), outcome.detail)
+        if log.isEnabledFor(logging.INFO):
+            log.info("%s: %s", message.short(), outcome.detail)
         for observer in self.observers:  # e.g. agentcron.metrics.RunObserver; never fails a run
             await mode.callback(observer, outcome, spec, message)
         return outcome
@@ -292,13 +293,15 @@ class Guard:
     async def _callbacks(
         self, mode: Mode, spec: JobSpec, window: NewWindow, outcome: Outcome
     ) -> None:
+        if outcome.state is None:
+            return
+        callback = spec.on_success if outcome.state is RunState.SUCCEEDED else spec.on_failure
+        if callback is None:
+            return
         report = RunReport(spec.name, window.window_key, window.slot.isoformat(),
-                           outcome.state.value if outcome.state else "", outcome.attempts,
-                           outcome.result, outcome.error)  # fmt: skip
-        if outcome.state is RunState.SUCCEEDED:
-            await mode.callback(spec.on_success, report)
-        elif outcome.state is not None:
-            await mode.callback(spec.on_failure, report)
+                           outcome.state.value, outcome.attempts, outcome.result,
+                           outcome.error)  # fmt: skip
+        await mode.callback(callback, report)
 
     async def _commit(self, mode: Mode, fn: Callable[..., T], *args: Any) -> T:
         """A blocking ledger call, retried with backoff while the database is unreachable."""

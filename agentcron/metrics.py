@@ -101,8 +101,9 @@ def _lease_lost(outcome: Outcome) -> bool:
 class RunObserver:
     """A ``Guard.observers`` entry: metrics, pings and failure alerts for each delivery.
 
-    Reading the run's row (duration, start lag) happens on a helper thread, so an async
-    worker's event loop never waits on the database.
+    Reading the run's row (duration, start lag when the outcome lacks them), pings and alerts
+    happen on a helper thread, so an async worker's event loop never waits on the database or
+    the network; a run that only needs counting is counted right here.
     """
 
     def __init__(self, ledger: Ledger, metrics: Metrics | None = None,
@@ -127,10 +128,17 @@ class RunObserver:
             m.renewals_failed.labels(job).inc()
         if outcome.state is None:
             return
-        if self._pool is None:
-            self.finished(outcome, message)
+        if self._pool is None or (outcome.started_at is not None and not self._calls_out(
+                outcome, job)):  # fmt: skip
+            self.finished(outcome, message)  # only in-memory observations: no thread hop
         else:
             self._pool.submit(self.finished, outcome, message)
+
+    def _calls_out(self, outcome: Outcome, job: str) -> bool:
+        """Whether :meth:`finished` would make a network call (a ping or an alert)."""
+        if self.alerter is None:
+            return False
+        return outcome.state in _ALERT_STATES or job in self.alerter.pings
 
     def finished(self, outcome: Outcome, message: RunMessage) -> None:
         """Duration and start lag (from the outcome, else the ledger row); the job's ping; an
