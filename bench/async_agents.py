@@ -264,6 +264,15 @@ def peak_rss(schedule: Path, n: int, guarded: bool = True) -> tuple[float, float
         _store().flushdb()
 
 
+def _arq_version(arq_bin: str) -> str:
+    """``arq X, redis-py Y`` of the environment that ``arq_bin`` belongs to."""
+    python = str(Path(arq_bin).parent / "python")
+    code = ("import importlib.metadata as m; "
+            "print(f\"arq {m.version('arq')}, redis-py {m.version('redis')}\")")
+    return subprocess.run([python, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip()  # fmt: skip
+
+
 def main() -> None:
     """Run every system side by side and print medians and ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -272,8 +281,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rss", type=int, default=10000, help="runs in flight (0: skip)")
     parser.add_argument("--only", default="", help="run only systems whose name contains this")
-    parser.add_argument("--arq-bin", default=str(BIN / "arq"),
-                        help="the arq command (e.g. from a venv with arq's own redis-py)")
+    parser.add_argument("--arq-bin", action="append", default=[],
+                        help="an arq command (repeatable; e.g. from a venv with arq's own "
+                             "redis-py); default: this environment's")
     options = parser.parse_args()
     from agentcron.ledger.store import Ledger
 
@@ -295,9 +305,11 @@ def main() -> None:
         ("Celery threads -c 100, asyncio.run per task",
          _celery("-Q", PLAIN_QUEUE, "-I", "bench.async_agents", "-P", "threads", "-c", "100"),
          {}, celery_enqueue, n),
-        ("arq 1 process, max_jobs=1000",
-         [options.arq_bin, "bench.arq_anchor.ArqSettings"], {}, arq_enqueue, n),
     ]  # fmt: skip
+    for arq_bin in options.arq_bin or [str(BIN / "arq")]:
+        label = "" if not options.arq_bin else f" ({_arq_version(arq_bin)})"
+        systems.append((f"arq 1 process, max_jobs=1000{label}",
+                        [arq_bin, "bench.arq_anchor.ArqSettings"], {}, arq_enqueue, n))
     medians: dict[str, float] = {}
     for name, argv, env, enqueue, count in systems:
         if options.only not in name:
