@@ -159,3 +159,31 @@ def test_many_new_windows_are_recorded_and_claimed_in_one_batch(url: str) -> Non
     assert [c.status for c in claims] == [ClaimStatus.CLAIMED] * 4
     assert ledger.count_by_state("many") == {"running": 4}
     ledger.close()
+
+
+def test_claims_commit_without_waiting_for_the_wal_completions_wait(url: str) -> None:
+    """PostgreSQL: a claim's transaction relaxes synchronous_commit (see Ledger._relaxed_commit),
+    a completion's never does."""
+    import sqlalchemy as sa
+
+    from agentcron.ledger.records import ClaimRequest
+
+    ledger = Ledger(url)
+    ledger.upgrade()
+    seen: list[str] = []
+    sa.event.listen(ledger.engine, "before_cursor_execute",
+                    lambda conn, cursor, statement, *a: seen.append(statement))  # fmt: skip
+    ledger.claim(WINDOW, 1, "w", 3, running=True)
+    claimed = list(seen)
+    seen.clear()
+    assert ledger.complete(WINDOW.job, WINDOW.window_start, 1, RunState.SUCCEEDED)
+    completed = list(seen)
+    seen.clear()
+    ledger.claim_many([ClaimRequest(WINDOW, 2, "w", 3)])
+    relaxed = "SET LOCAL synchronous_commit = off"
+    if ledger.engine.dialect.name == "postgresql":
+        assert relaxed in claimed and relaxed in seen
+    else:
+        assert relaxed not in claimed
+    assert relaxed not in completed
+    ledger.close()
