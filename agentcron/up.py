@@ -85,11 +85,21 @@ class RunWatcher:
         self.ledger = ledger
         self.limit = limit
         self._seen: dict[str, tuple[str, int]] = {}
+        self._down = False
 
     def changes(self) -> list[str]:
-        """Lines for runs that are new or changed since the last call (oldest first)."""
+        """Lines for runs that are new or changed since the last call (oldest first); one line
+        when the ledger stops answering (it is asked again at the next refresh)."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            records = self.ledger.list_runs(limit=self.limit)
+        except SQLAlchemyError as exc:
+            was_down, self._down = self._down, True
+            return [] if was_down else [f"  ledger unavailable ({type(exc).__name__}); retrying"]
+        self._down = False
         lines = []
-        for record in reversed(self.ledger.list_runs(limit=self.limit)):
+        for record in reversed(records):
             mark = (record.state.value, record.attempt)
             if self._seen.get(record.window_key) != mark:
                 self._seen[record.window_key] = mark

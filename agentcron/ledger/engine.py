@@ -5,11 +5,13 @@ SQLite: WAL, ``busy_timeout`` 30 s, ``synchronous=NORMAL``, and every transactio
 a ``begin`` event emits ours), so two writers queue on the busy handler instead of failing with
 "database is locked" when a read transaction tries to upgrade to a write. A connection opened with
 :data:`READ_ONLY` begins ``DEFERRED`` instead (WAL readers never block writers).
-PostgreSQL: psycopg 3, a small pool, ``pool_pre_ping``.
+PostgreSQL: psycopg 3, a small pool; a connection idle over :data:`PING_IDLE_SECONDS` is pinged
+before use (``pool_pre_ping`` for every checkout costs a round trip per transaction).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -18,8 +20,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 
 BUSY_TIMEOUT_SECONDS = 30.0
+PING_IDLE_SECONDS = 5.0
+"""A pooled PostgreSQL connection idle longer than this is pinged before use."""
 READ_ONLY = {"agentcron_read_only": True}
 """Execution options for a connection that only reads (SQLite then begins DEFERRED)."""
 
@@ -43,8 +48,36 @@ def create_engine_for(url: str, **options: Any) -> Engine:
         return _sqlite_engine(url, **options)
     options.setdefault("pool_size", 5)
     options.setdefault("max_overflow", 10)
-    options.setdefault("pool_pre_ping", True)
-    return create_engine(url, **options)
+    engine = create_engine(url, **options)
+    if not options.get("pool_pre_ping"):
+        event.listen(engine, "checkin", _on_checkin)
+        event.listen(engine, "checkout", _ping_if_idle)
+    return engine
+
+
+def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+    record.info["agentcron_checkin"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """SQLAlchemy's pessimistic disconnect handling, for connections idle a while only.
+
+    ``pool_pre_ping`` costs one round trip per transaction (two per guarded run). A connection
+    back in use within :data:`PING_IDLE_SECONDS` skips the ping: if the server went away in
+    that time, its first statement fails as a disconnect, SQLAlchemy invalidates the whole
+    pool, and the callers retry (the guard with backoff, the beat and the watchdog next tick).
+    """
+    idle = time.monotonic() - record.info.get("agentcron_checkin", float("-inf"))
+    if idle < PING_IDLE_SECONDS:
+        return
+    try:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SELECT 1")
+        finally:
+            cursor.close()
+    except Exception as exc:  # the pool discards this connection and checks out another
+        raise DisconnectionError(f"stale connection: {exc}") from exc
 
 
 def _sqlite_engine(url: str, **options: Any) -> Engine:

@@ -301,3 +301,27 @@ def test_bad_notifier_settings_leave_a_log_only_alerter(caplog: pytest.LogCaptur
         alerter = safe_alerter(Settings(ping_urls="not json"))
     assert alerter.notifiers == [] and alerter.pings == {}
     assert "alert notifiers disabled" in caplog.text
+
+
+def test_up_keeps_watching_when_the_ledger_stops_answering(tmp_path: Path) -> None:
+    """agentcron up's live view: one line when the ledger is unreachable, then it goes on."""
+    from sqlalchemy.exc import OperationalError
+
+    from agentcron.up import RunWatcher
+
+    class Flaky:
+        down = True
+
+        def list_runs(self, limit: int) -> list[object]:
+            if self.down:
+                raise OperationalError("SELECT", {}, Exception("server closed the connection"))
+            return []
+
+    ledger = Flaky()
+    watcher = RunWatcher(ledger)  # type: ignore[arg-type]
+    assert watcher.changes() == ["  ledger unavailable (OperationalError); retrying"]
+    assert watcher.changes() == []  # said once per outage
+    ledger.down = False
+    assert watcher.changes() == []
+    ledger.down = True
+    assert len(watcher.changes()) == 1
