@@ -62,20 +62,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=2, help="prefork children of each")
     options = parser.parse_args()
     from agentcron.ledger.store import Ledger
 
     Ledger(POSTGRES_URL).upgrade()
     schedule = Path(tempfile.mkdtemp(prefix="bench-")) / "beat_schedule.py"
     schedule.write_text(SCHEDULE)
-    prefork = ("-P", "prefork", "-c", "2", "-I", "bench.sync_overhead")
+    c = options.concurrency
+    prefork = ("-P", "prefork", "-c", str(c), "-I", "bench.sync_overhead")
     guarded = measure(_celery("-Q", "agentcron.sync", *prefork), agentcron_env(schedule),
                       lambda k, t: agentcron_enqueue("bench_noop", k, t, sync=True),
                       options.runs, options.repeats)
     plain = measure(_celery("-Q", PLAIN_QUEUE, *prefork), {},
                     lambda k, t: celery_enqueue(k, t, "bench.noop"), options.runs, options.repeats)
-    for name, rates in (("agentcron guarded no-op, prefork -c 2", guarded),
-                        ("plain Celery no-op, prefork -c 2", plain)):
+    for name, rates in ((f"agentcron guarded no-op, prefork -c {c}", guarded),
+                        (f"plain Celery no-op, prefork -c {c}", plain)):
         trials = ", ".join(f"{r:.0f}" for r in rates)
         print(f"{name:<40} N={options.runs} median {statistics.median(rates):7.0f} runs/s "
               f"({trials})")
