@@ -11,11 +11,32 @@ flushed at once. A failing batch fails every request in it with the same excepti
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 Req = TypeVar("Req")
 Res = TypeVar("Res")
+Src = TypeVar("Src")
+Made = TypeVar("Made")
+
+
+class PerLoop(Generic[Src, Made]):
+    """One ``make(source)`` per running event loop (and per source): a batcher belongs to the
+    loop whose coroutines it serves."""
+
+    def __init__(self, make: Callable[[Src], Made]) -> None:
+        self._make = make
+        self._made: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Src, Made]] = (
+            weakref.WeakKeyDictionary())
+
+    def get(self, source: Src) -> Made:
+        """The running loop's object for ``source`` (made on first use)."""
+        loop = asyncio.get_running_loop()
+        found = self._made.get(loop)
+        if found is None or found[0] is not source:
+            found = self._made[loop] = (source, self._make(source))
+        return found[1]
 
 
 class Coalescer(Generic[Req, Res]):

@@ -12,11 +12,11 @@ import asyncio
 import contextlib
 import signal
 import threading
-import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
 from agentcron.agents import Agent
+from agentcron.batching import PerLoop
 from agentcron.callbacks import asafe_call, safe_call
 from agentcron.context import RunCancelled, RunContext
 from agentcron.leases.base import Lease, LeaseStore
@@ -146,30 +146,19 @@ class AsyncMode:
 
     def __init__(self) -> None:
         self._tasks: dict[int, _Running] = {}
-        self._batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LedgerBatcher] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._lease_batchers: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, LeaseBatcher] = weakref.WeakKeyDictionary()
+        self._batchers: PerLoop[Ledger, LedgerBatcher] = PerLoop(LedgerBatcher)
+        self._lease_batchers: PerLoop[LeaseStore, LeaseBatcher] = PerLoop(LeaseBatcher)
 
     async def io(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(fn, *args)
 
     def batcher(self, ledger: Ledger) -> LedgerBatcher:
         """This loop's batcher of ledger writes."""
-        loop = asyncio.get_running_loop()
-        found = self._batchers.get(loop)
-        if found is None or found.ledger is not ledger:
-            found = self._batchers[loop] = LedgerBatcher(ledger)
-        return found
+        return self._batchers.get(ledger)
 
     def lease_batcher(self, leases: LeaseStore) -> LeaseBatcher:
         """This loop's batcher of lease acquires and releases."""
-        loop = asyncio.get_running_loop()
-        found = self._lease_batchers.get(loop)
-        if found is None or found.store is not leases:
-            found = self._lease_batchers[loop] = LeaseBatcher(leases)
-        return found
+        return self._lease_batchers.get(leases)
 
     async def acquire(self, leases: LeaseStore, name: str, owner: str, ttl: float) -> Lease | None:
         return await self.lease_batcher(leases).acquire(name, owner, ttl)
