@@ -35,14 +35,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
-import contextvars
 import itertools
 import logging
 import reprlib
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,80 +49,13 @@ from billiard.exceptions import WorkerLostError
 from celery.concurrency.base import BasePool
 from celery.exceptions import SoftTimeLimitExceeded, Terminated
 
+from workers.loop import CURRENT_SLOT, LoopThread, Slot, defer
+
+__all__ = ["ApplyResult", "AsyncIOPool", "LoopThread", "defer"]
+
 log = logging.getLogger("agentcron.pool")
 
 Callback = Callable[..., Any] | None
-
-
-@dataclass
-class _Slot:
-    """Where a task body parks its coroutine for the pool to await."""
-
-    coro: Coroutine[Any, Any, Any] | None = None
-
-
-_SLOT: contextvars.ContextVar[_Slot | None] = contextvars.ContextVar("agentcron_slot", default=None)
-
-
-class LoopThread:
-    """One asyncio event loop running forever in a dedicated daemon thread."""
-
-    def __init__(self, name: str = "agentcron-loop", executor_threads: int = 32) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.executor_threads = executor_threads
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
-
-    def start(self) -> None:
-        """Start the thread and wait until its loop runs."""
-        self._thread.start()
-        self._ready.wait(10)
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.set_default_executor(
-            concurrent.futures.ThreadPoolExecutor(self.executor_threads, "agentcron-io"))
-        self.loop.call_soon(self._ready.set)
-        try:
-            self.loop.run_forever()
-        finally:
-            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-            self.loop.run_until_complete(self.loop.shutdown_default_executor())
-            self.loop.close()
-
-    def submit(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
-        """Schedule ``coro`` on the loop from any thread."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the loop and join its thread."""
-        if self.loop.is_running():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-
-
-_FALLBACK: LoopThread | None = None
-_FALLBACK_LOCK = threading.Lock()
-
-
-def defer(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Hand ``coro`` to the asyncio pool; return what the task body should return.
-
-    Under :class:`AsyncIOPool` the coroutine is parked and awaited by the pool after Celery's
-    tracer returns (this returns None). Anywhere else (a prefork or solo worker, an eager call)
-    it runs to completion on this process's one background loop and its result is returned.
-    """
-    slot = _SLOT.get()
-    if slot is not None and slot.coro is None:
-        slot.coro = coro
-        return None
-    global _FALLBACK
-    with _FALLBACK_LOCK:
-        if _FALLBACK is None:
-            _FALLBACK = LoopThread("agentcron-fallback-loop")
-            _FALLBACK.start()
-    return _FALLBACK.submit(coro).result()
 
 
 @dataclass(slots=True)
@@ -324,8 +255,8 @@ class AsyncIOPool(BasePool):  # type: ignore[misc]
         if not run.on_loop:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(None, lambda: run.target(*run.args, **run.kwargs))
-        slot = _Slot()
-        _SLOT.set(slot)
+        slot = Slot()
+        CURRENT_SLOT.set(slot)
         ret = run.target(*run.args, **run.kwargs)
         if slot.coro is None:
             return ret
