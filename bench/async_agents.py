@@ -141,20 +141,34 @@ def _celery(*args: str) -> list[str]:
             "--without-mingle", "--without-heartbeat", "-l", "WARNING", *args]
 
 
+def _messages(job: str, n: int, trial: int) -> list[Any]:
+    from agentcron.messages import RunMessage
+    from agentcron.windows import window_key
+
+    base = datetime(2030, 1, 1, tzinfo=UTC) + timedelta(days=trial + 10)
+    starts = [base + timedelta(seconds=i) for i in range(n)]
+    return [RunMessage(job, window_key(job, s), s, s, trigger="manual") for s in starts]
+
+
 def agentcron_enqueue(job: str, n: int, trial: int, sync: bool = False) -> None:
     """Publish ``n`` windows of ``job`` the way beat does (batched, pipelined)."""
     from agentcron.beat.publisher import CeleryPublisher, Outgoing
-    from agentcron.messages import ASYNC_TASK, SYNC_TASK, RunMessage
-    from agentcron.windows import window_key
+    from agentcron.messages import ASYNC_TASK, SYNC_TASK
 
     task, queue = (SYNC_TASK, "agentcron.sync") if sync else (ASYNC_TASK, "agentcron.async")
-    base = datetime(2030, 1, 1, tzinfo=UTC) + timedelta(days=trial + 10)
-    batch = []
-    for i in range(n):
-        start = base + timedelta(seconds=i)
-        message = RunMessage(job, window_key(job, start), start, start, trigger="manual")
-        batch.append(Outgoing(task, queue, message))
-    CeleryPublisher(app).publish(batch)
+    CeleryPublisher(app).publish([Outgoing(task, queue, m) for m in _messages(job, n, trial)])
+
+
+def agentcron_record(job: str, n: int, trial: int) -> None:
+    """Record the windows :func:`agentcron_enqueue` will publish as 'scheduled', as beat does
+    before it publishes (untimed: that is the beat's work, measured in bench.beat_emission)."""
+    from agentcron.ledger.records import NewWindow
+    from agentcron.ledger.store import Ledger
+
+    ledger = Ledger(POSTGRES_URL)
+    ledger.record_scheduled([NewWindow(m.job, m.window_start, m.window_key, m.slot, m.trigger)
+                             for m in _messages(job, n, trial)])  # fmt: skip
+    ledger.close()
 
 
 def celery_enqueue(n: int, _trial: int, task: str = "bench.asyncio_run") -> None:
@@ -197,9 +211,10 @@ def agentcron_env(schedule: Path, concurrency: int = 0) -> dict[str, str]:
 
 def measure(
     argv: list[str], env: dict[str, str], enqueue: Callable[[int, int], None], n: int,
-    repeats: int,
+    repeats: int, prepare: Callable[[int, int], None] | None = None,
 ) -> list[float]:  # fmt: skip
-    """Runs/s of one system over ``repeats`` trials of ``n`` runs, on one warm worker."""
+    """Runs/s of one system over ``repeats`` trials of ``n`` runs, on one warm worker
+    (``prepare(n, trial)``, if given, runs before each trial's clock starts)."""
     store = _store()
     store.flushdb()
     _clean_ledger()
@@ -210,6 +225,8 @@ def measure(
         rates = []
         for trial in range(repeats):
             store.set(COUNTER, 0)
+            if prepare is not None:
+                prepare(n, trial)
             began = time.monotonic()
             enqueue(n, trial)
             _wait(lambda: _counter() >= n, 600, f"{n} runs")

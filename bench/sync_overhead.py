@@ -26,6 +26,7 @@ from bench.async_agents import (
     _celery,
     agentcron_enqueue,
     agentcron_env,
+    agentcron_record,
     celery_enqueue,
     measure,
 )
@@ -63,6 +64,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=2, help="prefork children of each")
+    parser.add_argument("--recorded", action="store_true",
+                        help="also the guarded run with its windows recorded first, as beat does")
     options = parser.parse_args()
     from agentcron.ledger.store import Ledger
 
@@ -74,10 +77,17 @@ def main() -> None:
     guarded = measure(_celery("-Q", "agentcron.sync", *prefork), agentcron_env(schedule),
                       lambda k, t: agentcron_enqueue("bench_noop", k, t, sync=True),
                       options.runs, options.repeats)
+    rows = [(f"agentcron guarded no-op, prefork -c {c}", guarded)]
+    if options.recorded:
+        recorded = measure(_celery("-Q", "agentcron.sync", *prefork), agentcron_env(schedule),
+                           lambda k, t: agentcron_enqueue("bench_noop", k, t, sync=True),
+                           options.runs, options.repeats,
+                           prepare=lambda k, t: agentcron_record("bench_noop", k, t))
+        rows.append((f"  the same, windows recorded first (beat), -c {c}", recorded))
     plain = measure(_celery("-Q", PLAIN_QUEUE, *prefork), {},
                     lambda k, t: celery_enqueue(k, t, "bench.noop"), options.runs, options.repeats)
-    for name, rates in ((f"agentcron guarded no-op, prefork -c {c}", guarded),
-                        (f"plain Celery no-op, prefork -c {c}", plain)):
+    rows.append((f"plain Celery no-op, prefork -c {c}", plain))
+    for name, rates in rows:
         trials = ", ".join(f"{r:.0f}" for r in rates)
         print(f"{name:<40} N={options.runs} median {statistics.median(rates):7.0f} runs/s "
               f"({trials})")
