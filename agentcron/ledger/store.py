@@ -213,10 +213,8 @@ class Ledger:
         With ``running=True`` the claimed row goes straight to 'running' (started now): the
         guard's claim and start in one statement.
         """
-        with begin_write(self._engine) as conn:
-            self._relaxed_commit(conn)
-            return self._claim_in(conn, ClaimRequest(window, token, worker_id, max_attempts,
-                                                     force, running))  # fmt: skip
+        return self.claim_many([ClaimRequest(window, token, worker_id, max_attempts, force,
+                                             running)])[0]  # fmt: skip
 
     def claim_many(self, requests: Sequence[ClaimRequest]) -> list[Claim]:
         """:meth:`claim` for many windows in ONE transaction, with a fixed number of statements
