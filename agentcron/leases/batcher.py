@@ -10,13 +10,15 @@ A store without batch methods (SQL, memory) gets its calls made one by one in th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from agentcron.batching import Coalescer
 from agentcron.leases.base import Lease, LeaseStore
 
 Acquire = tuple[str, str, float]
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class LeaseBatcher:
@@ -30,18 +32,18 @@ class LeaseBatcher:
                                                            flushers)  # fmt: skip
 
     def _acquire_many(self, requests: Sequence[Acquire]) -> Sequence[Lease | None]:
-        batch = getattr(self.store, "acquire_many", None)
-        if batch is not None and len(requests) > 1:
-            result: Sequence[Lease | None] = batch(requests)
-            return result
-        return [self.store.acquire(*request) for request in requests]
+        return self._each("acquire_many", lambda r: self.store.acquire(*r), requests)
 
     def _release_many(self, leases: Sequence[Lease]) -> Sequence[bool]:
-        batch = getattr(self.store, "release_many", None)
-        if batch is not None and len(leases) > 1:
-            result: Sequence[bool] = batch(leases)
+        return self._each("release_many", self.store.release, leases)
+
+    def _each(self, batch_method: str, single: Callable[[T], R], items: Sequence[T]) -> Sequence[R]:
+        """The store's batch method for more than one item, when it has one; else one by one."""
+        batch = getattr(self.store, batch_method, None)
+        if batch is not None and len(items) > 1:
+            result: Sequence[R] = batch(items)
             return result
-        return [self.store.release(lease) for lease in leases]
+        return [single(item) for item in items]
 
     async def acquire(self, name: str, owner: str, ttl: float) -> Lease | None:
         """:meth:`LeaseStore.acquire`, in the next batch."""
