@@ -181,12 +181,17 @@ class Channel(kombu_redis.Channel):
                 self.unacked_key, mapping=records).execute()
         self.qos._recorded.update(records)
 
-    def close(self) -> None:
-        qos = self._qos  # only if it was ever made
-        if qos is not None and not self.closed:
-            # the broker is gone: those messages come back after the visibility timeout
+    def flush_acks(self) -> None:
+        """Send the pending acks, if this channel ever made its QoS; a broker that is gone
+        loses them, and those messages come back after the visibility timeout (deduped)."""
+        qos = self._qos
+        if qos is not None and qos._pending_acks:
             with suppress(*self.connection_errors):
                 qos.flush_acks()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.flush_acks()
         super().close()
 
 
@@ -200,10 +205,6 @@ class Transport(kombu_redis.Transport):
 
         def flush_acks() -> None:
             for channel in list(self.channels):
-                qos = getattr(channel, "_qos", None)
-                if qos is not None and qos._pending_acks:
-                    # lost acks: redelivered after the visibility timeout; the ledger dedupes
-                    with suppress(*self.connection_errors):
-                        qos.flush_acks()
+                channel.flush_acks()
 
         loop.on_tick.add(flush_acks)
