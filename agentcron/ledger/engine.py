@@ -76,6 +76,7 @@ def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
             cursor.execute("SELECT 1")
         finally:
             cursor.close()
+        dbapi_connection.rollback()  # leave no transaction open: the caller may set autocommit
     except Exception as exc:  # the pool discards this connection and checks out another
         raise DisconnectionError(f"stale connection: {exc}") from exc
 

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, Row, Table, case, func, select, updat
 from sqlalchemy.dialects import postgresql, sqlite
 
 from agentcron.clock import SYSTEM_CLOCK, Clock
-from agentcron.ledger import batch_sql
+from agentcron.ledger import batch_sql, pg_single
 from agentcron.ledger.engine import begin_read, begin_write, create_engine_for, is_sqlite
 from agentcron.ledger.models import ReportRow, RunRow
 from agentcron.ledger.records import (
@@ -92,6 +92,9 @@ class Ledger:
         self._engine = create_engine_for(url)
         self._clock = clock
         self._dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
+        # One run's claim and completion as one statement each (PostgreSQL; see pg_single).
+        self._single = pg_single.autocommit(self._engine) if pg_single.usable(self._engine) \
+            else None
         self.result_max_bytes = result_max_bytes
         self.error_max_chars = error_max_chars
         if auto_migrate if auto_migrate is not None else is_sqlite(url):
@@ -218,7 +221,13 @@ class Ledger:
 
     def claim_many(self, requests: Sequence[ClaimRequest]) -> list[Claim]:
         """:meth:`claim` for many windows in ONE transaction, with a fixed number of statements
-        (see :mod:`agentcron.ledger.batch_sql`)."""
+        (see :mod:`agentcron.ledger.batch_sql`); one request on PostgreSQL is one statement when
+        it wins its window (:mod:`agentcron.ledger.pg_single`)."""
+        if len(requests) == 1 and self._single is not None and not requests[0].force:
+            with self._single.connect() as conn:
+                won = pg_single.claim(conn, requests[0], self._clock.now())
+            if won is not None:
+                return [Claim(ClaimStatus.CLAIMED, *won)]
         with begin_write(self._engine) as conn:
             self._relaxed_commit(conn)
             if len(requests) == 1:
@@ -392,15 +401,21 @@ class Ledger:
 
     def complete_many(self, requests: Sequence[CompleteRequest]) -> list[bool]:
         """:meth:`complete` for many runs in ONE transaction; each fenced on its own token."""
-        with begin_write(self._engine) as conn:
-            if len(requests) > 1 and all(r.duration is not None for r in requests):
-                results = self._complete_set(conn, requests)
-            else:
-                results = [self._complete_in(conn, request) for request in requests]
+        if len(requests) == 1 and self._single is not None and requests[0].duration is not None:
+            with self._single.connect() as conn:
+                results = [pg_single.complete(conn, requests[0], self._clock.now())]
+        else:
+            results = self._complete_batch(requests)
         for request, done in zip(requests, results, strict=True):
             if not done:
                 self._stale(request)
         return results
+
+    def _complete_batch(self, requests: Sequence[CompleteRequest]) -> list[bool]:
+        with begin_write(self._engine) as conn:
+            if len(requests) > 1 and all(r.duration is not None for r in requests):
+                return self._complete_set(conn, requests)
+            return [self._complete_in(conn, request) for request in requests]
 
     def _complete_set(self, conn: Connection, requests: Sequence[CompleteRequest]) -> list[bool]:
         keys = [window_key(r.job, r.window_start) for r in requests]

@@ -1,0 +1,133 @@
+"""One run's claim and completion on PostgreSQL, each ONE statement in autocommit.
+
+A sync run (one prefork child, one run at a time) cannot batch its ledger writes, so what it
+pays per run is round trips: the general path is BEGIN, SET LOCAL, SELECT, UPDATE, COMMIT for
+the claim and BEGIN, UPDATE, COMMIT for the completion, each statement built and compiled by
+SQLAlchemy. Here the claim is one statement of fixed text (prepared by psycopg after a few
+uses) that reads the row as it stood (``FOR UPDATE``), claims it or inserts it already claimed,
+and returns both; the completion is one fenced UPDATE. Each is its own transaction.
+
+Only the common outcome is decided here: the claim was won. Anything else (the window is done,
+held by a newer token, out of attempts, or inserted by a racing worker) returns None and the
+caller takes the general path, which owns those rules; nothing was written in that case.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from agentcron.ledger.records import (
+    ACTIVE_STATES,
+    TERMINAL_STATES,
+    ClaimRequest,
+    CompleteRequest,
+    RunRecord,
+    RunState,
+)
+
+COLUMNS = ("id", "job", "window_start", "window_key", "slot", "trigger", "state", "attempt",
+           "token", "worker_id", "scheduled_at", "started_at", "finished_at", "duration",
+           "error_type", "error_message", "result", "updated_at")  # fmt: skip
+_LIST = ", ".join(COLUMNS)
+_QUALIFIED = ", ".join(f"runs.{name}" for name in COLUMNS)
+_TERMINAL = ", ".join(f"'{s}'" for s in sorted(str(s) for s in TERMINAL_STATES))
+_ACTIVE = ", ".join(f"'{s}'" for s in sorted(str(s) for s in ACTIVE_STATES))
+
+# The claim's commit does not wait for its WAL flush (see ``Ledger._relaxed_commit`` for why
+# that is safe): ``set_config(..., true)`` is SET LOCAL as an expression; as an uncorrelated
+# condition it runs once, before the row is read, and the statement's own commit obeys it.
+CLAIM_SQL = f"""
+WITH prev AS (
+    SELECT {_LIST} FROM runs
+    WHERE job = %(job)s AND window_start = %(window_start)s
+      AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL
+    FOR UPDATE
+), claimed AS (
+    UPDATE runs SET state = %(state)s, token = %(token)s, worker_id = %(worker)s,
+        attempt = runs.attempt + 1, started_at = %(started)s, finished_at = NULL,
+        updated_at = %(now)s
+    FROM prev
+    WHERE runs.id = prev.id AND (runs.token IS NULL OR runs.token < %(token)s)
+      AND runs.state NOT IN ({_TERMINAL}) AND runs.attempt < %(max_attempts)s
+    RETURNING {_QUALIFIED}
+), inserted AS (
+    INSERT INTO runs (job, window_start, window_key, slot, trigger, state, attempt, token,
+                      worker_id, scheduled_at, started_at, updated_at)
+    SELECT %(job)s, %(window_start)s, %(window_key)s, %(slot)s, %(trigger)s, %(state)s, 1,
+           %(token)s, %(worker)s, %(now)s, %(started)s, %(now)s
+    WHERE NOT EXISTS (SELECT 1 FROM prev) AND %(max_attempts)s >= 1
+    ON CONFLICT DO NOTHING
+    RETURNING {_LIST}
+)
+SELECT 'claimed' AS kind, {_LIST} FROM claimed
+UNION ALL SELECT 'inserted', {_LIST} FROM inserted
+UNION ALL SELECT 'previous', {_LIST} FROM prev
+"""
+
+COMPLETE_SQL = f"""
+UPDATE runs SET state = %(state)s, result = CAST(%(result)s AS json), finished_at = %(now)s,
+    updated_at = %(now)s, duration = %(duration)s, error_type = %(error_type)s,
+    error_message = %(error_message)s
+WHERE job = %(job)s AND window_start = %(window_start)s AND token = %(token)s
+  AND state IN ({_ACTIVE})
+"""
+
+
+def usable(engine: Engine) -> bool:
+    """Whether this engine's database takes these statements."""
+    return engine.dialect.name == "postgresql"
+
+
+def autocommit(engine: Engine) -> Engine:
+    """The engine whose connections run each statement as its own transaction (same pool)."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def claim(conn: Connection, request: ClaimRequest, now: datetime,
+          ) -> tuple[RunRecord, RunRecord | None] | None:  # fmt: skip
+    """Claim a not-forced request: (the row claimed, the row before) if won, else None."""
+    window = request.window
+    state = RunState.RUNNING if request.running else RunState.CLAIMED
+    params = {"job": window.job, "window_start": window.window_start,
+              "window_key": window.window_key, "slot": window.slot, "trigger": window.trigger,
+              "state": str(state), "token": request.token, "worker": request.worker_id,
+              "started": now if request.running else None, "now": now,
+              "max_attempts": request.max_attempts}  # fmt: skip
+    rows = {row[0]: row for row in conn.exec_driver_sql(CLAIM_SQL, params)}
+    won = rows.get("claimed") or rows.get("inserted")
+    if won is None:
+        return None
+    previous = rows.get("previous")
+    return _record(won), None if previous is None else _record(previous)
+
+
+def complete(conn: Connection, request: CompleteRequest, now: datetime) -> bool:
+    """The fenced completion of one run; False when the token is stale."""
+    result = None if request.result is None else json.dumps(request.result)
+    params = {"state": str(request.state), "result": result, "now": now,
+              "duration": request.duration, "error_type": request.error_type,
+              "error_message": request.error_message, "job": request.job,
+              "window_start": request.window_start, "token": request.token}  # fmt: skip
+    return bool(conn.exec_driver_sql(COMPLETE_SQL, params).rowcount == 1)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return None if value is None else value.astimezone(UTC)
+
+
+def _record(row: Any) -> RunRecord:
+    """A row of ``kind, *COLUMNS`` as a record (datetimes in UTC, as the typed columns give)."""
+    v = dict(zip(COLUMNS, row[1:], strict=True))
+    return RunRecord(
+        job=v["job"], window_start=v["window_start"].astimezone(UTC),
+        window_key=v["window_key"], slot=v["slot"].astimezone(UTC), trigger=v["trigger"],
+        state=RunState(v["state"]), attempt=v["attempt"], token=v["token"],
+        worker_id=v["worker_id"], scheduled_at=_utc(v["scheduled_at"]),
+        started_at=_utc(v["started_at"]), finished_at=_utc(v["finished_at"]),
+        duration=v["duration"], error_type=v["error_type"], error_message=v["error_message"],
+        result=v["result"],
+    )  # fmt: skip
