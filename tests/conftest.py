@@ -51,3 +51,20 @@ def postgres_url() -> str:
     except Exception:
         missing(f"PostgreSQL at {POSTGRES_URL}")
     return POSTGRES_URL
+
+
+@pytest.fixture
+def driver_statements(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
+    """Every statement psycopg sends from now on, with whether its connection was in autocommit
+    (a statement on its own, no BEGIN/COMMIT round trips around it)."""
+    import psycopg
+
+    seen: list[tuple[str, bool]] = []
+    execute = psycopg.Cursor.execute
+
+    def spy(cursor: psycopg.Cursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append((str(query), cursor.connection.autocommit))
+        return execute(cursor, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", spy)
+    return seen

@@ -5,7 +5,9 @@ pays per run is round trips: the general path is BEGIN, SET LOCAL, SELECT, UPDAT
 the claim and BEGIN, UPDATE, COMMIT for the completion, each statement built and compiled by
 SQLAlchemy. Here the claim is one statement of fixed text (prepared by psycopg after a few
 uses) that reads the row as it stood (``FOR UPDATE``), claims it or inserts it already claimed,
-and returns both; the completion is one fenced UPDATE. Each is its own transaction.
+and returns both; the completion is one fenced UPDATE. Each is its own transaction, run on the
+driver's cursor of a pooled connection (SQLAlchemy's result machinery cost more CPU than the
+statement); errors come out as SQLAlchemy's, as from any other ledger call.
 
 Only the common outcome is decided here: the claim was won. Anything else (the window is done,
 held by a newer token, out of attempts, or inserted by a racing worker) returns None and the
@@ -15,10 +17,12 @@ caller takes the general path, which owns those rules; nothing was written in th
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from agentcron.ledger.records import (
     ACTIVE_STATES,
@@ -77,17 +81,15 @@ WHERE job = %(job)s AND window_start = %(window_start)s AND token = %(token)s
 """
 
 
+T = TypeVar("T")
+
+
 def usable(engine: Engine) -> bool:
     """Whether this engine's database takes these statements."""
     return engine.dialect.name == "postgresql"
 
 
-def autocommit(engine: Engine) -> Engine:
-    """The engine whose connections run each statement as its own transaction (same pool)."""
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
-
-
-def claim(conn: Connection, request: ClaimRequest, now: datetime,
+def claim(engine: Engine, request: ClaimRequest, now: datetime,
           ) -> tuple[RunRecord, RunRecord | None] | None:  # fmt: skip
     """Claim a not-forced request: (the row claimed, the row before) if won, else None."""
     window = request.window
@@ -97,7 +99,7 @@ def claim(conn: Connection, request: ClaimRequest, now: datetime,
               "state": str(state), "token": request.token, "worker": request.worker_id,
               "started": now if request.running else None, "now": now,
               "max_attempts": request.max_attempts}  # fmt: skip
-    rows = {row[0]: row for row in conn.exec_driver_sql(CLAIM_SQL, params)}
+    rows = {row[0]: row for row in _run(engine, CLAIM_SQL, params, lambda c: c.fetchall())}
     won = rows.get("claimed") or rows.get("inserted")
     if won is None:
         return None
@@ -105,14 +107,41 @@ def claim(conn: Connection, request: ClaimRequest, now: datetime,
     return _record(won), None if previous is None else _record(previous)
 
 
-def complete(conn: Connection, request: CompleteRequest, now: datetime) -> bool:
+def complete(engine: Engine, request: CompleteRequest, now: datetime) -> bool:
     """The fenced completion of one run; False when the token is stale."""
     result = None if request.result is None else json.dumps(request.result)
     params = {"state": str(request.state), "result": result, "now": now,
               "duration": request.duration, "error_type": request.error_type,
               "error_message": request.error_message, "job": request.job,
               "window_start": request.window_start, "token": request.token}  # fmt: skip
-    return bool(conn.exec_driver_sql(COMPLETE_SQL, params).rowcount == 1)
+    return _run(engine, COMPLETE_SQL, params, lambda c: bool(c.rowcount == 1))
+
+
+def _run(engine: Engine, sql: str, params: dict[str, Any], read: Callable[[Any], T]) -> T:
+    """``sql`` as its own transaction on a pooled connection; what ``read`` takes of its cursor.
+
+    The connection goes back to the pool as it came (autocommit off). Any error discards it
+    (it may be broken, or interrupted mid-statement by a time limit); a driver error is raised
+    as SQLAlchemy's, marked invalidated when the server went away, so the guard's retry on an
+    unreachable ledger sees what it sees from every other ledger call.
+    """
+    pooled = engine.raw_connection()
+    driver: Any = pooled.driver_connection
+    try:
+        driver.autocommit = True
+        found = read(driver.execute(sql, params))
+        driver.autocommit = False
+        return found
+    except BaseException as exc:
+        pooled.invalidate(exc)
+        dbapi_error = engine.dialect.loaded_dbapi.Error
+        if not isinstance(exc, dbapi_error):
+            raise
+        broken = engine.dialect.is_disconnect(exc, driver, None)
+        raise DBAPIError.instance(sql, params, exc, dbapi_error, connection_invalidated=broken,
+                                  dialect=engine.dialect) from exc  # fmt: skip
+    finally:
+        pooled.close()
 
 
 def _utc(value: datetime | None) -> datetime | None:

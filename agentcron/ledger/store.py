@@ -92,9 +92,7 @@ class Ledger:
         self._engine = create_engine_for(url)
         self._clock = clock
         self._dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
-        # One run's claim and completion as one statement each (PostgreSQL; see pg_single).
-        self._single = pg_single.autocommit(self._engine) if pg_single.usable(self._engine) \
-            else None
+        self._single = pg_single.usable(self._engine)  # one run's claim/completion: 1 statement
         self.result_max_bytes = result_max_bytes
         self.error_max_chars = error_max_chars
         if auto_migrate if auto_migrate is not None else is_sqlite(url):
@@ -223,9 +221,8 @@ class Ledger:
         """:meth:`claim` for many windows in ONE transaction, with a fixed number of statements
         (see :mod:`agentcron.ledger.batch_sql`); one request on PostgreSQL is one statement when
         it wins its window (:mod:`agentcron.ledger.pg_single`)."""
-        if len(requests) == 1 and self._single is not None and not requests[0].force:
-            with self._single.connect() as conn:
-                won = pg_single.claim(conn, requests[0], self._clock.now())
+        if len(requests) == 1 and self._single and not requests[0].force:
+            won = pg_single.claim(self._engine, requests[0], self._clock.now())
             if won is not None:
                 return [Claim(ClaimStatus.CLAIMED, *won)]
         with begin_write(self._engine) as conn:
@@ -380,11 +377,7 @@ class Ledger:
         request = self.complete_request(job, window_start, token, state, result=result,
                                         error_type=error_type, error_message=error_message,
                                         duration=duration)  # fmt: skip
-        with begin_write(self._engine) as conn:
-            done = self._complete_in(conn, request)
-        if not done:
-            self._stale(request)
-        return done
+        return self.complete_many([request])[0]
 
     def complete_request(
         self, job: str, window_start: datetime, token: int, state: RunState, *,
@@ -401,9 +394,8 @@ class Ledger:
 
     def complete_many(self, requests: Sequence[CompleteRequest]) -> list[bool]:
         """:meth:`complete` for many runs in ONE transaction; each fenced on its own token."""
-        if len(requests) == 1 and self._single is not None and requests[0].duration is not None:
-            with self._single.connect() as conn:
-                results = [pg_single.complete(conn, requests[0], self._clock.now())]
+        if len(requests) == 1 and self._single and requests[0].duration is not None:
+            results = [pg_single.complete(self._engine, requests[0], self._clock.now())]
         else:
             results = self._complete_batch(requests)
         for request, done in zip(requests, results, strict=True):

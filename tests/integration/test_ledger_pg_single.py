@@ -34,15 +34,8 @@ def ledger(postgres_url: str, clock: FrozenClock) -> Iterator[Ledger]:
 
 
 @pytest.fixture
-def statements(ledger: Ledger) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def record(conn: object, cursor: object, statement: str, *rest: object) -> None:
-        seen.append(statement)
-
-    sa.event.listen(ledger.engine, "before_cursor_execute", record)
-    yield seen
-    sa.event.remove(ledger.engine, "before_cursor_execute", record)
+def statements(driver_statements: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
+    return driver_statements
 
 
 def row(ledger: Ledger) -> tuple[str, int, int | None, str | None]:
@@ -52,12 +45,12 @@ def row(ledger: Ledger) -> tuple[str, int, int | None, str | None]:
 
 
 def test_a_won_claim_and_its_completion_are_one_statement_each(
-    ledger: Ledger, statements: list[str], clock: FrozenClock
+    ledger: Ledger, statements: list[tuple[str, bool]], clock: FrozenClock
 ) -> None:
     ledger.record_scheduled([WINDOW])
     statements.clear()
     claim = ledger.claim(WINDOW, 7, "w1", 3, running=True)
-    assert len(statements) == 1, statements
+    assert [autocommit for _, autocommit in statements] == [True], statements
     assert claim.status is ClaimStatus.CLAIMED
     assert (claim.record.state, claim.record.attempt, claim.record.token) == (RunState.RUNNING, 1, 7)
     assert claim.record.started_at == clock.now() and claim.record.started_at.tzinfo is UTC
@@ -65,13 +58,15 @@ def test_a_won_claim_and_its_completion_are_one_statement_each(
     statements.clear()
     assert ledger.complete(WINDOW.job, WINDOW.window_start, 7, RunState.SUCCEEDED,
                            result={"n": 1}, duration=0.5)  # fmt: skip
-    assert len(statements) == 1, statements
+    assert [autocommit for _, autocommit in statements] == [True], statements
     done = ledger.get(WINDOW.job, WINDOW.window_start)
     assert done is not None
     assert (done.state, done.result, done.duration) == (RunState.SUCCEEDED, {"n": 1}, 0.5)
 
 
-def test_a_missing_window_is_inserted_already_claimed(ledger: Ledger, statements: list[str]) -> None:
+def test_a_missing_window_is_inserted_already_claimed(
+    ledger: Ledger, statements: list[tuple[str, bool]]
+) -> None:
     claim = ledger.claim(WINDOW, 3, "w1", 2)
     assert len(statements) == 1
     assert claim.status is ClaimStatus.CLAIMED and claim.previous is None
@@ -81,9 +76,8 @@ def test_a_missing_window_is_inserted_already_claimed(ledger: Ledger, statements
 def test_a_lost_claim_writes_nothing_and_takes_the_general_path(ledger: Ledger) -> None:
     """Held by a newer token, done, or out of attempts: the statement returns no winner."""
     ledger.claim(WINDOW, 9, "holder", 5, running=True)
-    with ledger.engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
-        request = ClaimRequest(WINDOW, 4, "late", 5, running=True)
-        assert pg_single.claim(conn, request, START + timedelta(minutes=1)) is None
+    request = ClaimRequest(WINDOW, 4, "late", 5, running=True)
+    assert pg_single.claim(ledger.engine, request, START + timedelta(minutes=1)) is None
     assert row(ledger) == ("running", 1, 9, "holder")
     assert ledger.claim(WINDOW, 4, "late", 5).status is ClaimStatus.ACTIVE
     assert ledger.complete(WINDOW.job, WINDOW.window_start, 9, RunState.SUCCEEDED, duration=1.0)
@@ -101,10 +95,48 @@ def test_a_stale_completion_is_refused(ledger: Ledger) -> None:
 def test_the_claim_relaxes_its_own_commit_only(ledger: Ledger) -> None:
     """set_config(..., true) inside the statement: off for the claim's transaction, and the
     next transaction on the same connection commits synchronously again."""
-    request = ClaimRequest(WINDOW, 1, "w", 3, running=True)
+    params = {"job": WINDOW.job, "window_start": START, "window_key": WINDOW.window_key,
+              "slot": START, "trigger": "schedule", "state": "running", "token": 1,
+              "worker": "w", "started": START, "now": START, "max_attempts": 3}  # fmt: skip
     with ledger.engine.connect() as conn:
         with conn.begin():
-            assert pg_single.claim(conn, request, START) is not None
+            assert len(conn.exec_driver_sql(pg_single.CLAIM_SQL, params).all()) == 1
             assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
         with conn.begin():
             assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+
+
+def test_connections_go_back_to_the_pool_as_they_came(ledger: Ledger) -> None:
+    """Each statement is its own transaction (autocommit), and the pooled connection is handed
+    back with autocommit off, so the general path's transactions stay transactions."""
+    assert ledger.claim(WINDOW, 1, "w", 3, running=True).status is ClaimStatus.CLAIMED
+    assert ledger.complete(WINDOW.job, WINDOW.window_start, 1, RunState.SUCCEEDED, duration=1.0)
+    pooled = ledger.engine.raw_connection()
+    try:
+        assert pooled.driver_connection is not None
+        assert pooled.driver_connection.autocommit is False
+    finally:
+        pooled.close()
+    assert ledger.engine.pool.checkedout() == 0
+
+
+def test_a_database_error_is_sqlalchemys_and_the_connection_is_discarded(
+    ledger: Ledger, postgres_url: str
+) -> None:
+    """The server ends the connection mid-use: the caller sees SQLAlchemy's OperationalError
+    marked as a disconnect (what the guard retries), and the next claim works on a new one."""
+    ledger.claim(WINDOW, 1, "w", 3, running=True)  # a pooled connection now exists
+    pooled = ledger.engine.raw_connection()
+    assert pooled.driver_connection is not None
+    pid = pooled.driver_connection.info.backend_pid
+    pooled.close()
+    killer = sa.create_engine(postgres_url)
+    with killer.begin() as conn:
+        conn.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+    killer.dispose()
+    later = NewWindow("single", START + timedelta(hours=1), "single@2026-03-17T07:00:00Z",
+                      START + timedelta(hours=1))  # fmt: skip
+    with pytest.raises(sa.exc.OperationalError) as caught:
+        ledger.claim(later, 2, "w", 3, running=True)
+    assert caught.value.connection_invalidated
+    assert ledger.claim(later, 2, "w", 3, running=True).status is ClaimStatus.CLAIMED
