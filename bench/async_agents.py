@@ -212,9 +212,13 @@ def agentcron_env(schedule: Path, concurrency: int = 0) -> dict[str, str]:
 def measure(
     argv: list[str], env: dict[str, str], enqueue: Callable[[int, int], None], n: int,
     repeats: int, prepare: Callable[[int, int], None] | None = None,
+    cpu: dict[str, float] | None = None,
 ) -> list[float]:  # fmt: skip
     """Runs/s of one system over ``repeats`` trials of ``n`` runs, on one warm worker
-    (``prepare(n, trial)``, if given, runs before each trial's clock starts)."""
+    (``prepare(n, trial)``, if given, runs before each trial's clock starts). With ``cpu``,
+    fills it with CPU milliseconds per run by process group over all trials (bench.cpu)."""
+    from bench.cpu import CpuSplit
+
     store = _store()
     store.flushdb()
     _clean_ledger()
@@ -222,15 +226,20 @@ def measure(
     try:
         enqueue(1, -1)
         _wait(lambda: _counter() >= 1, 60, "warm-up run")
+        split = CpuSplit.around(proc.pid)
         rates = []
         for trial in range(repeats):
             store.set(COUNTER, 0)
             if prepare is not None:
                 prepare(n, trial)
+            before = split.sample()
             began = time.monotonic()
             enqueue(n, trial)
             _wait(lambda: _counter() >= n, 600, f"{n} runs")
             rates.append(n / (time.monotonic() - began))
+            if cpu is not None:
+                for group, seconds in split.since(before).items():
+                    cpu[group] = cpu.get(group, 0.0) + seconds * 1000 / (n * repeats)
             _clean_ledger()
         return rates
     finally:

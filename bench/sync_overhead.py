@@ -74,23 +74,33 @@ def main() -> None:
     schedule.write_text(SCHEDULE)
     c = options.concurrency
     prefork = ("-P", "prefork", "-c", str(c), "-I", "bench.sync_overhead")
+    cpu: dict[str, dict[str, float]] = {}
+    name = f"agentcron guarded no-op, prefork -c {c}"
     guarded = measure(_celery("-Q", "agentcron.sync", *prefork), agentcron_env(schedule),
                       lambda k, t: agentcron_enqueue("bench_noop", k, t, sync=True),
-                      options.runs, options.repeats)
-    rows = [(f"agentcron guarded no-op, prefork -c {c}", guarded)]
+                      options.runs, options.repeats, cpu=cpu.setdefault(name, {}))
+    rows = [(name, guarded)]
     if options.recorded:
+        name = f"  the same, windows recorded first (beat), -c {c}"
         recorded = measure(_celery("-Q", "agentcron.sync", *prefork), agentcron_env(schedule),
                            lambda k, t: agentcron_enqueue("bench_noop", k, t, sync=True),
                            options.runs, options.repeats,
-                           prepare=lambda k, t: agentcron_record("bench_noop", k, t))
-        rows.append((f"  the same, windows recorded first (beat), -c {c}", recorded))
+                           prepare=lambda k, t: agentcron_record("bench_noop", k, t),
+                           cpu=cpu.setdefault(name, {}))  # fmt: skip
+        rows.append((name, recorded))
+    name = f"plain Celery no-op, prefork -c {c}"
     plain = measure(_celery("-Q", PLAIN_QUEUE, *prefork), {},
-                    lambda k, t: celery_enqueue(k, t, "bench.noop"), options.runs, options.repeats)
-    rows.append((f"plain Celery no-op, prefork -c {c}", plain))
+                    lambda k, t: celery_enqueue(k, t, "bench.noop"), options.runs, options.repeats,
+                    cpu=cpu.setdefault(name, {}))  # fmt: skip
+    rows.append((name, plain))
     for name, rates in rows:
         trials = ", ".join(f"{r:.0f}" for r in rates)
         print(f"{name:<40} N={options.runs} median {statistics.median(rates):7.0f} runs/s "
               f"({trials})")
+    print("CPU ms per run (all trials):")
+    for name, groups in cpu.items():
+        split = ", ".join(f"{group} {ms:.2f}" for group, ms in groups.items())
+        print(f"  {name.strip():<40} total {sum(groups.values()):.2f}: {split}")
     print(f"agentcron / plain Celery: {statistics.median(guarded) / statistics.median(plain):.2f}x")
 
 
