@@ -31,6 +31,7 @@ from agentcron.ledger.records import (
     CompleteRequest,
     RunRecord,
     RunState,
+    record_from,
 )
 
 COLUMNS = ("id", "job", "window_start", "window_key", "slot", "trigger", "state", "attempt",
@@ -123,9 +124,14 @@ def _run(engine: Engine, sql: str, params: dict[str, Any], read: Callable[[Any],
     The connection goes back to the pool as it came (autocommit off). Any error discards it
     (it may be broken, or interrupted mid-statement by a time limit); a driver error is raised
     as SQLAlchemy's, marked invalidated when the server went away, so the guard's retry on an
-    unreachable ledger sees what it sees from every other ledger call.
+    unreachable ledger sees what it sees from every other ledger call. Its text leaves out the
+    parameters (a result or an error message may carry what should not reach a log).
     """
-    pooled = engine.raw_connection()
+    dbapi_error = engine.dialect.loaded_dbapi.Error
+    try:
+        pooled = engine.raw_connection()  # the pool lets a failed connect's driver error out
+    except dbapi_error as exc:
+        raise _wrapped(engine, sql, params, exc, broken=False) from exc
     driver: Any = pooled.driver_connection
     try:
         driver.autocommit = True
@@ -134,29 +140,23 @@ def _run(engine: Engine, sql: str, params: dict[str, Any], read: Callable[[Any],
         return found
     except BaseException as exc:
         pooled.invalidate(exc)
-        dbapi_error = engine.dialect.loaded_dbapi.Error
         if not isinstance(exc, dbapi_error):
             raise
         broken = engine.dialect.is_disconnect(exc, driver, None)
-        raise DBAPIError.instance(sql, params, exc, dbapi_error, connection_invalidated=broken,
-                                  dialect=engine.dialect) from exc  # fmt: skip
+        raise _wrapped(engine, sql, params, exc, broken) from exc
     finally:
         pooled.close()
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(UTC)
+def _wrapped(engine: Engine, sql: str, params: dict[str, Any], exc: Exception,
+             broken: bool) -> BaseException:  # fmt: skip
+    dbapi_error = engine.dialect.loaded_dbapi.Error
+    return DBAPIError.instance(sql, params, exc, dbapi_error, hide_parameters=True,
+                               connection_invalidated=broken, dialect=engine.dialect)
 
 
 def _record(row: Any) -> RunRecord:
     """A row of ``kind, *COLUMNS`` as a record (datetimes in UTC, as the typed columns give)."""
-    v = dict(zip(COLUMNS, row[1:], strict=True))
-    return RunRecord(
-        job=v["job"], window_start=v["window_start"].astimezone(UTC),
-        window_key=v["window_key"], slot=v["slot"].astimezone(UTC), trigger=v["trigger"],
-        state=RunState(v["state"]), attempt=v["attempt"], token=v["token"],
-        worker_id=v["worker_id"], scheduled_at=_utc(v["scheduled_at"]),
-        started_at=_utc(v["started_at"]), finished_at=_utc(v["finished_at"]),
-        duration=v["duration"], error_type=v["error_type"], error_message=v["error_message"],
-        result=v["result"],
-    )  # fmt: skip
+    values = {name: value.astimezone(UTC) if isinstance(value, datetime) else value
+              for name, value in zip(COLUMNS, row[1:], strict=True)}  # fmt: skip
+    return record_from(values)

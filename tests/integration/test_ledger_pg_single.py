@@ -124,7 +124,8 @@ def test_a_database_error_is_sqlalchemys_and_the_connection_is_discarded(
     ledger: Ledger, postgres_url: str
 ) -> None:
     """The server ends the connection mid-use: the caller sees SQLAlchemy's OperationalError
-    marked as a disconnect (what the guard retries), and the next claim works on a new one."""
+    marked as a disconnect (what the guard retries) without the statement's parameters, and the
+    next claim works on a new connection."""
     ledger.claim(WINDOW, 1, "w", 3, running=True)  # a pooled connection now exists
     pooled = ledger.engine.raw_connection()
     assert pooled.driver_connection is not None
@@ -139,4 +140,19 @@ def test_a_database_error_is_sqlalchemys_and_the_connection_is_discarded(
     with pytest.raises(sa.exc.OperationalError) as caught:
         ledger.claim(later, 2, "w", 3, running=True)
     assert caught.value.connection_invalidated
+    assert later.window_key not in str(caught.value)  # parameters stay out of the text
     assert ledger.claim(later, 2, "w", 3, running=True).status is ClaimStatus.CLAIMED
+
+
+def test_a_database_that_refuses_connections_raises_sqlalchemys_error(postgres_url: str) -> None:
+    """A failed connect (the pool lets the driver's error through) is SQLAlchemy's
+    OperationalError too: the guard retries it while the database is down (scenario 17)."""
+    url = sa.make_url(postgres_url).set(database="agentcron_no_such_database")
+    ledger = Ledger(url.render_as_string(hide_password=False))
+    try:
+        with pytest.raises(sa.exc.OperationalError):
+            ledger.claim(WINDOW, 1, "w", 3, running=True)
+        with pytest.raises(sa.exc.OperationalError):
+            ledger.complete(WINDOW.job, WINDOW.window_start, 1, RunState.SUCCEEDED, duration=1.0)
+    finally:
+        ledger.close()
