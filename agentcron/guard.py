@@ -34,11 +34,12 @@ from agentcron.leases.hub import LeaseHub
 from agentcron.ledger.records import (
     ACTIVE_STATES,
     ClaimRequest,
+    ClaimStatus,
     NewWindow,
     RunRecord,
     RunState,
 )
-from agentcron.ledger.store import ClaimStatus, Ledger, ResultError
+from agentcron.ledger.store import Ledger, ResultError
 from agentcron.messages import RunMessage
 from agentcron.settings import Settings
 from agentcron.stats import RunStats

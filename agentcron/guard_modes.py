@@ -22,8 +22,8 @@ from agentcron.context import RunCancelled, RunContext
 from agentcron.leases.base import Lease, LeaseStore
 from agentcron.leases.batcher import LeaseBatcher
 from agentcron.ledger.batcher import LedgerBatcher
-from agentcron.ledger.records import ClaimRequest, CompleteRequest
-from agentcron.ledger.store import Claim, Ledger
+from agentcron.ledger.records import Claim, ClaimRequest, CompleteRequest
+from agentcron.ledger.store import Ledger
 
 T = TypeVar("T")
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from agentcron.guard_modes import Mode
 from agentcron.leases.base import LeaseStore
-from agentcron.ledger.records import ACTIVE_STATES, NewWindow, RunRecord, RunState
-from agentcron.ledger.store import ClaimStatus, Ledger
+from agentcron.ledger.records import ACTIVE_STATES, ClaimStatus, NewWindow, RunRecord, RunState
+from agentcron.ledger.store import Ledger
 
 log = logging.getLogger("agentcron.guard")
 Commit = Callable[..., Awaitable[Any]]

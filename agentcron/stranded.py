@@ -21,7 +21,7 @@ from agentcron.beat.publisher import Outgoing
 from agentcron.jobs import JobSpec
 from agentcron.leases.base import Lease, LeaseStore
 from agentcron.ledger.engine import begin_read
-from agentcron.ledger.records import ACTIVE_STATES, RunRecord
+from agentcron.ledger.records import ACTIVE_STATES, RunRecord, record_from
 from agentcron.ledger.store import RUNS
 from agentcron.messages import RunMessage
 
@@ -36,8 +36,6 @@ def lease_name(spec: JobSpec, row: RunRecord) -> str:
 def active_rows(engine: Engine, jobs: Iterable[str], untouched_since: datetime,
                 limit: int = MAX_STRANDED) -> list[RunRecord]:  # fmt: skip
     """Active rows of ``jobs`` not written since ``untouched_since`` (oldest first)."""
-    from agentcron.ledger.store import _record
-
     names = sorted(set(jobs))
     if not names:
         return []
@@ -49,7 +47,7 @@ def active_rows(engine: Engine, jobs: Iterable[str], untouched_since: datetime,
         .limit(limit)
     )  # fmt: skip
     with begin_read(engine) as conn:
-        return [_record(row) for row in conn.execute(query)]
+        return [record_from(row._mapping) for row in conn.execute(query)]
 
 
 def stranded_rows(rows: Iterable[RunRecord], specs: Mapping[str, JobSpec],

@@ -15,8 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from agentcron.batching import Coalescer
-from agentcron.ledger.records import ClaimRequest, CompleteRequest
-from agentcron.ledger.store import Claim, Ledger
+from agentcron.ledger.records import Claim, ClaimRequest, CompleteRequest
+from agentcron.ledger.store import Ledger
 
 
 class LedgerBatcher:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -64,6 +65,37 @@ class RunRecord:
     error_type: str | None
     error_message: str | None
     result: Any
+
+
+def record_from(values: Mapping[Any, Any]) -> RunRecord:
+    """A record from a row's values by column name (datetimes as the caller typed them)."""
+    return RunRecord(
+        job=values["job"], window_start=values["window_start"], window_key=values["window_key"],
+        slot=values["slot"], trigger=values["trigger"], state=RunState(values["state"]),
+        attempt=values["attempt"], token=values["token"], worker_id=values["worker_id"],
+        scheduled_at=values["scheduled_at"], started_at=values["started_at"],
+        finished_at=values["finished_at"], duration=values["duration"],
+        error_type=values["error_type"], error_message=values["error_message"],
+        result=values["result"],
+    )  # fmt: skip
+
+
+class ClaimStatus(enum.StrEnum):
+    """What a claim found (see ``Ledger.claim``)."""
+
+    CLAIMED = "claimed"
+    DONE = "done"
+    ACTIVE = "active"
+    EXHAUSTED = "exhausted"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of a claim, the row as it stands after it, and as it stood before."""
+
+    status: ClaimStatus
+    record: RunRecord
+    previous: RunRecord | None = None
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,9 @@ fencing token, and every later write of the run (start, retry, complete) is an
 
 from __future__ import annotations
 
-import enum
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -25,11 +23,14 @@ from agentcron.ledger.models import ReportRow, RunRow
 from agentcron.ledger.records import (
     ACTIVE_STATES,
     TERMINAL_STATES,
+    Claim,
     ClaimRequest,
+    ClaimStatus,
     CompleteRequest,
     NewWindow,
     RunRecord,
     RunState,
+    record_from,
 )
 from agentcron.settings import Settings
 from agentcron.windows import window_key
@@ -46,35 +47,8 @@ class ResultError(ValueError):
     """A run's result is not JSON-serialisable or larger than the configured limit."""
 
 
-class ClaimStatus(enum.StrEnum):
-    """What :meth:`Ledger.claim` found."""
-
-    CLAIMED = "claimed"
-    DONE = "done"
-    ACTIVE = "active"
-    EXHAUSTED = "exhausted"
-
-
-@dataclass(frozen=True)
-class Claim:
-    """The outcome of a claim, the row as it stands after it, and as it stood before."""
-
-    status: ClaimStatus
-    record: RunRecord
-    previous: RunRecord | None = None
-
-
 def _record(row: Row[Any]) -> RunRecord:
-    values = row._mapping
-    return RunRecord(
-        job=values["job"], window_start=values["window_start"], window_key=values["window_key"],
-        slot=values["slot"], trigger=values["trigger"], state=RunState(values["state"]),
-        attempt=values["attempt"], token=values["token"], worker_id=values["worker_id"],
-        scheduled_at=values["scheduled_at"], started_at=values["started_at"],
-        finished_at=values["finished_at"], duration=values["duration"],
-        error_type=values["error_type"], error_message=values["error_message"],
-        result=values["result"],
-    )  # fmt: skip
+    return record_from(row._mapping)
 
 
 class Ledger:
