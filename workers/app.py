@@ -120,6 +120,10 @@ def _hide_arguments(headers: dict[str, Any] | None = None, **_: Any) -> None:
     headers["kwargsrepr"] = _short_repr(kwargs)
 
 
+# What it does, the beat's pipelined publisher does itself (agentcron.beat.factory).
+_hide_arguments.agentcron_internal = True
+
+
 def _short_repr(kwargsrepr: str) -> str:
     import ast
 

@@ -23,8 +23,15 @@ log = logging.getLogger(__name__)
 
 
 def open_publisher(app: Any, settings: Settings) -> Publisher:
-    """Pipelined LPUSHes for a Redis broker; Celery's own producer for any other."""
+    """Pipelined LPUSHes for a Redis broker; Celery's own producer for any other, and also on
+    Redis when something listens to Celery's publish signals (tracing that adds headers, say),
+    which the pipelined path does not send."""
     if not is_redis_url(settings.broker_url):
+        return CeleryPublisher(app)
+    listeners = publish_listeners()
+    if listeners:
+        log.info("beat publishes through Celery's producer: %s listen to its publish signals",
+                 ", ".join(listeners))  # fmt: skip
         return CeleryPublisher(app)
     import redis
 
@@ -32,6 +39,23 @@ def open_publisher(app: Any, settings: Settings) -> Publisher:
     options = app.conf.broker_transport_options or {}
     return RedisListPublisher(client, header_template(app),
                               key_prefix=str(options.get("global_keyprefix", "")))  # fmt: skip
+
+
+def publish_listeners() -> list[str]:
+    """Names of the live receivers of Celery's ``before/after_task_publish``, except ours
+    (marked ``agentcron_internal``: what they do, the pipelined path already does)."""
+    import weakref
+
+    from celery import signals
+
+    names: list[str] = []
+    for signal in (signals.before_task_publish, signals.after_task_publish):
+        for _key, receiver in signal.receivers:
+            target = receiver() if isinstance(receiver, weakref.ReferenceType) else receiver
+            if target is not None and not getattr(target, "agentcron_internal", False):
+                names.append(f"{getattr(target, '__module__', '?')}."
+                             f"{getattr(target, '__qualname__', repr(target))}")  # fmt: skip
+    return names
 
 
 def file_jobs(settings: Settings) -> list[Job]:

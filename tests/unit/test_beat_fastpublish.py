@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
@@ -87,3 +88,31 @@ def test_publish_windows_equals_publish_of_first_attempts() -> None:
         return [json.loads(raw)["body"] for _, raw in client.pushed]
 
     assert bodies(fast) == bodies(slow)
+
+
+def test_a_publish_signal_listener_routes_the_beat_through_celerys_producer(
+    tmp_path: Path,
+) -> None:
+    """Receivers of before/after_task_publish (a tracer adding headers, say) only run when the
+    message goes through Celery's producer; ours (it hides arguments) is done by the fast path."""
+    from celery import signals
+
+    from agentcron.beat.factory import open_publisher, publish_listeners
+    from agentcron.beat.publisher import CeleryPublisher
+    from agentcron.settings import Settings
+    from workers.app import app
+
+    settings = Settings(data_dir=tmp_path, broker_url="redis://127.0.0.1:6379/15")
+    assert publish_listeners() == []
+    assert isinstance(open_publisher(app, settings), RedisListPublisher)
+
+    def trace(**_: Any) -> None:
+        return None
+
+    signals.after_task_publish.connect(trace)
+    try:
+        assert publish_listeners() == [f"{__name__}.{trace.__qualname__}"]
+        assert isinstance(open_publisher(app, settings), CeleryPublisher)
+    finally:
+        signals.after_task_publish.disconnect(trace)
+    assert isinstance(open_publisher(app, settings), RedisListPublisher)
