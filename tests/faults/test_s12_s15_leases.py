@@ -46,13 +46,17 @@ def test_s12_paused_holder_is_fenced(cluster: Cluster) -> None:
 @pytest.mark.injects("whole worker kill -9 while holding a job lease (buffer_all); "
                      "the next window waits for the leaked lease")
 def test_s13_leaked_lease_expires_within_ttl(cluster: Cluster) -> None:
-    cluster.write_jobs([JobDecl("slow", options={"config": {"seconds": 1.5}, "lease_ttl": 2,
+    # The run must outlast w2's start-up (~2 s on a loaded machine): killed while idle, w1 would
+    # hold no lease, and a worker killed inside BRPOP can swallow the next message (Redis hands
+    # it to the dead connection; the ledger's row stays 'scheduled' for the watchdog).
+    cluster.write_jobs([JobDecl("slow", options={"config": {"seconds": 6}, "lease_ttl": 2,
                                                  "overlap": "buffer_all"})])  # fmt: skip
     doomed = cluster.worker("w1", concurrency=1)
     first, second = fresh_message("slow", 0), fresh_message("slow", 1)
     cluster.publish(first)
     poll(lambda: cluster.rows("starts"), 30, "the run to start")
     cluster.worker("w2", concurrency=1)
+    assert cluster.state(first) == "running", "the first run ended before w1 could be killed"
     doomed.signal(signal.SIGKILL, with_children=True)
     killed_at = time.monotonic()
     cluster.publish(second)
