@@ -1,11 +1,14 @@
-"""One run's claim and completion on PostgreSQL, each ONE statement in autocommit.
+"""One run's claim, and the completion of any number of runs, on PostgreSQL: ONE autocommit
+statement each.
 
 A sync run (one prefork child, one run at a time) cannot batch its ledger writes, so what it
 pays per run is round trips: the general path is BEGIN, SET LOCAL, SELECT, UPDATE, COMMIT for
 the claim and BEGIN, UPDATE, COMMIT for the completion, each statement built and compiled by
 SQLAlchemy. Here the claim is one statement of fixed text (prepared by psycopg after a few
 uses) that reads the row as it stood (``FOR UPDATE``), claims it or inserts it already claimed,
-and returns both; the completion is one fenced UPDATE. Each is its own transaction, run on the
+and returns both; the completion of N runs is one fenced ``UPDATE … FROM unnest(…) RETURNING``
+of the runs it finished (the async worker's batches of completions too: it replaces an
+executemany and a read-back in a transaction). Each is its own transaction, run on the
 driver's cursor of a pooled connection (SQLAlchemy's result machinery cost more CPU than the
 statement); errors come out as SQLAlchemy's, as from any other ledger call.
 
@@ -17,7 +20,7 @@ caller takes the general path, which owns those rules; nothing was written in th
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -73,12 +76,20 @@ UNION ALL SELECT 'inserted', {_LIST} FROM inserted
 UNION ALL SELECT 'previous', {_LIST} FROM prev
 """
 
+# Each request is a row of the arrays; a request won when its (job, window_start, token) comes
+# back. A request whose row is not active under its token is left alone (a stale holder).
 COMPLETE_SQL = f"""
-UPDATE runs SET state = %(state)s, result = CAST(%(result)s AS json), finished_at = %(now)s,
-    updated_at = %(now)s, duration = %(duration)s, error_type = %(error_type)s,
-    error_message = %(error_message)s
-WHERE job = %(job)s AND window_start = %(window_start)s AND token = %(token)s
-  AND state IN ({_ACTIVE})
+UPDATE runs SET state = r.state, result = CAST(r.result AS json), finished_at = %(now)s,
+    updated_at = %(now)s, duration = r.duration, error_type = r.error_type,
+    error_message = r.error_message
+FROM unnest(CAST(%(jobs)s AS varchar[]), CAST(%(starts)s AS timestamptz[]),
+            CAST(%(tokens)s AS bigint[]), CAST(%(states)s AS varchar[]),
+            CAST(%(results)s AS text[]), CAST(%(durations)s AS float8[]),
+            CAST(%(error_types)s AS varchar[]), CAST(%(error_messages)s AS text[]))
+    AS r(job, window_start, token, state, result, duration, error_type, error_message)
+WHERE runs.job = r.job AND runs.window_start = r.window_start AND runs.token = r.token
+  AND runs.state IN ({_ACTIVE})
+RETURNING runs.job, runs.window_start, runs.token
 """
 
 
@@ -108,14 +119,18 @@ def claim(engine: Engine, request: ClaimRequest, now: datetime,
     return _record(won), None if previous is None else _record(previous)
 
 
-def complete(engine: Engine, request: CompleteRequest, now: datetime) -> bool:
-    """The fenced completion of one run; False when the token is stale."""
-    result = None if request.result is None else json.dumps(request.result)
-    params = {"state": str(request.state), "result": result, "now": now,
-              "duration": request.duration, "error_type": request.error_type,
-              "error_message": request.error_message, "job": request.job,
-              "window_start": request.window_start, "token": request.token}  # fmt: skip
-    return _run(engine, COMPLETE_SQL, params, lambda c: bool(c.rowcount == 1))
+def complete(engine: Engine, requests: Sequence[CompleteRequest], now: datetime) -> list[bool]:
+    """The fenced completions of ``requests`` (each with its duration); False where stale."""
+    params = {"now": now, "jobs": [r.job for r in requests],
+              "starts": [r.window_start for r in requests],
+              "tokens": [r.token for r in requests], "states": [str(r.state) for r in requests],
+              "results": [None if r.result is None else json.dumps(r.result) for r in requests],
+              "durations": [r.duration for r in requests],
+              "error_types": [r.error_type for r in requests],
+              "error_messages": [r.error_message for r in requests]}  # fmt: skip
+    won = _run(engine, COMPLETE_SQL, params, lambda c: c.fetchall())
+    finished = {(job, start.astimezone(UTC), token) for job, start, token in won}
+    return [(r.job, r.window_start.astimezone(UTC), r.token) in finished for r in requests]
 
 
 def _run(engine: Engine, sql: str, params: dict[str, Any], read: Callable[[Any], T]) -> T:

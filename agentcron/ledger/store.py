@@ -367,9 +367,12 @@ class Ledger:
                                self._clip(error_message), duration)  # fmt: skip
 
     def complete_many(self, requests: Sequence[CompleteRequest]) -> list[bool]:
-        """:meth:`complete` for many runs in ONE transaction; each fenced on its own token."""
-        if len(requests) == 1 and self._single and requests[0].duration is not None:
-            results = [pg_single.complete(self._engine, requests[0], self._clock.now())]
+        """:meth:`complete` for many runs in ONE transaction; each fenced on its own token (one
+        statement on PostgreSQL when each has its duration: :mod:`agentcron.ledger.pg_single`)."""
+        if not requests:
+            return []
+        if self._single and all(r.duration is not None for r in requests):
+            results = pg_single.complete(self._engine, requests, self._clock.now())
         else:
             results = self._complete_batch(requests)
         for request, done in zip(requests, results, strict=True):

@@ -156,3 +156,34 @@ def test_a_database_that_refuses_connections_raises_sqlalchemys_error(postgres_u
             ledger.complete(WINDOW.job, WINDOW.window_start, 1, RunState.SUCCEEDED, duration=1.0)
     finally:
         ledger.close()
+
+
+def test_a_batch_of_completions_is_one_statement_fenced_per_run(
+    ledger: Ledger, statements: list[tuple[str, bool]]
+) -> None:
+    """The async worker's batches: one UPDATE … FROM unnest for all, each run on its own token;
+    results, errors and durations land on their own rows (NULL arrays included)."""
+    windows = [NewWindow("single", START + timedelta(hours=i),
+                         f"single@2026-03-17T{6 + i:02d}:00:00Z", START + timedelta(hours=i))
+               for i in range(3)]  # fmt: skip
+    for i, window in enumerate(windows):
+        ledger.claim(window, 10 + i, "w", 3, running=True)
+    ledger.claim(windows[2], 20, "newer", 3, running=True)  # the holder of token 12 is stale
+    statements.clear()
+    requests = [
+        ledger.complete_request("single", windows[0].window_start, 10, RunState.SUCCEEDED,
+                                result={"rows": [1, 2]}, duration=0.25),
+        ledger.complete_request("single", windows[1].window_start, 11, RunState.FAILED,
+                                error_type="ValueError", error_message="bad", duration=1.5),
+        ledger.complete_request("single", windows[2].window_start, 12, RunState.SUCCEEDED,
+                                duration=2.0),
+    ]  # fmt: skip
+    assert ledger.complete_many(requests) == [True, True, False]
+    assert [autocommit for _, autocommit in statements] == [True], statements
+    first, second, third = (ledger.get("single", w.window_start) for w in windows)
+    assert first is not None and second is not None and third is not None
+    assert (first.state, first.result, first.duration) == (RunState.SUCCEEDED, {"rows": [1, 2]}, 0.25)
+    assert (second.state, second.error_type, second.error_message) == (
+        RunState.FAILED, "ValueError", "bad")
+    assert (third.state, third.token, third.worker_id) == (RunState.RUNNING, 20, "newer")
+    assert ledger.complete_many([requests[0]]) == [False]  # done: no second completion
