@@ -45,10 +45,79 @@ _QUALIFIED = ", ".join(f"runs.{name}" for name in COLUMNS)
 _TERMINAL = ", ".join(f"'{s}'" for s in sorted(str(s) for s in TERMINAL_STATES))
 _ACTIVE = ", ".join(f"'{s}'" for s in sorted(str(s) for s in ACTIVE_STATES))
 
-# The claim's commit does not wait for its WAL flush (see ``Ledger._relaxed_commit`` for why
-# that is safe): ``set_config(..., true)`` is SET LOCAL as an expression; as an uncorrelated
-# condition it runs once, before the row is read, and the statement's own commit obeys it.
-CLAIM_SQL = f"""
+# Many requests bind arrays, unnested into a relation ``req`` (re-planned per batch, which a
+# batch amortises). One request (a sync run, every time) binds scalars in a plain statement of
+# the same meaning: PostgreSQL keeps its plan, and it cost ~20 % less CPU per run than the
+# relation form with one row.
+CLAIM_FIELDS = (("job", "varchar"), ("window_start", "timestamptz"), ("window_key", "varchar"),
+                ("slot", "timestamptz"), ("trigger", "varchar"), ("state", "varchar"),
+                ("token", "bigint"), ("worker", "varchar"), ("started", "timestamptz"),
+                ("max_attempts", "integer"))  # fmt: skip
+COMPLETE_FIELDS = (("job", "varchar"), ("window_start", "timestamptz"), ("token", "bigint"),
+                   ("state", "varchar"), ("result", "text"), ("duration", "float8"),
+                   ("error_type", "varchar"), ("error_message", "text"))  # fmt: skip
+
+
+def _unnest(fields: tuple[tuple[str, str], ...]) -> str:
+    arrays = ", ".join(f"CAST(%({n})s AS {t}[])" for n, t in fields)
+    return f"(SELECT * FROM unnest({arrays}) AS u({', '.join(n for n, _ in fields)}))"
+
+
+# One row per window (the caller sends a window at most once). ``prev`` locks the rows that
+# exist, in id order (two batches never wait on each other in a cycle), and keeps them as they
+# stood; ``claimed`` fences each on its request's token, state and attempts; ``inserted`` writes
+# the missing ones already claimed. The claim's commit does not wait for its WAL flush (see
+# ``Ledger._relaxed_commit`` for why that is safe): ``set_config(..., true)`` is SET LOCAL as an
+# expression; as an uncorrelated condition it runs once, before any row is read, and the
+# statement's own commit obeys it.
+_CLAIM = f"""
+WITH req AS {{relation}}, prev AS (
+    SELECT {_QUALIFIED} FROM runs JOIN req
+      ON runs.job = req.job AND runs.window_start = req.window_start
+    WHERE (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL
+    ORDER BY runs.id
+    FOR UPDATE OF runs
+), claimed AS (
+    UPDATE runs SET state = req.state, token = req.token, worker_id = req.worker,
+        attempt = runs.attempt + 1, started_at = req.started, finished_at = NULL,
+        updated_at = %(now)s
+    FROM prev, req
+    WHERE runs.id = prev.id AND req.job = prev.job AND req.window_start = prev.window_start
+      AND (runs.token IS NULL OR runs.token < req.token)
+      AND runs.state NOT IN ({_TERMINAL}) AND runs.attempt < req.max_attempts
+    RETURNING {_QUALIFIED}
+), inserted AS (
+    INSERT INTO runs (job, window_start, window_key, slot, trigger, state, attempt, token,
+                      worker_id, scheduled_at, started_at, updated_at)
+    SELECT req.job, req.window_start, req.window_key, req.slot, req.trigger, req.state, 1,
+           req.token, req.worker, %(now)s, req.started, %(now)s
+    FROM req
+    WHERE req.max_attempts >= 1 AND NOT EXISTS (
+        SELECT 1 FROM prev WHERE prev.job = req.job AND prev.window_start = req.window_start)
+    ON CONFLICT DO NOTHING
+    RETURNING {_LIST}
+)
+SELECT 'claimed' AS kind, {_LIST} FROM claimed
+UNION ALL SELECT 'inserted', {_LIST} FROM inserted
+UNION ALL SELECT 'previous', {_LIST} FROM prev
+"""
+
+# A request won when its (job, window_start, token) comes back; one whose row is not active
+# under its token is left alone (a stale holder).
+_COMPLETE = f"""
+UPDATE runs SET state = r.state, result = CAST(r.result AS json), finished_at = %(now)s,
+    updated_at = %(now)s, duration = r.duration, error_type = r.error_type,
+    error_message = r.error_message
+FROM {{relation}} AS r
+WHERE runs.job = r.job AND runs.window_start = r.window_start AND runs.token = r.token
+  AND runs.state IN ({_ACTIVE})
+RETURNING runs.job, runs.window_start, runs.token
+"""
+
+CLAIM_MANY_SQL = _CLAIM.format(relation=_unnest(CLAIM_FIELDS))
+COMPLETE_MANY_SQL = _COMPLETE.format(relation=_unnest(COMPLETE_FIELDS))
+
+CLAIM_ONE_SQL = f"""
 WITH prev AS (
     SELECT {_LIST} FROM runs
     WHERE job = %(job)s AND window_start = %(window_start)s
@@ -76,21 +145,21 @@ UNION ALL SELECT 'inserted', {_LIST} FROM inserted
 UNION ALL SELECT 'previous', {_LIST} FROM prev
 """
 
-# Each request is a row of the arrays; a request won when its (job, window_start, token) comes
-# back. A request whose row is not active under its token is left alone (a stale holder).
-COMPLETE_SQL = f"""
-UPDATE runs SET state = r.state, result = CAST(r.result AS json), finished_at = %(now)s,
-    updated_at = %(now)s, duration = r.duration, error_type = r.error_type,
-    error_message = r.error_message
-FROM unnest(CAST(%(jobs)s AS varchar[]), CAST(%(starts)s AS timestamptz[]),
-            CAST(%(tokens)s AS bigint[]), CAST(%(states)s AS varchar[]),
-            CAST(%(results)s AS text[]), CAST(%(durations)s AS float8[]),
-            CAST(%(error_types)s AS varchar[]), CAST(%(error_messages)s AS text[]))
-    AS r(job, window_start, token, state, result, duration, error_type, error_message)
-WHERE runs.job = r.job AND runs.window_start = r.window_start AND runs.token = r.token
-  AND runs.state IN ({_ACTIVE})
-RETURNING runs.job, runs.window_start, runs.token
+COMPLETE_ONE_SQL = f"""
+UPDATE runs SET state = %(state)s, result = CAST(%(result)s AS json), finished_at = %(now)s,
+    updated_at = %(now)s, duration = %(duration)s, error_type = %(error_type)s,
+    error_message = %(error_message)s
+WHERE job = %(job)s AND window_start = %(window_start)s AND token = %(token)s
+  AND state IN ({_ACTIVE})
+RETURNING job, window_start, token
 """
+
+
+def _params(columns: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """Each field's values: a scalar for one request, the list for many."""
+    one = len(next(iter(columns.values()))) == 1
+    return {"now": now} | ({name: values[0] for name, values in columns.items()} if one
+                           else columns)  # fmt: skip
 
 
 T = TypeVar("T")
@@ -101,34 +170,44 @@ def usable(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
-def claim(engine: Engine, request: ClaimRequest, now: datetime,
-          ) -> tuple[RunRecord, RunRecord | None] | None:  # fmt: skip
-    """Claim a not-forced request: (the row claimed, the row before) if won, else None."""
-    window = request.window
-    state = RunState.RUNNING if request.running else RunState.CLAIMED
-    params = {"job": window.job, "window_start": window.window_start,
-              "window_key": window.window_key, "slot": window.slot, "trigger": window.trigger,
-              "state": str(state), "token": request.token, "worker": request.worker_id,
-              "started": now if request.running else None, "now": now,
-              "max_attempts": request.max_attempts}  # fmt: skip
-    rows = {row[0]: row for row in _run(engine, CLAIM_SQL, params, lambda c: c.fetchall())}
-    won = rows.get("claimed") or rows.get("inserted")
-    if won is None:
-        return None
-    previous = rows.get("previous")
-    return _record(won), None if previous is None else _record(previous)
+def claim(engine: Engine, requests: Sequence[ClaimRequest], now: datetime,
+          ) -> list[tuple[RunRecord, RunRecord | None] | None]:  # fmt: skip
+    """Claim not-forced requests of distinct windows: for each, (the row claimed, the row
+    before) if it won, else None (nothing was written for it)."""
+    windows = [r.window for r in requests]
+    columns = {"job": [w.job for w in windows], "window_start": [w.window_start for w in windows],
+               "window_key": [w.window_key for w in windows], "slot": [w.slot for w in windows],
+               "trigger": [w.trigger for w in windows],
+               "state": [str(RunState.RUNNING if r.running else RunState.CLAIMED)
+                         for r in requests],
+               "token": [r.token for r in requests], "worker": [r.worker_id for r in requests],
+               "started": [now if r.running else None for r in requests],
+               "max_attempts": [r.max_attempts for r in requests]}  # fmt: skip
+    sql = CLAIM_ONE_SQL if len(requests) == 1 else CLAIM_MANY_SQL
+    won: dict[str, RunRecord] = {}
+    before: dict[str, RunRecord] = {}
+    for row in _run(engine, sql, _params(columns, now), lambda c: c.fetchall()):
+        record = _record(row)
+        (before if row[0] == "previous" else won)[record.window_key] = record
+    results: list[tuple[RunRecord, RunRecord | None] | None] = []
+    for request in requests:
+        key = request.window.window_key
+        claimed = won.get(key)
+        mine = claimed is not None and claimed.token == request.token
+        results.append((claimed, before.get(key)) if claimed is not None and mine else None)
+    return results
 
 
 def complete(engine: Engine, requests: Sequence[CompleteRequest], now: datetime) -> list[bool]:
     """The fenced completions of ``requests`` (each with its duration); False where stale."""
-    params = {"now": now, "jobs": [r.job for r in requests],
-              "starts": [r.window_start for r in requests],
-              "tokens": [r.token for r in requests], "states": [str(r.state) for r in requests],
-              "results": [None if r.result is None else json.dumps(r.result) for r in requests],
-              "durations": [r.duration for r in requests],
-              "error_types": [r.error_type for r in requests],
-              "error_messages": [r.error_message for r in requests]}  # fmt: skip
-    won = _run(engine, COMPLETE_SQL, params, lambda c: c.fetchall())
+    columns = {"job": [r.job for r in requests], "window_start": [r.window_start for r in requests],
+               "token": [r.token for r in requests], "state": [str(r.state) for r in requests],
+               "result": [None if r.result is None else json.dumps(r.result) for r in requests],
+               "duration": [r.duration for r in requests],
+               "error_type": [r.error_type for r in requests],
+               "error_message": [r.error_message for r in requests]}  # fmt: skip
+    sql = COMPLETE_ONE_SQL if len(requests) == 1 else COMPLETE_MANY_SQL
+    won = _run(engine, sql, _params(columns, now), lambda c: c.fetchall())
     finished = {(job, start.astimezone(UTC), token) for job, start, token in won}
     return [(r.job, r.window_start.astimezone(UTC), r.token) in finished for r in requests]
 

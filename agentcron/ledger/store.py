@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -193,17 +194,28 @@ class Ledger:
 
     def claim_many(self, requests: Sequence[ClaimRequest]) -> list[Claim]:
         """:meth:`claim` for many windows in ONE transaction, with a fixed number of statements
-        (see :mod:`agentcron.ledger.batch_sql`); one request on PostgreSQL is one statement when
-        it wins its window (:mod:`agentcron.ledger.pg_single`)."""
-        if len(requests) == 1 and self._single and not requests[0].force:
-            won = pg_single.claim(self._engine, requests[0], self._clock.now())
-            if won is not None:
-                return [Claim(ClaimStatus.CLAIMED, *won)]
-        with begin_write(self._engine) as conn:
-            self._relaxed_commit(conn)
-            if len(requests) == 1:
-                return [self._claim_in(conn, requests[0])]
-            return self._claim_set(conn, requests)
+        (see :mod:`agentcron.ledger.batch_sql`). On PostgreSQL the requests that win their
+        window do so in one statement first (:mod:`agentcron.ledger.pg_single`); the rest (and
+        forced claims, and a window asked for twice) take the general path after it."""
+        claims: dict[int, Claim] = {}
+        if self._single:
+            twice = {key for key, n in Counter(r.window.window_key for r in requests).items()
+                     if n > 1}  # fmt: skip
+            fast = [i for i, r in enumerate(requests)
+                    if not r.force and r.window.window_key not in twice]  # fmt: skip
+            if fast:
+                won = pg_single.claim(self._engine, [requests[i] for i in fast], self._clock.now())
+                claims = {i: Claim(ClaimStatus.CLAIMED, *w) for i, w in zip(fast, won, strict=True)
+                          if w is not None}  # fmt: skip
+        rest = [i for i in range(len(requests)) if i not in claims]
+        if rest:
+            with begin_write(self._engine) as conn:
+                self._relaxed_commit(conn)
+                others = [requests[i] for i in rest]
+                found = ([self._claim_in(conn, others[0])] if len(others) == 1
+                         else self._claim_set(conn, others))  # fmt: skip
+            claims.update(zip(rest, found, strict=True))
+        return [claims[i] for i in range(len(requests))]
 
     def _relaxed_commit(self, conn: Connection) -> None:
         """A claim's commit does not wait for its WAL flush on PostgreSQL.

@@ -77,7 +77,7 @@ def test_a_lost_claim_writes_nothing_and_takes_the_general_path(ledger: Ledger) 
     """Held by a newer token, done, or out of attempts: the statement returns no winner."""
     ledger.claim(WINDOW, 9, "holder", 5, running=True)
     request = ClaimRequest(WINDOW, 4, "late", 5, running=True)
-    assert pg_single.claim(ledger.engine, request, START + timedelta(minutes=1)) is None
+    assert pg_single.claim(ledger.engine, [request], START + timedelta(minutes=1)) == [None]
     assert row(ledger) == ("running", 1, 9, "holder")
     assert ledger.claim(WINDOW, 4, "late", 5).status is ClaimStatus.ACTIVE
     assert ledger.complete(WINDOW.job, WINDOW.window_start, 9, RunState.SUCCEEDED, duration=1.0)
@@ -100,7 +100,7 @@ def test_the_claim_relaxes_its_own_commit_only(ledger: Ledger) -> None:
               "worker": "w", "started": START, "now": START, "max_attempts": 3}  # fmt: skip
     with ledger.engine.connect() as conn:
         with conn.begin():
-            assert len(conn.exec_driver_sql(pg_single.CLAIM_SQL, params).all()) == 1
+            assert len(conn.exec_driver_sql(pg_single.CLAIM_ONE_SQL, params).all()) == 1
             assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
         with conn.begin():
             assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
@@ -187,3 +187,33 @@ def test_a_batch_of_completions_is_one_statement_fenced_per_run(
         RunState.FAILED, "ValueError", "bad")
     assert (third.state, third.token, third.worker_id) == (RunState.RUNNING, 20, "newer")
     assert ledger.complete_many([requests[0]]) == [False]  # done: no second completion
+
+
+def test_a_batch_of_claims_is_one_statement_and_the_rest_take_the_general_path(
+    ledger: Ledger, statements: list[tuple[str, bool]]
+) -> None:
+    """The async worker's batches: fresh, scheduled and lost windows in one statement; a window
+    asked for twice and a forced claim go through the general path after it, with its rules."""
+    windows = [NewWindow("single", START + timedelta(hours=i),
+                         f"single@2026-03-17T{6 + i:02d}:00:00Z", START + timedelta(hours=i))
+               for i in range(4)]  # fmt: skip
+    ledger.record_scheduled([windows[1]])
+    ledger.claim(windows[2], 50, "holder", 5, running=True)  # held by a newer token
+    ledger.claim(windows[3], 1, "old", 5, running=True)
+    assert ledger.complete("single", windows[3].window_start, 1, RunState.SUCCEEDED, duration=1.0)
+    statements.clear()
+    requests = [ClaimRequest(windows[0], 10, "w", 3, running=True),
+                ClaimRequest(windows[1], 11, "w", 3, running=True),
+                ClaimRequest(windows[2], 12, "w", 3, running=True),
+                ClaimRequest(windows[3], 13, "w", 3, force=True, running=True),
+                ClaimRequest(windows[0], 14, "w", 3, running=True)]  # fmt: skip
+    claims = ledger.claim_many(requests)
+    assert [c.status for c in claims] == [
+        ClaimStatus.ACTIVE, ClaimStatus.CLAIMED, ClaimStatus.ACTIVE, ClaimStatus.CLAIMED,
+        ClaimStatus.CLAIMED]  # windows[0] twice: the general path, the newer token holds it
+    assert statements[0][1] is True and "unnest" in statements[0][0]
+    assert claims[1].previous is not None and claims[1].previous.state is RunState.SCHEDULED
+    assert claims[1].record.token == 11 and claims[1].record.attempt == 1
+    assert claims[3].record.attempt == 1 and claims[3].previous is not None  # forced rerun
+    assert claims[4].record.token == 14
+    assert row(ledger)[2] == 14
