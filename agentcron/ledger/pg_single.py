@@ -63,6 +63,14 @@ def _unnest(fields: tuple[tuple[str, str], ...]) -> str:
     return f"(SELECT * FROM unnest({arrays}) AS u({', '.join(n for n, _ in fields)}))"
 
 
+# What both claim statements return: the rows won (claimed or inserted), and as they stood.
+_ROWS = f"""SELECT 'claimed' AS kind, {_LIST} FROM claimed
+UNION ALL SELECT 'inserted', {_LIST} FROM inserted
+UNION ALL SELECT 'previous', {_LIST} FROM prev
+"""
+_INSERT = ("INSERT INTO runs (job, window_start, window_key, slot, trigger, state, attempt, token,"
+           " worker_id, scheduled_at, started_at, updated_at)")
+
 # One row per window (the caller sends a window at most once). ``prev`` locks the rows that
 # exist, in id order (two batches never wait on each other in a cycle), and keeps them as they
 # stood; ``claimed`` fences each on its request's token, state and attempts; ``inserted`` writes
@@ -87,8 +95,7 @@ WITH req AS {{relation}}, prev AS (
       AND runs.state NOT IN ({_TERMINAL}) AND runs.attempt < req.max_attempts
     RETURNING {_QUALIFIED}
 ), inserted AS (
-    INSERT INTO runs (job, window_start, window_key, slot, trigger, state, attempt, token,
-                      worker_id, scheduled_at, started_at, updated_at)
+    {_INSERT}
     SELECT req.job, req.window_start, req.window_key, req.slot, req.trigger, req.state, 1,
            req.token, req.worker, %(now)s, req.started, %(now)s
     FROM req
@@ -97,10 +104,7 @@ WITH req AS {{relation}}, prev AS (
     ON CONFLICT DO NOTHING
     RETURNING {_LIST}
 )
-SELECT 'claimed' AS kind, {_LIST} FROM claimed
-UNION ALL SELECT 'inserted', {_LIST} FROM inserted
-UNION ALL SELECT 'previous', {_LIST} FROM prev
-"""
+{_ROWS}"""
 
 # A request won when its (job, window_start, token) comes back; one whose row is not active
 # under its token is left alone (a stale holder).
@@ -132,18 +136,14 @@ WITH prev AS (
       AND runs.state NOT IN ({_TERMINAL}) AND runs.attempt < %(max_attempts)s
     RETURNING {_QUALIFIED}
 ), inserted AS (
-    INSERT INTO runs (job, window_start, window_key, slot, trigger, state, attempt, token,
-                      worker_id, scheduled_at, started_at, updated_at)
+    {_INSERT}
     SELECT %(job)s, %(window_start)s, %(window_key)s, %(slot)s, %(trigger)s, %(state)s, 1,
            %(token)s, %(worker)s, %(now)s, %(started)s, %(now)s
     WHERE NOT EXISTS (SELECT 1 FROM prev) AND %(max_attempts)s >= 1
     ON CONFLICT DO NOTHING
     RETURNING {_LIST}
 )
-SELECT 'claimed' AS kind, {_LIST} FROM claimed
-UNION ALL SELECT 'inserted', {_LIST} FROM inserted
-UNION ALL SELECT 'previous', {_LIST} FROM prev
-"""
+{_ROWS}"""
 
 COMPLETE_ONE_SQL = f"""
 UPDATE runs SET state = %(state)s, result = CAST(%(result)s AS json), finished_at = %(now)s,
