@@ -193,10 +193,11 @@ class Ledger:
                                              running)])[0]  # fmt: skip
 
     def claim_many(self, requests: Sequence[ClaimRequest]) -> list[Claim]:
-        """:meth:`claim` for many windows in ONE transaction, with a fixed number of statements
-        (see :mod:`agentcron.ledger.batch_sql`). On PostgreSQL the requests that win their
-        window do so in one statement first (:mod:`agentcron.ledger.pg_single`); the rest (and
-        forced claims, and a window asked for twice) take the general path after it."""
+        """:meth:`claim` for many windows with a fixed number of statements, whatever their
+        number (see :mod:`agentcron.ledger.batch_sql`; each claim stands alone, none waits for
+        the others). On PostgreSQL the requests that win their window do so in one statement
+        first (:mod:`agentcron.ledger.pg_single`); the rest (and forced claims, and a window
+        asked for twice) take the general path, one transaction, after it."""
         claims: dict[int, Claim] = {}
         if self._single:
             twice = {key for key, n in Counter(r.window.window_key for r in requests).items()
