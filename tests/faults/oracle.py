@@ -3,6 +3,12 @@
 Every expected window ends with exactly one successful run, or with one terminal row that says
 why; no window is lost, none succeeds twice (its side effect happened once), and no agentcron
 key but the fencing counters lives without a TTL.
+
+One side effect per success is what the system can promise except where a test killed the
+process between the agent's side effect and the commit of its success: nothing can tell that
+execution from one killed just before its side effect, and the window runs again. A test that
+kills at random (the soak) passes the pids it killed; effects written by those count as
+``redone_after_kill`` (reported), not as duplicates. Every other extra effect is a duplicate.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ class Verdict:
     terminal_other: Counter[str] = field(default_factory=Counter)
     lost: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
+    redone_after_kill: list[str] = field(default_factory=list)
     unexplained: list[str] = field(default_factory=list)
     leases_without_ttl: list[str] = field(default_factory=list)
 
@@ -43,7 +50,7 @@ class Verdict:
     def summary(self) -> str:
         return (f"expected={self.expected} succeeded={self.succeeded} "
                 f"other={dict(self.terminal_other)} duplicates={len(self.duplicates)} "
-                f"lost={len(self.lost)}")  # fmt: skip
+                f"redone_after_kill={len(self.redone_after_kill)} lost={len(self.lost)}")  # fmt: skip
 
 
 def expected_windows(schedule: str, job: str, start: datetime, end: datetime) -> list[str]:
@@ -52,24 +59,33 @@ def expected_windows(schedule: str, job: str, start: datetime, end: datetime) ->
             if slot < end]  # fmt: skip
 
 
-def check(cluster: Cluster, windows: list[str]) -> Verdict:
-    """Apply the oracle to ``windows`` (window keys) and to the broker's keys."""
+def check(cluster: Cluster, windows: list[str], killed: frozenset[int] = frozenset()) -> Verdict:
+    """Apply the oracle to ``windows`` (window keys) and to the broker's keys; ``killed``: pids
+    the test killed with -9 (see the module docstring)."""
     verdict = Verdict(expected=len(windows))
-    effects = Counter(row[0] for row in cluster.rows("effects"))
+    effects: Counter[str] = Counter()
+    by_killed: Counter[str] = Counter()
+    for row in cluster.rows("effects"):
+        effects[row[0]] += 1
+        by_killed[row[0]] += row[2] in killed
     for key in windows:
         record = cluster.ledger.get_by_key(key)
         if record is None or not record.state.terminal:
             verdict.lost.append(f"{key} ({record.state.value if record else 'no row'})")
             continue
+        others = effects[key] - by_killed[key]  # effects of processes that lived on
         if record.state is RunState.SUCCEEDED:
             verdict.succeeded += 1
-            if effects[key] != 1:
+            if effects[key] == 0 or others > 1:
                 verdict.duplicates.append(f"{key}: {effects[key]} side effects for one success")
+            elif effects[key] > 1:
+                verdict.redone_after_kill.append(f"{key}: {effects[key]} side effects, "
+                                                 f"{by_killed[key]} by killed processes")
         else:
             verdict.terminal_other[record.state.value] += 1
             if not record.error_message:
                 verdict.unexplained.append(f"{key} {record.state.value}")
-            if effects[key] > 1:
+            if others > 1:
                 verdict.duplicates.append(f"{key}: {effects[key]} side effects")
     verdict.leases_without_ttl = keys_without_ttl(cluster)
     return verdict

@@ -53,6 +53,7 @@ class Chaos:
         self.async_worker = cluster.worker("a0", asynchronous=True)
         self.beat = cluster.beat("beat0")
         self.kills = self.beat_restarts = 0
+        self.killed: set[int] = set()  # pids killed with -9 (see tests.faults.oracle)
 
     def kill_worker(self) -> None:
         self.kills += 1
@@ -60,8 +61,11 @@ class Chaos:
             worker = self.rng.choice(self.sync_workers)
             children = worker.children()
             if children:
-                os.kill(self.rng.choice(children), signal.SIGKILL)
+                victim = self.rng.choice(children)
+                self.killed.add(victim)
+                os.kill(victim, signal.SIGKILL)
             return
+        self.killed.update(self.async_worker.family())
         self.async_worker.signal(signal.SIGKILL)
         self.async_worker.popen.wait(10)
         self.async_worker = self.cluster.worker(f"a{self.kills}", asynchronous=True, ready=False)
@@ -114,10 +118,11 @@ def test_soak_random_kills(cluster: Cluster, record_property: Any) -> None:
     poll(lambda: windows_ended(cluster, names, ended), 120, "every window up to the end to end")
     cluster.stop(chaos.beat)
     windows = [w for name, expr, _ in JOBS for w in slot_windows(cluster, name, expr, ended)]
-    verdict = check(cluster, windows)
+    verdict = check(cluster, windows, frozenset(chaos.killed))
     report = (f"soak {SECONDS:.0f}s: windows expected={verdict.expected} "
               f"successes={verdict.succeeded} other={dict(verdict.terminal_other)} "
               f"duplicates={len(verdict.duplicates)} lost={len(verdict.lost)} "
+              f"redone_after_kill={len(verdict.redone_after_kill)} "
               f"kills={chaos.kills} beat_restarts={chaos.beat_restarts}")  # fmt: skip
     print(report)
     record_property("figures", report)
