@@ -155,19 +155,16 @@ RETURNING job, window_start, token
 """
 
 
-def _params(columns: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """Each field's values: a scalar for one request, the list for many."""
-    one = len(next(iter(columns.values()))) == 1
-    return {"now": now} | ({name: values[0] for name, values in columns.items()} if one
-                           else columns)  # fmt: skip
+def _bind(columns: dict[str, list[Any]], now: datetime, one_sql: str, many_sql: str,
+          ) -> tuple[str, dict[str, Any]]:  # fmt: skip
+    """The statement for this many requests, and its parameters: each field's value for one
+    request (``one_sql``), its list of values for many (``many_sql``)."""
+    if len(next(iter(columns.values()))) == 1:
+        return one_sql, {"now": now} | {name: values[0] for name, values in columns.items()}
+    return many_sql, {"now": now, **columns}
 
 
 T = TypeVar("T")
-
-
-def usable(engine: Engine) -> bool:
-    """Whether this engine's database takes these statements."""
-    return engine.dialect.name == "postgresql"
 
 
 def claim(engine: Engine, requests: Sequence[ClaimRequest], now: datetime,
@@ -175,39 +172,43 @@ def claim(engine: Engine, requests: Sequence[ClaimRequest], now: datetime,
     """Claim not-forced requests of distinct windows: for each, (the row claimed, the row
     before) if it won, else None (nothing was written for it)."""
     windows = [r.window for r in requests]
-    columns = {"job": [w.job for w in windows], "window_start": [w.window_start for w in windows],
-               "window_key": [w.window_key for w in windows], "slot": [w.slot for w in windows],
-               "trigger": [w.trigger for w in windows],
-               "state": [str(RunState.RUNNING if r.running else RunState.CLAIMED)
-                         for r in requests],
-               "token": [r.token for r in requests], "worker": [r.worker_id for r in requests],
-               "started": [now if r.running else None for r in requests],
-               "max_attempts": [r.max_attempts for r in requests]}  # fmt: skip
-    sql = CLAIM_ONE_SQL if len(requests) == 1 else CLAIM_MANY_SQL
+    columns: dict[str, list[Any]] = {
+        "job": [w.job for w in windows], "window_start": [w.window_start for w in windows],
+        "window_key": [w.window_key for w in windows], "slot": [w.slot for w in windows],
+        "trigger": [w.trigger for w in windows],
+        "state": [str(RunState.RUNNING if r.running else RunState.CLAIMED) for r in requests],
+        "token": [r.token for r in requests], "worker": [r.worker_id for r in requests],
+        "started": [now if r.running else None for r in requests],
+        "max_attempts": [r.max_attempts for r in requests],
+    }  # fmt: skip
+    sql, params = _bind(columns, now, CLAIM_ONE_SQL, CLAIM_MANY_SQL)
     won: dict[str, RunRecord] = {}
     before: dict[str, RunRecord] = {}
-    for row in _run(engine, sql, _params(columns, now), lambda c: c.fetchall()):
+    for row in _run(engine, sql, params, lambda c: c.fetchall()):
         record = _record(row)
         (before if row[0] == "previous" else won)[record.window_key] = record
     results: list[tuple[RunRecord, RunRecord | None] | None] = []
     for request in requests:
         key = request.window.window_key
         claimed = won.get(key)
-        mine = claimed is not None and claimed.token == request.token
-        results.append((claimed, before.get(key)) if claimed is not None and mine else None)
+        if claimed is not None and claimed.token == request.token:
+            results.append((claimed, before.get(key)))
+        else:
+            results.append(None)
     return results
 
 
 def complete(engine: Engine, requests: Sequence[CompleteRequest], now: datetime) -> list[bool]:
     """The fenced completions of ``requests`` (each with its duration); False where stale."""
-    columns = {"job": [r.job for r in requests], "window_start": [r.window_start for r in requests],
-               "token": [r.token for r in requests], "state": [str(r.state) for r in requests],
-               "result": [None if r.result is None else json.dumps(r.result) for r in requests],
-               "duration": [r.duration for r in requests],
-               "error_type": [r.error_type for r in requests],
-               "error_message": [r.error_message for r in requests]}  # fmt: skip
-    sql = COMPLETE_ONE_SQL if len(requests) == 1 else COMPLETE_MANY_SQL
-    won = _run(engine, sql, _params(columns, now), lambda c: c.fetchall())
+    columns: dict[str, list[Any]] = {
+        "job": [r.job for r in requests], "window_start": [r.window_start for r in requests],
+        "token": [r.token for r in requests], "state": [str(r.state) for r in requests],
+        "result": [None if r.result is None else json.dumps(r.result) for r in requests],
+        "duration": [r.duration for r in requests], "error_type": [r.error_type for r in requests],
+        "error_message": [r.error_message for r in requests],
+    }  # fmt: skip
+    sql, params = _bind(columns, now, COMPLETE_ONE_SQL, COMPLETE_MANY_SQL)
+    won = _run(engine, sql, params, lambda c: c.fetchall())
     finished = {(job, start.astimezone(UTC), token) for job, start, token in won}
     return [(r.job, r.window_start.astimezone(UTC), r.token) in finished for r in requests]
 

@@ -66,8 +66,8 @@ class Ledger:
     ) -> None:
         self._engine = create_engine_for(url)
         self._clock = clock
-        self._dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
-        self._single = pg_single.usable(self._engine)  # one run's claim/completion: 1 statement
+        self._postgres = self._engine.dialect.name == "postgresql"
+        self._dialect = postgresql if self._postgres else sqlite
         self.result_max_bytes = result_max_bytes
         self.error_max_chars = error_max_chars
         if auto_migrate if auto_migrate is not None else is_sqlite(url):
@@ -112,7 +112,7 @@ class Ledger:
         return list(conn.execute(statement, rows).scalars())
 
     def _insert_scheduled(self, conn: Connection, windows: Sequence[NewWindow]) -> list[str]:
-        if len(windows) > 1 and self._engine.dialect.name == "postgresql":
+        if len(windows) > 1 and self._postgres:
             params = batch_sql.pg_insert_params(windows, self._clock.now())
             return list(conn.execute(batch_sql.PG_INSERT_SCHEDULED, params).scalars())
         return self._insert_missing(conn, self._new_rows(windows, RunState.SCHEDULED))
@@ -199,7 +199,7 @@ class Ledger:
         first (:mod:`agentcron.ledger.pg_single`); the rest (and forced claims, and a window
         asked for twice) take the general path, one transaction, after it."""
         claims: dict[int, Claim] = {}
-        if self._single:
+        if self._postgres:
             twice = {key for key, n in Counter(r.window.window_key for r in requests).items()
                      if n > 1}  # fmt: skip
             fast = [i for i, r in enumerate(requests)
@@ -230,7 +230,7 @@ class Ledger:
         any crash mid-run). A worker killed after its claim (the poison window's count) does
         not lose it: the server flushes the WAL on its own. It saves one WAL flush per run.
         """
-        if self._engine.dialect.name == "postgresql":
+        if self._postgres:
             conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
 
     def _claim_set(self, conn: Connection, requests: Sequence[ClaimRequest]) -> list[Claim]:
@@ -384,7 +384,7 @@ class Ledger:
         statement on PostgreSQL when each has its duration: :mod:`agentcron.ledger.pg_single`)."""
         if not requests:
             return []
-        if self._single and all(r.duration is not None for r in requests):
+        if self._postgres and all(r.duration is not None for r in requests):
             results = pg_single.complete(self._engine, requests, self._clock.now())
         else:
             results = self._complete_batch(requests)
