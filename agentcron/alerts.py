@@ -18,11 +18,12 @@ import json
 import logging
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Protocol
 from urllib.parse import urlsplit
 
 from agentcron.errors import ConfigError, Problem
+from agentcron.secrets import scrub
 from agentcron.settings import PREFIX, Settings
 
 log = logging.getLogger("agentcron.alerts")
@@ -127,7 +128,8 @@ class Alerter:
         self.sent = 0
 
     def alert(self, alert: Alert) -> None:
-        """An ERROR line, every notifier, and a ``fail`` ping for the job."""
+        """An ERROR line, every notifier, and a ``fail`` ping for the job (reason scrubbed)."""
+        alert = replace(alert, reason=scrub(alert.reason) or "")
         log.error("ALERT %s window %s %s: %s", alert.job, alert.window, alert.state, alert.reason)
         for notifier in self.notifiers:
             try:

@@ -28,6 +28,7 @@ from agentcron.errors import ConfigError, Problem
 from agentcron.jobs import Job, JobSpec, compile_job
 from agentcron.ledger.engine import begin_read, begin_write
 from agentcron.ledger.models import ScheduleRow
+from agentcron.secrets import redact
 
 log = logging.getLogger(__name__)
 SCHEDULES = cast(Table, ScheduleRow.__table__)
@@ -72,6 +73,13 @@ def definition_of(job: Job) -> dict[str, Any]:
     return {name: _plain(getattr(job, name)) for name in _JOB_FIELDS if name != "enabled"}
 
 
+def stored_definition(job: Job, source: str) -> dict[str, Any]:
+    """What the table keeps: a file job's secret-looking config text is masked (the file is its
+    source; workers never read it back), a runtime job's is kept (it is the only copy)."""
+    definition = definition_of(job)
+    return redact(definition) if source == "file" else definition
+
+
 def job_from_definition(name: str, definition: dict[str, Any], enabled: bool = True) -> Job:
     """Rebuild a :class:`Job` from a stored definition; unknown keys are an error."""
     unknown = sorted(set(definition) - set(_JOB_FIELDS))
@@ -87,7 +95,8 @@ def job_from_definition(name: str, definition: dict[str, Any], enabled: bool = T
 def _differs(entry: ScheduleEntry | None, job: Job) -> bool:
     if entry is None or entry.source != "file":
         return True
-    return bool(entry.definition != json.loads(json.dumps(definition_of(job), default=str)))
+    stored = json.loads(json.dumps(stored_definition(job, "file"), default=str))
+    return bool(entry.definition != stored)
 
 
 class ScheduleStore:
@@ -132,8 +141,8 @@ class ScheduleStore:
         with begin_write(self.engine) as conn:
             revision = self._next_revision(conn)
             now = self.clock.now()
-            rows = [{"name": job.name, "definition": definition_of(job), "enabled": job.enabled,
-                     "source": source, "revision": revision, "updated_at": now}
+            rows = [{"name": job.name, "definition": stored_definition(job, source),
+                     "enabled": job.enabled, "source": source, "revision": revision, "updated_at": now}
                     for job in jobs]  # fmt: skip
             if not rows:
                 return revision

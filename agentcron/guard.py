@@ -41,7 +41,8 @@ from agentcron.ledger.records import (
 )
 from agentcron.ledger.store import Ledger, ResultError
 from agentcron.messages import RunMessage
-from agentcron.settings import Settings
+from agentcron.secrets import resolve_config, scrub, scrub_value
+from agentcron.settings import Settings, read_environment
 from agentcron.stats import RunStats
 
 log = logging.getLogger("agentcron.guard")
@@ -215,7 +216,12 @@ class Guard:
         lease: Lease, attempt: int,
     ) -> Outcome:  # fmt: skip
         started_at = self.clock.now()
-        ctx = RunContext(job=spec.name, task=spec.job.task, config=dict(spec.job.config),
+        try:  # env:NAME values are read here, in the worker, right before the agent runs
+            config = resolve_config(spec.job.config, read_environment, spec.name)
+        except ConfigError as exc:
+            return await self._finish(mode, spec, window, lease, attempt, RunState.FAILED, None,
+                                      str(exc), "ConfigError")  # fmt: skip
+        ctx = RunContext(job=spec.name, task=spec.job.task, config=config,
                          window_key=window.window_key, window_start=window.window_start,
                          slot=window.slot, attempt=attempt, trigger=window.trigger)  # fmt: skip
         timeout = spec.timeout.total_seconds() if spec.timeout else None
@@ -253,11 +259,12 @@ class Guard:
         exc: Exception,
     ) -> int | None:  # fmt: skip
         delay = backoff_delay(ctx.attempt, spec.backoff_base, spec.backoff_cap, self.rng)
+        error = scrub(str(exc)) or ""
         log.warning("%s attempt %d failed (%s: %s); retrying in %.2fs", window.window_key,
-                    ctx.attempt, type(exc).__name__, exc, delay)  # fmt: skip
+                    ctx.attempt, type(exc).__name__, error, delay)  # fmt: skip
         attempt: int | None = await self._commit(
             mode, self.ledger.retry, window.job, window.window_start, lease.token,
-            type(exc).__name__, str(exc),
+            type(exc).__name__, error,
         )
         if attempt is None:
             return None
@@ -271,6 +278,7 @@ class Guard:
         state: RunState, result: Any, error: str | None, error_type: str | None,
         duration: float | None = None, started_at: datetime | None = None,
     ) -> Outcome:  # fmt: skip
+        error, result = scrub(error), scrub_value(result)  # no resolved secret is stored or sent
         try:
             request = self.ledger.complete_request(
                 window.job, window.window_start, lease.token, state, result=result,

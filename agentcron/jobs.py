@@ -21,6 +21,7 @@ from typing import Any
 from agentcron.agents import Agent, AgentKind, import_object, resolve_agent
 from agentcron.errors import ConfigError, Problem
 from agentcron.schedules import Schedule, parse_instant, parse_schedule
+from agentcron.secrets import check_config, redact
 from agentcron.windows import GRANULARITIES, is_job_name
 
 Duration = int | float | timedelta | str
@@ -130,10 +131,13 @@ def _check_config(config: object, limit: int) -> None:
     try:
         size = len(json.dumps(config, allow_nan=False).encode())
     except (TypeError, ValueError) as exc:
-        raise ConfigError([Problem(None, "config", repr(config)[:80], f"not JSON: {exc}")]) from exc
+        shown = repr(redact(config))[:80]  # never a secret in an error message
+        raise ConfigError([Problem(None, "config", shown, f"not JSON: {exc}")]) from exc
     if size > limit:
         reason = f"too large: {size} bytes, limit {limit} bytes"
         raise ConfigError([Problem(None, "config", f"{size} bytes", reason)])
+    if problems := check_config(config):  # env:NAME must name a variable
+        raise ConfigError(problems)
 
 
 def _resolve_callback(

@@ -13,21 +13,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from agentcron.errors import ConfigError, Problem
+from agentcron.secrets import redact_url as redact_url  # its home; imported from here too
 
 PREFIX = "AGENTCRON_"
 
 
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``; safe to log."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+def read_environment(name: str) -> str | None:
+    """One variable of the process environment (``env:NAME`` config values, read at run time)."""
+    return os.environ.get(name)
 
 
 def is_redis_url(url: str | None) -> bool:

@@ -22,9 +22,12 @@ from typing import IO, Any
 
 from agentcron.clock import SYSTEM_CLOCK, Clock
 from agentcron.jobs import JobSpec, load_jobs
+from agentcron.ledger.engine import sqlite_path
 from agentcron.ledger.records import RunRecord
 from agentcron.ledger.store import Ledger
+from agentcron.private_files import private_dir, private_file
 from agentcron.schedules import format_instant
+from agentcron.secrets import scrub
 from agentcron.settings import Settings, redact_url
 
 Echo = Callable[[str], None]
@@ -61,7 +64,7 @@ def describe_run(record: RunRecord) -> str:
     if record.duration is not None:
         parts.append(f"{record.duration:.2f}s")
     if record.error_message:
-        parts.append(f"{record.error_type or 'error'}: {record.error_message[:80]}")
+        parts.append(f"{record.error_type or 'error'}: {scrub(record.error_message) or ''}"[:90])
     return "  ".join(parts)
 
 
@@ -131,8 +134,11 @@ class Supervisor:
 
     def run(self) -> int:
         """Run until stopped; 0 after a clean shutdown, 1 if a child died on its own."""
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(exist_ok=True)
+        private_dir(self.settings.data_dir, tighten=True)  # 0700: ledger, broker, logs
+        private_dir(self.log_dir)
+        broker = sqlite_path(self.settings.broker_url.removeprefix("sqla+"))
+        if self.settings.embedded and broker is not None:
+            private_file(broker)  # 0600 before kombu creates it
         ledger = Ledger.from_settings(self.settings, self.clock)
         ledger.upgrade()
         specs = load_jobs(self.settings.schedule_path, self.settings.config_max_bytes)

@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from agentcron.errors import ConfigError
 from agentcron.ledger import Ledger
 from agentcron.ledger.records import RunRecord, RunState
+from agentcron.secrets import redact, scrub
 from agentcron.settings import Settings
 
 COLUMNS = ("window key", "state", "attempt", "trigger", "started", "duration", "error")
@@ -30,13 +31,13 @@ def run_to_dict(record: RunRecord) -> dict[str, Any]:
         "token": record.token, "worker_id": record.worker_id,
         "scheduled_at": _instant(record.scheduled_at), "started_at": _instant(record.started_at),
         "finished_at": _instant(record.finished_at), "duration": record.duration,
-        "error_type": record.error_type, "error_message": record.error_message,
-        "result": record.result,
+        "error_type": record.error_type, "error_message": scrub(record.error_message),
+        "result": redact(record.result),
     }  # fmt: skip
 
 
 def _row(record: RunRecord) -> tuple[str, ...]:
-    error = ": ".join(p for p in (record.error_type, record.error_message) if p)
+    error = ": ".join(p for p in (record.error_type, scrub(record.error_message)) if p)
     duration = "" if record.duration is None else f"{record.duration:.2f}s"
     return (record.window_key, str(record.state), str(record.attempt), record.trigger,
             _instant(record.started_at) or "", duration, error.replace("\n", " ")[:60])  # fmt: skip

@@ -17,6 +17,7 @@ from agentcron.clock import SYSTEM_CLOCK
 from agentcron.dynamic import ScheduleStore
 from agentcron.errors import ConfigError
 from agentcron.jobs import Job, compile_job
+from agentcron.secrets import literal_secrets, redact
 from agentcron.settings import Settings
 
 
@@ -73,6 +74,9 @@ def add_command(name: str, agent: str, expr: str, config_json: str, paused: bool
     except (ConfigError, TypeError) as exc:
         fail(str(exc))
         return
+    for key in literal_secrets(config):
+        click.echo(f"warning: config key {key!r} holds a literal secret, kept in the ledger; "
+                   "write it as env:NAME to keep it out", err=True)  # fmt: skip
     revision = open_store(settings).add(job)
     nxt = spec.schedule.next_fire(SYSTEM_CLOCK.now())
     when = nxt.strftime("%Y-%m-%dT%H:%M:%SZ") if nxt else "never"
@@ -86,7 +90,7 @@ def list_command(as_json: bool) -> None:
     entries = open_store(Settings.from_env()).entries()
     if as_json:
         click.echo(json.dumps([{"name": e.name, "enabled": e.enabled, "source": e.source,
-                                "revision": e.revision, **e.definition} for e in entries],
+                                "revision": e.revision, **redact(e.definition)} for e in entries],
                               default=str))  # fmt: skip
         return
     if not entries:

@@ -22,6 +22,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 
+from agentcron.private_files import private_file
+
 BUSY_TIMEOUT_SECONDS = 30.0
 PING_IDLE_SECONDS = 5.0
 """A pooled PostgreSQL connection idle longer than this is pinged before use."""
@@ -84,7 +86,7 @@ def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
 def _sqlite_engine(url: str, **options: Any) -> Engine:
     path = sqlite_path(url)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(path)  # 0600 in a folder created 0700: runs hold results and errors
         options.setdefault("pool_size", 10)
         options.setdefault("max_overflow", 40)
     connect_args = dict(options.pop("connect_args", {}))
