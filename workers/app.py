@@ -19,9 +19,11 @@ from typing import Any
 from celery import Celery, signals
 from kombu.entity import Queue
 
+from agentcron.flower_auth import check_flower
 from agentcron.jobs import ASYNC_QUEUE, SYNC_QUEUE
 from agentcron.messages import ASYNC_TASK, SYNC_TASK
 from agentcron.operate import register as register_operations
+from agentcron.secrets import install_log_scrubber
 from agentcron.settings import Settings, is_redis_url, redact_url
 
 log = logging.getLogger("agentcron.workers")
@@ -108,6 +110,17 @@ def _warn_on_eviction(**_: Any) -> None:
         warning = eviction_warning(settings.broker_url)
         if warning:
             log.warning(warning)
+
+
+# Flower through this app: never without authentication (agentcron.flower_auth).
+signals.import_modules.connect(check_flower, weak=False)
+
+
+@signals.after_setup_logger.connect  # type: ignore[untyped-decorator]
+@signals.after_setup_task_logger.connect  # type: ignore[untyped-decorator]
+def _scrub_logs(logger: logging.Logger | None = None, **_: Any) -> None:
+    """Every log line of beat and workers goes through the secret scrubber."""
+    install_log_scrubber(logger)
 
 
 @signals.before_task_publish.connect  # type: ignore[untyped-decorator]
