@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
+import tomllib
 from dataclasses import fields
 from functools import cache
 from pathlib import Path
@@ -13,6 +15,8 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from agentcron.cli import main as agentcron_main
 from agentcron.settings import PREFIX, Settings
@@ -32,10 +36,43 @@ def test_all_services_are_declared(compose: dict[str, Any]) -> None:
     assert set(compose["services"]) == SERVICES
 
 
-def test_redis_never_evicts_and_persists(compose: dict[str, Any]) -> None:
+def _redis_script(compose: dict[str, Any]) -> str:
     command = compose["services"]["redis"]["command"]
-    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
-    assert command[command.index("--appendonly") + 1] == "yes"
+    assert command[:2] == ["sh", "-c"] and command[2].startswith("set -f; exec redis-server ")
+    return str(command[2])
+
+
+def test_redis_never_evicts_and_persists(compose: dict[str, Any]) -> None:
+    script = _redis_script(compose)
+    assert "--maxmemory-policy noeviction" in script
+    assert "--appendonly yes" in script
+
+
+def test_redis_has_no_default_user_and_a_least_privilege_app_user(compose: dict[str, Any]) -> None:
+    redis = compose["services"]["redis"]
+    script = _redis_script(compose)
+    assert "--user default off" in script
+    assert '--user agentcron on ">$$REDIS_PASSWORD" $$(grep -v \'^#\' /etc/redis/agentcron.acl)' in script
+    assert "./ops/redis/agentcron.acl:/etc/redis/agentcron.acl:ro" in redis["volumes"]
+    assert redis["environment"]["REDIS_PASSWORD"].startswith("${REDIS_PASSWORD:?")
+    rules = [line for line in (ROOT / "ops/redis/agentcron.acl").read_text().splitlines()
+             if line and not line.startswith("#")]  # fmt: skip
+    words = " ".join(rules).split()
+    assert words[0] == "resetkeys" and "resetchannels" in words and "-@all" in words
+    assert "~*" not in words and "&*" not in words and "+@all" not in words
+    assert words.index("-@dangerous") > words.index("-@all")  # subtracted after the grants
+    assert "agentcron" in redis["healthcheck"]["test"][1]
+    broker = compose["x-agentcron"]["environment"]["AGENTCRON_BROKER_URL"]
+    assert broker == "redis://agentcron:${REDIS_PASSWORD:?set REDIS_PASSWORD}@redis:6379/0"
+
+
+def test_passwords_have_no_defaults(compose: dict[str, Any]) -> None:
+    text = COMPOSE.read_text()
+    for name in ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "FLOWER_BASIC_AUTH", "FLOWER_COOKIE_SECRET"):
+        uses = re.findall(r"\$\{" + name + r"(:[?-])?", text)
+        assert uses and all(op == ":?" for op in uses), name
+    assert compose["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith(
+        "${POSTGRES_PASSWORD:?")
 
 
 def test_the_image_is_built_from_ops_dockerfile(compose: dict[str, Any]) -> None:
@@ -43,7 +80,40 @@ def test_the_image_is_built_from_ops_dockerfile(compose: dict[str, Any]) -> None
         build = compose["services"][name]["build"]
         assert (ROOT / build["context"] / build["dockerfile"]).resolve() == ROOT / "ops/Dockerfile"
     dockerfile = (ROOT / "ops/Dockerfile").read_text()
-    assert "USER agentcron" in dockerfile and "pip install ." in dockerfile
+    assert "USER agentcron" in dockerfile
+    lock = dockerfile.index("pip install --require-hashes --no-deps -r ops/requirements.lock")
+    assert lock < dockerfile.index("pip install --no-deps .")  # the lock, then agentcron alone
+
+
+def _locked() -> dict[str, tuple[str, list[str]]]:
+    """``name -> (version, hashes)`` of ops/requirements.lock."""
+    entries: dict[str, tuple[str, list[str]]] = {}
+    current = ""
+    for line in (ROOT / "ops/requirements.lock").read_text().splitlines():
+        pin = re.match(r"^([A-Za-z0-9._-]+)==([^ ;\\]+)", line)
+        if pin:
+            current = canonicalize_name(pin.group(1))
+            entries[current] = (pin.group(2), [])
+        elif "--hash=sha256:" in line and current:
+            entries[current][1].append(line.split("--hash=sha256:")[1].strip(" \\"))
+    return entries
+
+
+def test_runtime_dependencies_are_bounded_and_locked_with_hashes() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    locked = _locked()
+    assert locked and all(len(h) >= 1 and all(len(x) == 64 for x in h) for _, h in locked.values())
+    for text in project["dependencies"]:
+        requirement = Requirement(text)
+        assert any(s.operator in ("<", "<=", "~=", "==") for s in requirement.specifier), (
+            f"{text}: no upper bound")
+        name = canonicalize_name(requirement.name)
+        assert name in locked, (f"{name} is not in ops/requirements.lock; regenerate it: uv pip compile "
+                                "pyproject.toml --generate-hashes --universal --python-version 3.11 "
+                                "-o ops/requirements.lock")  # fmt: skip
+        assert requirement.specifier.contains(locked[name][0], prereleases=True), (name, locked[name])
+        for extra in requirement.extras:  # celery[redis] -> redis, psycopg[binary] -> psycopg-binary
+            assert {"redis": "redis", "binary": "psycopg-binary"}[extra] in locked
 
 
 def test_migration_runs_once_before_everything(compose: dict[str, Any]) -> None:
