@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -85,6 +86,10 @@ def test_up_embedded_runs_both_kinds_and_stops_cleanly(tmp_path: Path) -> None:
     _check_output(text)
     assert "embedded (SQLite broker, ledger and leases)" in text
     assert (tmp_path / "data" / "broker.sqlite").exists()
+    data = tmp_path / "data"  # the embedded data dir is its owner's only
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    for name in ("ledger.sqlite", "broker.sqlite"):
+        assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
 
 
 def test_up_with_redis_and_postgres(
