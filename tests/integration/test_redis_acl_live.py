@@ -140,6 +140,28 @@ def run(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.Completed
     return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=90)
 
 
+def refuses_everything_else(port: int) -> None:
+    """No login without the password, no admin command, no other key or channel; the compose
+    healthcheck passes with the password only."""
+    import redis
+
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(port=port).ping()  # the default user is off
+    app_user = redis.Redis(port=port, username="agentcron", password=PASSWORD)
+    for command in (("KEYS", "*"), ("FLUSHALL",), ("CONFIG", "SET", "maxmemory", "1"),
+                    ("SET", "other:key", "1"), ("PUBLISH", "other", "x"), ("CLIENT", "LIST"),
+                    ("FUNCTION", "FLUSH"), ("SCRIPT", "FLUSH"), ("MONITOR",)):  # fmt: skip
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            app_user.execute_command(*command)
+    health = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["redis"]
+    probe = interpolate(health["healthcheck"]["test"][1], {})
+    probe = probe.replace("redis-cli", f"redis-cli -p {port}")  # the compose healthcheck
+    env_probe = {**os.environ, "REDIS_PASSWORD": PASSWORD}
+    assert subprocess.run(["sh", "-c", probe], env=env_probe, timeout=30).returncode == 0
+    assert subprocess.run(["sh", "-c", probe], env={**env_probe, "REDIS_PASSWORD": "wrong"},
+                          timeout=30, capture_output=True).returncode != 0  # fmt: skip
+
+
 def test_least_privilege_user_runs_everything(tmp_path: Path, postgres_url: str) -> None:
     import redis
 
@@ -150,14 +172,7 @@ def test_least_privilege_user_runs_everything(tmp_path: Path, postgres_url: str)
         conn.execute(sqlalchemy.text("DELETE FROM runs WHERE job LIKE 'acl_%'"))
     with ExitStack() as stack:
         port = stack.enter_context(compose_redis(tmp_path))
-        with pytest.raises(redis.AuthenticationError):
-            redis.Redis(port=port).ping()  # the default user is off
-        app_user = redis.Redis(port=port, username="agentcron", password=PASSWORD)
-        for command in (("KEYS", "*"), ("FLUSHALL",), ("CONFIG", "SET", "maxmemory", "1"),
-                        ("SET", "other:key", "1"), ("PUBLISH", "other", "x"), ("CLIENT", "LIST"),
-                        ("FUNCTION", "FLUSH"), ("SCRIPT", "FLUSH"), ("MONITOR",)):  # fmt: skip
-            with pytest.raises(redis.exceptions.NoPermissionError):
-                app_user.execute_command(*command)
+        refuses_everything_else(port)
         redis.Redis(port=port, username="admin", password=ADMIN).acl_log_reset()
         env = {**os.environ, "PYTHONPATH": f"{tmp_path}:{ROOT}",
                "AGENTCRON_BROKER_URL": f"redis://agentcron:{PASSWORD}@127.0.0.1:{port}/0",
