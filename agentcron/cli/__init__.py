@@ -19,6 +19,7 @@ from agentcron.cli.status import status_command
 from agentcron.cli.timing import next_command, validate_command
 from agentcron.cli.trigger import trigger_command
 from agentcron.cli.up import up_command
+from agentcron.cli.web import web_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -39,3 +40,4 @@ main.add_command(check_command)
 main.add_command(status_command)
 main.add_command(backfill_command)
 main.add_command(jobs_command)
+main.add_command(web_command)
