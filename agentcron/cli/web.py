@@ -23,8 +23,10 @@ def console_token(configured: str) -> str:
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535))
 def web_command(host: str, port: int) -> None:
     """Serve the operator console: jobs, windows, runs, fleet; pause, resume, trigger, backfill."""
+    from agentcron.cli.up import quiet_third_parties
     from agentcron.console import ConsoleServer, create_app
 
+    quiet_third_parties()
     runtime = load_runtime()
     token = console_token(runtime.settings.web_token)
     readonly = runtime.settings.web_readonly

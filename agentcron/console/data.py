@@ -65,10 +65,10 @@ def short_result(value: Any, limit: int = 120) -> str:
     if value is None:
         return ""
     if isinstance(value, dict):
-        for key in ("summary", "title", "message", "result"):
-            if isinstance(value.get(key), str):
-                value = value[key]
-                break
+        said = [value[k] for k in ("summary", "title", "message", "result")
+                if isinstance(value.get(k), str)]  # fmt: skip
+        value = said[0] if said else {k: v for k, v in value.items()
+                                      if k not in ("window", "window_key")}  # fmt: skip
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

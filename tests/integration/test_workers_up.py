@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy
 
 from agentcron.ledger.store import Ledger
-from tests.services import wait_for
+from tests.services import free_port, wait_for
 
 pytestmark = pytest.mark.integration
 AGENTCRON = str(Path(sys.executable).with_name("agentcron"))
@@ -52,8 +52,9 @@ def _run_up(
     (tmp_path / "beat_schedule.py").write_text(textwrap.dedent(SCHEDULE))
     out = tmp_path / "up.out"
     with out.open("wb") as sink:
-        proc = subprocess.Popen([AGENTCRON, "up", "--data-dir", "data"], cwd=tmp_path, env=env,
-                                stdout=sink, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([AGENTCRON, "up", "--data-dir", "data", "--web-port",
+                                 str(free_port())], cwd=tmp_path, env=env, stdout=sink,
+                                stderr=subprocess.STDOUT)  # fmt: skip
     ledger = Ledger(database_url)
     try:
         wait_for(lambda: _succeeded(ledger, "sync_tick") >= 2
@@ -75,8 +76,13 @@ def _clean_env() -> dict[str, str]:
 def _check_output(text: str) -> None:
     assert "next  sync_tick" in text and "next  async_tick" in text
     assert "succeeded" in text
-    assert "worker-async: runs=" in text and "worker-sync: runs=" in text
+    assert "async worker (event loop) (1 process): runs=" in text
+    assert "sync worker (prefork) (" in text and "processes): runs=" in text
     assert "ledger: " in text and "failed" not in text
+    assert "console: http://127.0.0.1:" in text and "/?token=" in text
+    assert "run a job now: agentcron trigger sync_tick" in text
+    assert "-> sync sync_tick@" in text  # the run line says what the agent produced
+    assert "alembic" not in text and "Deprecat" not in text  # no third-party noise
 
 
 def test_up_embedded_runs_both_kinds_and_stops_cleanly(tmp_path: Path) -> None:
