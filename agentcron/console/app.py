@@ -21,7 +21,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from agentcron.console.auth import COOKIE, Session, Sessions
-from agentcron.console.data import ConsoleData, short_result
+from agentcron.console.data import ConsoleData, duration, short_result
 from agentcron.console.operations import Operations
 from agentcron.runtime import Runtime
 
@@ -161,6 +161,7 @@ def create_app(runtime: Runtime, token: str, *, readonly: bool = False) -> Starl
     templates = Environment(loader=FileSystemLoader(HERE / "templates"),
                             autoescape=select_autoescape(["html"]))  # fmt: skip
     templates.globals["short"] = short_result
+    templates.filters["duration"] = duration
     data = ConsoleData(runtime)
     console = Console(data, Operations(data), Sessions(token), templates, readonly)
     routes = [*jobs.ROUTES, *job.ROUTES, *run.ROUTES, *fleet.ROUTES,

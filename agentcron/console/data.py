@@ -74,6 +74,20 @@ def short_result(value: Any, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def duration(seconds: float) -> str:
+    """``0.41s``, ``2m 05s``, ``19h 35m`` or ``3d 4h``."""
+    if abs(seconds) < 120:
+        return f"{seconds:.2f}s"
+    whole = int(seconds)
+    sign, whole = ("-" if whole < 0 else ""), abs(whole)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{sign}{days}d {hours}h"
+    return f"{sign}{hours}h {minutes:02d}m" if hours else f"{sign}{minutes}m {secs:02d}s"
+
+
 def start_lag(record: RunRecord) -> float | None:
     """Seconds between the slot and the start of the run."""
     if record.started_at is None:
@@ -144,9 +158,10 @@ class ConsoleData:
             if 0 <= index < count:
                 state = record.state.value
                 counts[index][state] = counts[index].get(state, 0) + 1
-        label = "%m-%d %H:00" if by == "hour" else "%a %m-%d"
+        label, title = ("%H", "%Y-%m-%d %H:00Z") if by == "hour" else ("%d", "%a %Y-%m-%d")
         return [{"label": (start + step * i).strftime(label), "counts": counts[i],
-                 "total": sum(counts[i].values())} for i in range(count)]  # fmt: skip
+                 "title": (start + step * i).strftime(title), "total": sum(counts[i].values())}
+                for i in range(count)]  # fmt: skip
 
     def runs(self, name: str, limit: int = 50) -> list[RunRecord]:
         """A job's runs, newest window first."""
