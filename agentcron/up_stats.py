@@ -44,9 +44,9 @@ def combine(lines: Iterable[dict[str, float]]) -> tuple[int, dict[str, float]]:
 
 
 def describe(label: str, processes: int, totals: dict[str, float]) -> str:
-    """``label (N processes): runs=… successes=… … mean=…s p95=…s`` (zero extras left out)."""
+    """``label, N processes: runs=… successes=… … mean=…s p95=…s`` (zero extras left out)."""
     always = ("runs", "successes", "failures", "retries", "duplicates")
     parts = [f"{name}={totals[name]:.0f}" for name in SHOWN
              if name in always or totals[name]]  # fmt: skip
     parts.append(f"mean={totals['mean_duration']:.2f}s p95={totals['p95_duration']:.2f}s")
-    return f"{label} ({processes} process{'es' if processes != 1 else ''}): {' '.join(parts)}"
+    return f"{label}, {processes} process{'es' if processes != 1 else ''}: {' '.join(parts)}"

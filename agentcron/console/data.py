@@ -60,16 +60,27 @@ def local_time(when: datetime | None, tz: str) -> str | None:
     return when.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M %Z")
 
 
+def _brief(value: Any) -> str:
+    if isinstance(value, list):
+        return f"[{len(value)} item{'s' if len(value) != 1 else ''}]"
+    if isinstance(value, dict):
+        return "{…}"
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
 def short_result(value: Any, limit: int = 120) -> str:
-    """A result as one line of at most ``limit`` characters."""
+    """A result as one line of at most ``limit`` characters: its ``summary`` (or ``title``,
+    ``message``, ``result``) when it has one, else ``key=value`` pairs, else its JSON."""
     if value is None:
         return ""
     if isinstance(value, dict):
         said = [value[k] for k in ("summary", "title", "message", "result")
                 if isinstance(value.get(k), str)]  # fmt: skip
-        value = said[0] if said else {k: v for k, v in value.items()
-                                      if k not in ("window", "window_key")}  # fmt: skip
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+        text = said[0] if said else " ".join(
+            f"{k}={_brief(v)}" for k, v in value.items() if k not in ("window", "window_key"))
+    else:
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

@@ -76,8 +76,8 @@ def _clean_env() -> dict[str, str]:
 def _check_output(text: str) -> None:
     assert "next  sync_tick" in text and "next  async_tick" in text
     assert "succeeded" in text
-    assert "async worker (event loop) (1 process): runs=" in text
-    assert "sync worker (prefork) (" in text and "processes): runs=" in text
+    assert "async worker (event loop), 1 process: runs=" in text
+    assert "sync worker (prefork), " in text and "processes: runs=" in text
     assert "ledger: " in text and "failed" not in text
     assert "console: http://127.0.0.1:" in text and "/?token=" in text
     assert "run a job now: agentcron trigger sync_tick" in text
