@@ -38,6 +38,7 @@ class Catalogue:
         self._revision: int | None = None
         self._entries: dict[str, JobEntry] = {}
         self._next: dict[str, datetime | None] = {}
+        self._orders: dict[str, list[JobEntry]] = {}
         self._lock = threading.Lock()
 
     def entries(self) -> dict[str, JobEntry]:
@@ -55,7 +56,24 @@ class Catalogue:
                     paused = not spec.job.enabled or (row is not None and not row.enabled)
                     entries[spec.name] = JobEntry(spec, paused)
                 self._entries, self._revision, self._next = entries, revision, {}
+                self._orders = {}
             return self._entries
+
+    def ordered(self, sort: str) -> list[JobEntry]:
+        """Every job sorted by name, queue or paused-first (cached until the next reload)."""
+        entries = self.entries()
+        with self._lock:
+            found = self._orders.get(sort)
+            if found is None:
+                keys = {"queue": lambda e: (e.spec.queue, e.name),
+                        "paused": lambda e: (not e.paused, e.name)}  # fmt: skip
+                found = sorted(entries.values(), key=keys.get(sort, lambda e: e.name))
+                self._orders[sort] = found
+            return found
+
+    def queues(self) -> list[str]:
+        """The queues the jobs use."""
+        return sorted({e.spec.queue for e in self.ordered("queue")})
 
     def get(self, name: str) -> JobEntry | None:
         """One job, or None."""

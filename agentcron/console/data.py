@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from agentcron.console.catalogue import Catalogue, JobEntry
 from agentcron.ledger.records import RunRecord
-from agentcron.ledger.views import LedgerViews
+from agentcron.ledger.views import LedgerViews, WindowCell
 from agentcron.runtime import Runtime
 from agentcron.schedules import format_instant
 
@@ -36,7 +36,7 @@ class JobRow:
     next_utc: str | None
     next_local: str | None
     last_success: str | None
-    strip: list[RunRecord] = field(default_factory=list)
+    strip: list[WindowCell] = field(default_factory=list)
 
 
 @dataclass
@@ -117,12 +117,16 @@ class ConsoleData:
     def jobs_page(self, page: int, sort: str, query: str, queue: str) -> JobsPage:
         """One page of the Jobs list, filtered by name substring and queue, then sorted."""
         now = self.runtime.clock.now()
-        entries = list(self.catalogue.entries().values())
-        queues = sorted({e.spec.queue for e in entries})
+        entries = self.catalogue.ordered("name" if sort == "next" else sort)
+        queues = self.catalogue.queues()
         needle = query.lower()
-        chosen = [e for e in entries if (not needle or needle in e.name.lower())
-                  and (not queue or e.spec.queue == queue)]  # fmt: skip
-        chosen.sort(key=self._sort_key(sort, now))
+        chosen = entries
+        if needle or queue:
+            chosen = [e for e in entries if (not needle or needle in e.name.lower())
+                      and (not queue or e.spec.queue == queue)]  # fmt: skip
+        if sort == "next":
+            far = now + timedelta(days=366 * 1000)
+            chosen = sorted(chosen, key=lambda e: self.catalogue.next_fire(e, now) or far)
         pages = max(1, -(-len(chosen) // PAGE_SIZE))
         page = min(max(page, 1), pages)
         shown = chosen[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
@@ -141,16 +145,6 @@ class ConsoleData:
                 list(reversed(strips.get(entry.name, []))),
             ))  # fmt: skip
         return JobsPage(rows, len(chosen), page, pages, sort, query, queue, queues)
-
-    def _sort_key(self, sort: str, now: datetime) -> Any:
-        far = now + timedelta(days=366 * 1000)
-        if sort == "next":
-            return lambda e: (self.catalogue.next_fire(e, now) or far, e.name)
-        if sort == "queue":
-            return lambda e: (e.spec.queue, e.name)
-        if sort == "paused":
-            return lambda e: (not e.paused, e.name)
-        return lambda e: e.name
 
     def job(self, name: str) -> JobEntry | None:
         """A job by name, or None."""

@@ -25,6 +25,16 @@ _CHUNK = 500
 
 
 @dataclass(frozen=True)
+class WindowCell:
+    """A window as a strip of recent outcomes shows it."""
+
+    job: str
+    window_key: str
+    window_start: datetime
+    state: RunState
+
+
+@dataclass(frozen=True)
 class RunLog:
     """The lines one attempt of a run logged through ``ctx.log``."""
 
@@ -46,19 +56,20 @@ class LedgerViews:
         self.engine = ledger.engine
         self.clock = clock
 
-    def recent_windows(self, jobs: Sequence[str], per_job: int = 30) -> dict[str, list[RunRecord]]:
+    def recent_windows(self, jobs: Sequence[str], per_job: int = 30) -> dict[str, list[WindowCell]]:
         """The newest ``per_job`` windows of each of ``jobs``, newest first (one query per 500)."""
-        out: dict[str, list[RunRecord]] = {job: [] for job in jobs}
+        out: dict[str, list[WindowCell]] = {job: [] for job in jobs}
         for chunk in _chunks(jobs):
             rank = func.row_number().over(partition_by=RUNS.c.job,
                                           order_by=RUNS.c.window_start.desc()).label("rank")
-            inner = select(RUNS, rank).where(RUNS.c.job.in_(chunk)).subquery()
-            query = (select(inner).where(inner.c.rank <= per_job)
+            inner = (select(RUNS.c.job, RUNS.c.window_key, RUNS.c.window_start, RUNS.c.state, rank)
+                     .where(RUNS.c.job.in_(chunk)).subquery())  # fmt: skip
+            query = (select(inner.c.job, inner.c.window_key, inner.c.window_start, inner.c.state)
+                     .where(inner.c.rank <= per_job)
                      .order_by(inner.c.job, inner.c.window_start.desc()))  # fmt: skip
             with begin_read(self.engine) as conn:
-                for row in conn.execute(query):
-                    record = record_from(row._mapping)
-                    out[record.job].append(record)
+                for job, key, start, state in conn.execute(query):
+                    out[job].append(WindowCell(job, key, start, RunState(state)))
         return out
 
     def last_successes(self, jobs: Sequence[str]) -> dict[str, datetime]:
