@@ -23,11 +23,18 @@ def console_token(configured: str) -> str:
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535))
 def web_command(host: str, port: int) -> None:
     """Serve the operator console: jobs, windows, runs, fleet; pause, resume, trigger, backfill."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from agentcron.cli.up import quiet_third_parties
     from agentcron.console import ConsoleServer, create_app
 
     quiet_third_parties()
-    runtime = load_runtime()
+    try:
+        runtime = load_runtime()
+    except SQLAlchemyError as exc:
+        click.echo(f"error: the ledger does not answer ({type(exc).__name__}); is the database "
+                   "up, and has `agentcron db upgrade` run?", err=True)  # fmt: skip
+        raise SystemExit(1) from None
     token = console_token(runtime.settings.web_token)
     readonly = runtime.settings.web_readonly
     server = ConsoleServer(create_app(runtime, token, readonly=readonly), host, port)
@@ -37,5 +44,10 @@ def web_command(host: str, port: int) -> None:
                    "operate your jobs; put it behind TLS", err=True)  # fmt: skip
     try:
         server.run()
+    except SystemExit:  # uvicorn exits when it cannot bind
+        pass
     finally:
         runtime.close()
+    if not server.server.started:
+        click.echo(f"error: cannot listen on {host}:{port} (in use?); try --port", err=True)
+        raise SystemExit(1)

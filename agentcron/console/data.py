@@ -172,6 +172,10 @@ class ConsoleData:
         """A job's runs, newest window first."""
         return self.runtime.ledger.list_runs(job=name, limit=limit)
 
+    def reports(self, name: str, limit: int = 10) -> list[dict[str, Any]]:
+        """A job's newest reports (title, window, when)."""
+        return self.runtime.ledger.list_reports(job=name, limit=limit)
+
     def run(self, key: str) -> dict[str, Any] | None:
         """A run with its log lines and reports, or None."""
         record = self.runtime.ledger.get_by_key(key)
