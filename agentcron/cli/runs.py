@@ -81,7 +81,7 @@ def _unreadable(exc: SQLAlchemyError) -> SystemExit:
 @click.pass_context
 def runs_command(ctx: click.Context, job: str | None, state: str | None, limit: int,
                  as_json: bool) -> None:  # fmt: skip
-    """List runs from the ledger, newest window first (``runs show KEY``: one run in full)."""
+    """List runs from the ledger, newest window first; `runs show KEY` shows one in full."""
     if ctx.invoked_subcommand is not None:
         return
     ledger = _open_ledger()

@@ -186,7 +186,8 @@ def test_console_in_a_real_browser(browser: Any, console: str) -> None:
     assert "read 42 tickets" in browser.page_source
     browser.get(console + "/fleet")
     wait_for(lambda: "agentcron.sync" in browser.page_source and "sync@" in browser.page_source
-             and "async@" in browser.page_source, timeout=30, interval=0.5,
+             and "async@" in browser.page_source and "— leader" in browser.page_source,
+             timeout=30, interval=0.5,
              what="both workers' heartbeats on the fleet page")  # fmt: skip
     browser.save_screenshot(str(DOCS / "console-fleet.png"))
     browser.get(console + "/jobs/ticket_digest")

@@ -81,6 +81,7 @@ def _check_output(text: str) -> None:
     assert "ledger: " in text and "failed" not in text
     assert "console: http://127.0.0.1:" in text and "/?token=" in text
     assert "run a job now: agentcron trigger sync_tick" in text
+    assert "first run of 2 job(s) that never ran: sync_tick, async_tick" in text
     assert "-> sync sync_tick@" in text  # the run line says what the agent produced
     assert "alembic" not in text and "Deprecat" not in text  # no third-party noise
 
