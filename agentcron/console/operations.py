@@ -84,8 +84,8 @@ class Operations:
         missed = self.data.views.missed_since(now - timedelta(hours=24))
         leader: str | None = holder.owner if holder is not None else next(
             (str(b["ident"]) for b in beats if b["leader"]), None)
-        for beat in beats:  # the lease is the authority; a heartbeat's flag can lag behind it
-            beat["leader"] = beat["ident"] == leader
+        for shown in beats:  # the lease is the authority; a heartbeat's flag can lag behind it
+            shown["leader"] = shown["ident"] == leader
         return Fleet(leader, beats, workers, depths, missed)
 
     def pause(self, entry: JobEntry, paused: bool) -> str:
