@@ -27,6 +27,7 @@ from agentcron.cli.web import web_command
 def main() -> None:
     """Run AI-agent jobs on a clock, exactly one success per schedule window."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # no migration chatter on a terminal
 
 
 main.add_command(next_command)

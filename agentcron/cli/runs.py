@@ -100,6 +100,8 @@ def runs_command(ctx: click.Context, job: str | None, state: str | None, limit: 
 def render_run(record: RunRecord, logs: list[RunLog]) -> str:
     """One run in full: its fields, then the lines each attempt logged through ``ctx.log``."""
     data = run_to_dict(record)
+    if record.duration is not None:
+        data["duration"] = f"{record.duration:.3f}s"
     width = max(len(k) for k in data)
     lines = [f"{key:<{width}}  {'' if value is None else json.dumps(value) if key == 'result' else value}"
              for key, value in data.items() if key != "token"]  # fmt: skip
