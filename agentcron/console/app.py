@@ -163,7 +163,7 @@ def create_app(runtime: Runtime, token: str, *, readonly: bool = False) -> Starl
     templates.globals["short"] = short_result
     templates.filters["duration"] = duration
     data = ConsoleData(runtime)
-    console = Console(data, Operations(data), Sessions(token), templates, readonly)
+    console = Console(data, Operations(data), Sessions(token, runtime.clock), templates, readonly)
     routes = [*jobs.ROUTES, *job.ROUTES, *run.ROUTES, *fleet.ROUTES,
               Route("/login", _login_page, methods=["GET"]),
               Mount("/static", StaticFiles(directory=HERE / "static"), name="static")]  # fmt: skip

@@ -174,3 +174,13 @@ def test_bad_forms_are_refused(runtime: Runtime) -> None:
                       headers={"content-type": "application/x-www-form-urlencoded"})
     assert big.status_code == 413
     assert client.get("/jobs/daily_digest/pause").status_code == 405
+
+
+def test_a_session_ends_after_twelve_idle_hours(runtime: Runtime, clock: FrozenClock) -> None:
+    client = logged_in(runtime)
+    assert client.get("/").status_code == 200
+    clock.advance(11 * 3600)
+    assert client.get("/").status_code == 200  # in use: still open
+    clock.advance(12 * 3600 + 1)
+    expired = client.get("/")
+    assert expired.status_code == 401 and "daily_digest" not in expired.text
