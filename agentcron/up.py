@@ -30,6 +30,7 @@ from agentcron.settings import Settings, redact_url
 from agentcron.up_stats import combine, describe, parse_stats
 
 Echo = Callable[[str], None]
+FIRST_RUN_WAIT = 60.0  # seconds to wait for the workers before sending the first runs anyway
 WORKER_KINDS = {"worker-sync": "sync worker (prefork)", "worker-async": "async worker (event loop)"}
 
 
@@ -148,12 +149,15 @@ class Supervisor:
         console_url = self._start_console()
         self._banner(specs, console_url)
         self._start_children()
-        if self.first_run:
-            self._first_windows(specs, ledger)
+        first_pending, since = self.first_run, self.clock.monotonic()
         watcher = RunWatcher(ledger)
         status = 0
         try:
             while not self.stop_requested.wait(self.refresh):
+                if first_pending and (self._workers_ready()
+                                      or self.clock.monotonic() - since > FIRST_RUN_WAIT):
+                    first_pending = False
+                    self._first_windows(specs, ledger)
                 for line in watcher.changes():
                     self.echo(line)
                 dead = [name for name, proc in self._procs.items() if proc.poll() is not None]
@@ -205,9 +209,23 @@ class Supervisor:
         self._console = server
         return login_url("127.0.0.1", self.web_port, token)
 
+    def _workers_ready(self) -> bool:
+        """Whether a live worker consumes each of the two default queues (heartbeats)."""
+        from agentcron.heartbeats import WORKER, open_heartbeats
+        from agentcron.jobs import ASYNC_QUEUE, SYNC_QUEUE
+
+        try:
+            alive = open_heartbeats(self.settings, self.clock).alive(WORKER)
+        except Exception:
+            return False
+        consumed = {queue for beat in alive for queue in beat.queues}
+        return {SYNC_QUEUE, ASYNC_QUEUE} <= consumed
+
     def _first_windows(self, specs: Sequence[JobSpec], ledger: Ledger) -> None:
         """Run the current window of every enabled job that has never run, so a first start
-        shows each job working within a minute (deduped like ``agentcron trigger``)."""
+        shows each job working within a minute (deduped like ``agentcron trigger``). Sent once
+        the workers are up: the embedded broker delivers a message queued before its consumer
+        started twice (the guard drops the second, but the statistics would count it)."""
         from celery import Celery
 
         from agentcron.beat.factory import open_publisher
