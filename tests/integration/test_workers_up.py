@@ -35,6 +35,7 @@ from agentcron import Job
 JOBS = [
     Job("sync_tick", agent="up_agents:tick", schedule="*/2s"),
     Job("async_tick", agent="up_agents:atick", schedule="*/2s"),
+    Job("daily_tick", agent="up_agents:tick", schedule="0 6 * * *"),
 ]
 """
 
@@ -59,8 +60,9 @@ def _run_up(
     ledger = Ledger(database_url)
     try:
         wait_for(lambda: _succeeded(ledger, "sync_tick") >= 2
-                 and _succeeded(ledger, "async_tick") >= 2, timeout=60, interval=0.5,
-                 what="two successful windows of each job")
+                 and _succeeded(ledger, "async_tick") >= 2 and _succeeded(ledger, "daily_tick"),
+                 timeout=90, interval=0.5,
+                 what="two successful windows of each ticking job, the daily job's first run")
         proc.send_signal(stop)
         assert proc.wait(60) == 0, out.read_text()
     finally:
@@ -82,7 +84,7 @@ def _check_output(text: str) -> None:
     assert "ledger: " in text and "failed" not in text
     assert "console: http://127.0.0.1:" in text and "/?token=" in text
     assert "run a job now: agentcron trigger sync_tick" in text
-    assert "first run of 2 job(s) that never ran: sync_tick, async_tick" in text
+    assert "first run of 1 job(s) that never ran: daily_tick" in text  # the ticks ran already
     assert "-> sync sync_tick@" in text  # the run line says what the agent produced
     assert "alembic" not in text and "Deprecat" not in text  # no third-party noise
 
