@@ -184,3 +184,15 @@ def test_a_session_ends_after_twelve_idle_hours(runtime: Runtime, clock: FrozenC
     clock.advance(12 * 3600 + 1)
     expired = client.get("/")
     assert expired.status_code == 401 and "daily_digest" not in expired.text
+
+
+def test_trigger_with_the_broker_down_is_a_clear_503(tmp_path: Path, clock: FrozenClock) -> None:
+    (tmp_path / "beat_schedule.py").write_text(SCHEDULE)
+    (tmp_path / "console_agents.py").write_text(AGENTS)
+    settings = Settings(data_dir=tmp_path / "data", schedule_path=tmp_path / "beat_schedule.py",
+                        broker_url="redis://127.0.0.1:1/0", lease_backend="sql")  # fmt: skip
+    client = logged_in(Runtime(settings, clock))
+    token = csrf_of(client.get("/jobs/daily_digest").text)
+    response = client.post("/jobs/daily_digest/trigger", data={"csrf": token})
+    assert response.status_code == 503 and "is the broker up?" in response.text
+    assert "Traceback" not in response.text

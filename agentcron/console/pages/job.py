@@ -24,6 +24,11 @@ async def _entry(console: Console, request: Request) -> JobEntry:
     return entry
 
 
+def _broker_down(exc: Exception) -> HTTPException:
+    return HTTPException(503, f"not sent now ({type(exc).__name__}): is the broker up? A window "
+                              "already recorded is sent by the watchdog once it answers")
+
+
 def _back(entry: JobEntry) -> Response:
     from urllib.parse import quote
 
@@ -73,7 +78,7 @@ async def trigger(request: Request) -> Response:
     try:
         said = await in_thread(console.ops.trigger, entry, force)
     except Exception as exc:  # the broker does not answer
-        raise HTTPException(503, f"not sent: {type(exc).__name__}; is the broker up?") from exc
+        raise _broker_down(exc) from exc
     console.flash(request, said)
     return _back(entry)
 
@@ -97,6 +102,8 @@ async def backfill(request: Request) -> Response:
         console.flash(request, await in_thread(console.ops.backfill, entry, start, end))
     except BackfillError as exc:
         raise HTTPException(400, str(exc)) from exc
+    except Exception as exc:  # the broker does not answer
+        raise _broker_down(exc) from exc
     return _back(entry)
 
 
