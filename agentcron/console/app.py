@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -145,6 +146,9 @@ class LoginGate(BaseHTTPMiddleware):
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     detail = exc.detail if isinstance(exc, HTTPException) else "internal error (see the server log)"
+    if isinstance(exc, SQLAlchemyError):
+        status, detail = 503, f"the ledger does not answer ({type(exc).__name__}); try again"
+        log.warning("console: the ledger does not answer (%s)", type(exc).__name__)
     if status == 500:
         log.error("console request %s %s failed", request.method, request.url.path, exc_info=exc)
     console = console_of(request)
@@ -168,7 +172,8 @@ def create_app(runtime: Runtime, token: str, *, readonly: bool = False) -> Starl
               Route("/login", _login_page, methods=["GET"]),
               Mount("/static", StaticFiles(directory=HERE / "static"), name="static")]  # fmt: skip
     app = Starlette(routes=routes, middleware=[Middleware(LoginGate)],
-                    exception_handlers={HTTPException: _http_error, Exception: _http_error})  # fmt: skip
+                    exception_handlers={HTTPException: _http_error, SQLAlchemyError: _http_error,
+                                        Exception: _http_error})  # fmt: skip
     app.state.console = console
     return app
 

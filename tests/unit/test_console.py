@@ -196,3 +196,12 @@ def test_trigger_with_the_broker_down_is_a_clear_503(tmp_path: Path, clock: Froz
     response = client.post("/jobs/daily_digest/trigger", data={"csrf": token})
     assert response.status_code == 503 and "is the broker up?" in response.text
     assert "Traceback" not in response.text
+
+
+def test_a_ledger_that_stops_answering_gives_a_503(runtime: Runtime) -> None:
+    client = logged_in(runtime)
+    runtime.ledger.engine.dispose()
+    (runtime.settings.data_dir / "ledger.sqlite").unlink()
+    (runtime.settings.data_dir / "ledger.sqlite").mkdir()  # a directory: SQLite cannot open it
+    response = client.get("/jobs/daily_digest")
+    assert response.status_code == 503 and "the ledger does not answer" in response.text
