@@ -9,6 +9,8 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
+from agentcron.runlog import RunLogAdapter
+
 
 class RunCancelled(Exception):
     """Raised by :meth:`RunContext.raise_if_cancelled` when the run was asked to stop."""
@@ -37,8 +39,9 @@ class RunContext:
 
     @cached_property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
-        """A logger that tags every record with the job, window and attempt (made on first use)."""
-        return logging.LoggerAdapter(
+        """A logger that tags every record with the job, window and attempt (made on first use);
+        its lines are also kept with the run in the ledger (:mod:`agentcron.runlog`)."""
+        return RunLogAdapter(
             logging.getLogger(f"agentcron.agent.{self.job}"),
             {"job": self.job, "window_key": self.window_key, "attempt": self.attempt},
         )

@@ -41,6 +41,7 @@ from agentcron.ledger.records import (
 )
 from agentcron.ledger.store import Ledger, ResultError
 from agentcron.messages import RunMessage
+from agentcron.runlog import captured_lines, keep_run_log
 from agentcron.secrets import resolve_config, scrub, scrub_value
 from agentcron.settings import Settings, read_environment
 from agentcron.stats import RunStats
@@ -234,6 +235,8 @@ class Guard:
                          error_type: str | None) -> Outcome:  # fmt: skip
             took = self.clock.monotonic() - started
             self.run_stats.observe(took)
+            if captured_lines(ctx):  # what the agent logged through ctx.log, kept with the run
+                await mode.io(keep_run_log, self.ledger, ctx, self.clock)
             return await self._finish(mode, spec, window, lease, ctx.attempt, state, result,
                                       error, error_type, took, started_at)  # fmt: skip
 

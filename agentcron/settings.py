@@ -64,6 +64,8 @@ class Settings:
     heartbeat_interval: float = 10.0
     heartbeat_ttl: float = 30.0
     log_level: str = "INFO"
+    web_token: str = ""  # the console's login token (generated at start when empty)
+    web_readonly: bool = False  # the console hides and refuses actions
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from agentcron.clock import SYSTEM_CLOCK, Clock
+from agentcron.console.data import short_result
 from agentcron.jobs import JobSpec, load_jobs
 from agentcron.ledger.engine import sqlite_path
 from agentcron.ledger.records import RunRecord
@@ -29,9 +30,11 @@ from agentcron.private_files import private_dir, private_file
 from agentcron.schedules import format_instant
 from agentcron.secrets import scrub
 from agentcron.settings import Settings, redact_url
+from agentcron.up_stats import combine, describe, parse_stats
 
 Echo = Callable[[str], None]
-STATS_MARK = "run statistics:"
+FIRST_RUN_WAIT = 60.0  # seconds to wait for the workers before sending the first runs anyway
+WORKER_KINDS = {"worker-sync": "sync worker (prefork)", "worker-async": "async worker (event loop)"}
 
 
 @dataclass(frozen=True)
@@ -59,12 +62,16 @@ def plan(settings: Settings, python: str = sys.executable) -> list[Child]:
 
 
 def describe_run(record: RunRecord) -> str:
-    """One line for a run: window, state, attempts, duration and error."""
+    """One line for a run: window, state, attempts, duration, and its error or what it produced
+    (its summary, title or result, on one line, truncated)."""
     parts = [f"{record.window_key:<48}", f"{record.state.value:<9}", f"attempt {record.attempt}"]
     if record.duration is not None:
         parts.append(f"{record.duration:.2f}s")
     if record.error_message:
-        parts.append(f"{record.error_type or 'error'}: {scrub(record.error_message) or ''}"[:90])
+        error = " ".join((scrub(record.error_message) or "").split())
+        parts.append(f"{record.error_type or 'error'}: {error[:80]}")
+    elif record.result is not None:
+        parts.append("-> " + short_result(record.result, 90))
     return "  ".join(parts)
 
 
@@ -115,9 +122,13 @@ class Supervisor:
 
     def __init__(
         self, settings: Settings, echo: Echo, clock: Clock = SYSTEM_CLOCK,
-        children: Sequence[Child] | None = None, refresh: float = 2.0,
+        children: Sequence[Child] | None = None, refresh: float = 2.0, *,
+        web_port: int = 0, first_run: bool = False,
     ) -> None:  # fmt: skip
         self.settings = settings
+        self.web_port = web_port
+        self.first_run = first_run
+        self._console: Any = None
         self.echo = echo
         self.clock = clock
         self.children = list(children if children is not None else plan(settings))
@@ -142,12 +153,18 @@ class Supervisor:
         ledger = Ledger.from_settings(self.settings, self.clock)
         ledger.upgrade()
         specs = load_jobs(self.settings.schedule_path, self.settings.config_max_bytes)
-        self._banner(specs)
+        console_url = self._start_console()
+        self._banner(specs, console_url)
         self._start_children()
+        first_pending, since = self.first_run, self.clock.monotonic()
         watcher = RunWatcher(ledger)
         status = 0
         try:
             while not self.stop_requested.wait(self.refresh):
+                if first_pending and (self._workers_ready()
+                                      or self.clock.monotonic() - since > FIRST_RUN_WAIT):
+                    first_pending = False
+                    self._first_windows(specs, ledger)
                 for line in watcher.changes():
                     self.echo(line)
                 dead = [name for name, proc in self._procs.items() if proc.poll() is not None]
@@ -156,6 +173,8 @@ class Supervisor:
                     status = 1
                     break
         finally:
+            if self._console is not None:
+                self._console.stop()
             self.shutdown()
             for line in watcher.changes():
                 self.echo(line)
@@ -163,14 +182,76 @@ class Supervisor:
             ledger.close()
         return status
 
-    def _banner(self, specs: Sequence[JobSpec]) -> None:
+    def _banner(self, specs: Sequence[JobSpec], console_url: str | None) -> None:
         mode = "embedded (SQLite broker, ledger and leases)" if self.settings.embedded else (
             f"broker {redact_url(self.settings.broker_url)}, "
             f"ledger {redact_url(self.settings.database_url)}")
         self.echo(f"agentcron up: {len(specs)} job(s) from {self.settings.schedule_path}; {mode}")
+        if console_url:
+            self.echo(f"console: {console_url}")
+        example = specs[0].name if specs else "JOB"
+        self.echo(f"run a job now: agentcron trigger {example}  (in another terminal"
+                  f"{', or its Trigger button in the console' if console_url else ''})")
         self.echo(f"logs in {self.log_dir}; Ctrl-C stops everything")
         for line in describe_next(specs, self.clock):
             self.echo(line)
+
+    def _start_console(self) -> str | None:
+        """Serve the console on 127.0.0.1:web_port (None when off or the port is taken)."""
+        if not self.web_port:
+            return None
+        from agentcron.console import ConsoleServer, create_app, new_token
+        from agentcron.console.server import login_url
+        from agentcron.runtime import Runtime
+
+        token = self.settings.web_token or new_token()
+        runtime = Runtime(self.settings, self.clock)
+        app = create_app(runtime, token, readonly=self.settings.web_readonly)
+        server = ConsoleServer(app, "127.0.0.1", self.web_port)
+        if not server.start():
+            self.echo(f"console not started: 127.0.0.1:{self.web_port} is in use "
+                      "(--web-port N picks another, 0 none)")  # fmt: skip
+            runtime.close()
+            return None
+        self._console = server
+        return login_url("127.0.0.1", self.web_port, token)
+
+    def _workers_ready(self) -> bool:
+        """Whether a live worker consumes each of the two default queues (heartbeats)."""
+        from agentcron.heartbeats import WORKER, open_heartbeats
+        from agentcron.jobs import ASYNC_QUEUE, SYNC_QUEUE
+
+        try:
+            alive = open_heartbeats(self.settings, self.clock).alive(WORKER)
+        except Exception:
+            return False
+        consumed = {queue for beat in alive for queue in beat.queues}
+        return {SYNC_QUEUE, ASYNC_QUEUE} <= consumed
+
+    def _first_windows(self, specs: Sequence[JobSpec], ledger: Ledger) -> None:
+        """Run the current window of every enabled job that has never run, so a first start
+        shows each job working within a minute (deduped like ``agentcron trigger``). Sent once
+        the workers are up: the embedded broker delivers a message queued before its consumer
+        started twice (the guard drops the second, but the statistics would count it)."""
+        from celery import Celery
+
+        from agentcron.beat.factory import open_publisher
+        from agentcron.cli.trigger import trigger
+
+        fresh = [s for s in specs if s.job.enabled and not ledger.list_runs(job=s.name, limit=1)]
+        if not fresh:
+            return
+        app = Celery("agentcron-up", broker=self.settings.broker_url)
+        app.conf.update(task_serializer="json", accept_content=["json"])
+        try:
+            publisher = open_publisher(app, self.settings)
+            for spec in fresh:
+                trigger(spec, ledger, publisher, self.clock, force=False)
+        except Exception as exc:  # the broker does not answer: the beat's schedule still runs
+            self.echo(f"first runs not sent ({type(exc).__name__})")
+            return
+        self.echo(f"first run of {len(fresh)} job(s) that never ran: "
+                  f"{', '.join(s.name for s in fresh)}")
 
     def _start_children(self) -> None:
         env = {**os.environ, **self.settings.environment()}
@@ -204,14 +285,18 @@ class Supervisor:
     def _summary(self, ledger: Ledger) -> None:
         for child in self.children:
             path = self.log_dir / f"{child.name}.log"
-            if not path.exists():
+            if child.name not in WORKER_KINDS or not path.exists():
                 continue
             with path.open("rb") as log:
                 log.seek(self._log_start.get(child.name, 0))
                 text = log.read().decode(errors="replace")
-            for line in text.splitlines():
-                if STATS_MARK in line:
-                    self.echo(f"{child.name}: {line.split(STATS_MARK, 1)[1].strip()}")
-        counts = ledger.count_by_state()
+            found = [stats for line in text.splitlines() if (stats := parse_stats(line))]
+            if found:
+                self.echo(describe(WORKER_KINDS[child.name], *combine(found)))
+        try:
+            counts = ledger.count_by_state()
+        except Exception as exc:  # the ledger is gone: say so, do not trace
+            self.echo(f"ledger: unreadable ({type(exc).__name__})")
+            return
         summary = ", ".join(f"{state}={n}" for state, n in sorted(counts.items())) or "no runs"
-        self.echo(f"ledger: {summary}")
+        self.echo(f"ledger: {sum(counts.values())} window(s): {summary}")

@@ -19,6 +19,7 @@ from agentcron.cli.status import status_command
 from agentcron.cli.timing import next_command, validate_command
 from agentcron.cli.trigger import trigger_command
 from agentcron.cli.up import up_command
+from agentcron.cli.web import web_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,6 +27,7 @@ from agentcron.cli.up import up_command
 def main() -> None:
     """Run AI-agent jobs on a clock, exactly one success per schedule window."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # no migration chatter on a terminal
 
 
 main.add_command(next_command)
@@ -39,3 +41,4 @@ main.add_command(check_command)
 main.add_command(status_command)
 main.add_command(backfill_command)
 main.add_command(jobs_command)
+main.add_command(web_command)

@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from agentcron.errors import ConfigError
 from agentcron.ledger import Ledger
 from agentcron.ledger.records import RunRecord, RunState
+from agentcron.ledger.views import LedgerViews, RunLog
 from agentcron.secrets import redact, scrub
 from agentcron.settings import Settings
 
@@ -58,28 +59,82 @@ def _check_state(_ctx: click.Context, _param: click.Parameter, value: str | None
     return value
 
 
-@click.command("runs")
-@click.option("--job", default=None, help="Only this job's runs.")
-@click.option("--state", default=None, callback=_check_state, help="Only runs in this state.")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of runs.")
-def runs_command(job: str | None, state: str | None, limit: int, as_json: bool) -> None:
-    """List runs from the ledger, newest window first."""
+def _open_ledger() -> Ledger:
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from exc
-    ledger = Ledger.from_settings(settings)
+    return Ledger.from_settings(settings)
+
+
+def _unreadable(exc: SQLAlchemyError) -> SystemExit:
+    click.echo(f"error: cannot read runs ({type(exc).__name__}); "
+               "has `agentcron db upgrade` run?", err=True)  # fmt: skip
+    return SystemExit(1)
+
+
+@click.group("runs", invoke_without_command=True)
+@click.option("--job", default=None, help="Only this job's runs.")
+@click.option("--state", default=None, callback=_check_state, help="Only runs in this state.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of runs.")
+@click.pass_context
+def runs_command(ctx: click.Context, job: str | None, state: str | None, limit: int,
+                 as_json: bool) -> None:  # fmt: skip
+    """List runs from the ledger, newest window first; `runs show KEY` shows one in full."""
+    if ctx.invoked_subcommand is not None:
+        return
+    ledger = _open_ledger()
     try:
         records = ledger.list_runs(job=job, state=state, limit=limit)
     except SQLAlchemyError as exc:
-        click.echo(f"error: cannot read runs ({type(exc).__name__}); "
-                   "has `agentcron db upgrade` run?", err=True)  # fmt: skip
-        raise SystemExit(1) from exc
+        raise _unreadable(exc) from exc
     finally:
         ledger.close()
     if as_json:
         click.echo(json.dumps([run_to_dict(r) for r in records], indent=2))
     else:
         click.echo(render_table(records))
+
+
+def render_run(record: RunRecord, logs: list[RunLog]) -> str:
+    """One run in full: its fields, then the lines each attempt logged through ``ctx.log``."""
+    data = run_to_dict(record)
+    if record.duration is not None:
+        data["duration"] = f"{record.duration:.3f}s"
+    width = max(len(k) for k in data)
+    lines = [f"{key:<{width}}  {'' if value is None else json.dumps(value) if key == 'result' else value}"
+             for key, value in data.items() if key != "token"]  # fmt: skip
+    if not logs:
+        lines.append("log: (nothing logged through ctx.log)")
+    for entry in logs:
+        lines.append(f"log of attempt {entry.attempt}:")
+        lines.extend(f"  {line}" for line in entry.lines)
+    return "\n".join(lines)
+
+
+@runs_command.command("show")
+@click.argument("window_key")
+@click.option("--json", "as_json", is_flag=True, help="Print the run and its log lines as JSON.")
+def show_command(window_key: str, as_json: bool) -> None:
+    """Show the run of WINDOW_KEY (job@YYYY-MM-DDTHH:MM:SSZ) with the lines it logged."""
+    if not window_key or len(window_key) > 160 or "@" not in window_key or not window_key.isprintable():
+        raise click.BadParameter("expected a window key like job@2026-03-17T06:00:00Z",
+                                 param_hint="WINDOW_KEY")  # fmt: skip
+    ledger = _open_ledger()
+    try:
+        record = ledger.get_by_key(window_key)
+        logs = LedgerViews(ledger).run_log(window_key) if record is not None else []
+    except SQLAlchemyError as exc:
+        raise _unreadable(exc) from exc
+    finally:
+        ledger.close()
+    if record is None:
+        click.echo(f"error: no run {window_key!r} in the ledger", err=True)
+        raise SystemExit(1)
+    if as_json:
+        logs_json = [{"attempt": e.attempt, "lines": e.lines} for e in logs]
+        click.echo(json.dumps(run_to_dict(record) | {"log": logs_json}, indent=2))
+    else:
+        click.echo(render_run(record, logs))

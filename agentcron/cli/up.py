@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import signal
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +15,27 @@ from agentcron.settings import Settings
 from agentcron.up import Supervisor
 
 
+def quiet_third_parties() -> None:
+    """Keep alembic's INFO lines and kombu's deprecation warnings off the terminal."""
+    for name in ("alembic", "kombu", "celery", "uvicorn", "uvicorn.error"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"kombu(\.|$)")
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"sqlalchemy(\.|$)")
+
+
 @click.command("up")
 @click.option("--schedule", "schedule", type=click.Path(path_type=Path), default=None,
               help="The schedule file (default ./beat_schedule.py).")
 @click.option("--data-dir", "data_dir", type=click.Path(path_type=Path), default=None,
               help="Where embedded mode keeps its SQLite files and logs (default ./.agentcron).")
-def up_command(schedule: Path | None, data_dir: Path | None) -> None:
+@click.option("--web-port", default=8787, show_default=True, type=click.IntRange(0, 65535),
+              help="Serve the console on 127.0.0.1:PORT (0: no console).")
+@click.option("--first-run/--no-first-run", default=True, show_default=True,
+              help="Run the current window of each job that has never run, at start.")
+def up_command(schedule: Path | None, data_dir: Path | None, web_port: int,
+               first_run: bool) -> None:  # fmt: skip
     """Run beat, a sync worker and an async worker here; Ctrl-C stops them gracefully."""
+    quiet_third_parties()
     overrides: dict[str, Any] = {}
     if schedule is not None:
         overrides["schedule_path"] = schedule.resolve()
@@ -27,7 +43,7 @@ def up_command(schedule: Path | None, data_dir: Path | None) -> None:
         overrides["data_dir"] = data_dir.resolve()
     try:
         settings = Settings.from_env(**overrides)
-        supervisor = Supervisor(settings, click.echo)
+        supervisor = Supervisor(settings, click.echo, web_port=web_port, first_run=first_run)
         signal.signal(signal.SIGINT, supervisor.request_stop)
         signal.signal(signal.SIGTERM, supervisor.request_stop)
         status = supervisor.run()

@@ -109,3 +109,6 @@ class ReportRow(Base):
     title: Mapped[str] = mapped_column(String(200))
     body: Mapped[Any] = mapped_column(JSON)
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+from agentcron.ledger import run_logs as _run_logs  # noqa: E402,F401  (the run_logs table)

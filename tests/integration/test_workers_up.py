@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 import sqlalchemy
 
 from agentcron.ledger.store import Ledger
-from tests.services import wait_for
+from tests.services import free_port, wait_for
 
 pytestmark = pytest.mark.integration
 AGENTCRON = str(Path(sys.executable).with_name("agentcron"))
@@ -35,6 +36,7 @@ from agentcron import Job
 JOBS = [
     Job("sync_tick", agent="up_agents:tick", schedule="*/2s"),
     Job("async_tick", agent="up_agents:atick", schedule="*/2s"),
+    Job("daily_tick", agent="up_agents:tick", schedule="0 6 * * *"),
 ]
 """
 
@@ -53,13 +55,15 @@ def _run_up(
     (tmp_path / "beat_schedule.py").write_text(textwrap.dedent(SCHEDULE))
     out = tmp_path / "up.out"
     with out.open("wb") as sink:
-        proc = subprocess.Popen([AGENTCRON, "up", "--data-dir", "data"], cwd=tmp_path, env=env,
-                                stdout=sink, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([AGENTCRON, "up", "--data-dir", "data", "--web-port",
+                                 str(free_port())], cwd=tmp_path, env=env, stdout=sink,
+                                stderr=subprocess.STDOUT)  # fmt: skip
     ledger = Ledger(database_url)
     try:
         wait_for(lambda: _succeeded(ledger, "sync_tick") >= 2
-                 and _succeeded(ledger, "async_tick") >= 2, timeout=60, interval=0.5,
-                 what="two successful windows of each job")
+                 and _succeeded(ledger, "async_tick") >= 2 and _succeeded(ledger, "daily_tick"),
+                 timeout=90, interval=0.5,
+                 what="two successful windows of each ticking job, the daily job's first run")
         proc.send_signal(stop)
         assert proc.wait(60) == 0, out.read_text()
     finally:
@@ -76,8 +80,14 @@ def _clean_env() -> dict[str, str]:
 def _check_output(text: str) -> None:
     assert "next  sync_tick" in text and "next  async_tick" in text
     assert "succeeded" in text
-    assert "worker-async: runs=" in text and "worker-sync: runs=" in text
+    assert "async worker (event loop), 1 process: runs=" in text
+    assert re.search(r"sync worker \(prefork\), \d+ process(es)?: runs=", text)
     assert "ledger: " in text and "failed" not in text
+    assert "console: http://127.0.0.1:" in text and "/?token=" in text
+    assert "run a job now: agentcron trigger sync_tick" in text
+    assert "first run of 1 job(s) that never ran: daily_tick" in text  # the ticks ran already
+    assert "-> sync sync_tick@" in text  # the run line says what the agent produced
+    assert "alembic" not in text and "Deprecat" not in text  # no third-party noise
 
 
 def test_up_embedded_runs_both_kinds_and_stops_cleanly(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""One route module per page group: jobs, job (with its actions), run, fleet."""
