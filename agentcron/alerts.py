@@ -126,9 +126,11 @@ class Alerter:
         self.send = send
         self.sent = 0
 
-    def alert(self, alert: Alert) -> None:
-        """An ERROR line, every notifier, and a ``fail`` ping for the job."""
-        log.error("ALERT %s window %s %s: %s", alert.job, alert.window, alert.state, alert.reason)
+    def alert(self, alert: Alert, *, log_line: bool = True) -> None:
+        """An ERROR line (unless the caller logged it), every notifier, and a ``fail`` ping."""
+        if log_line:
+            log.error("ALERT %s window %s %s: %s", alert.job, alert.window, alert.state,
+                      alert.reason)  # fmt: skip
         for notifier in self.notifiers:
             try:
                 notifier.notify(alert)

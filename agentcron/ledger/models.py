@@ -109,3 +109,8 @@ class ReportRow(Base):
     title: Mapped[str] = mapped_column(String(200))
     body: Mapped[Any] = mapped_column(JSON)
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+from agentcron.ledger.dead_letter_rows import DeadLetterRow  # noqa: E402  (the dead_letters table)
+
+__all__ = ["DeadLetterRow", "LeaseRow", "ReportRow", "RunRow", "ScheduleRow", "UTCDateTime"]
