@@ -45,9 +45,9 @@ def poison_entries(queue: str, max_bytes: int) -> dict[str, bytes]:
         "undecodable-array": b"[1, 2, 3]",
         "too_large": envelope("agentcron.run_sync", {"pad": "x" * max_bytes}, queue),
         "content_type-pickle": envelope("agentcron.run_sync", {}, queue, content_type=PICKLE,
-                                        body=pickle.dumps({"job": "x"})),  # fmt: skip
+                                        body=pickle.dumps({"job": "x"})),
         "content_type-yaml": envelope("agentcron.run_sync", {}, queue, content_type=YAML,
-                                      body=b"job: x\n"),  # fmt: skip
+                                      body=b"job: x\n"),
         "unknown_task": envelope("no.such.task", {}, queue),
     }
 
