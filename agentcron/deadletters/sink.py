@@ -69,14 +69,10 @@ _LOCK = threading.Lock()
 
 
 def dead_letters_counter() -> Any:
-    """``agentcron_dead_letters_total{queue, kind}`` on the default Prometheus registry."""
-    from prometheus_client import REGISTRY, Counter
+    """``agentcron_dead_letters_total{queue, kind}`` of this process's metrics."""
+    from agentcron.metrics import get_metrics
 
-    existing = REGISTRY._names_to_collectors.get("agentcron_dead_letters")
-    if existing is not None:
-        return existing
-    return Counter("agentcron_dead_letters", "Queue entries moved to the dead-letter store.",
-                   ["queue", "kind"])  # fmt: skip
+    return get_metrics().dead_letters
 
 
 def sink_from_settings(settings: Settings) -> DeadLetterSink:
