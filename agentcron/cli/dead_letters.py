@@ -61,7 +61,8 @@ def dead_letters_command(as_json: bool, limit: int, requeue_id: int | None, purg
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from exc
     except UNAVAILABLE as exc:
-        click.echo(f"error: dead letters unavailable ({type(exc).__name__}: {str(exc)[:200]}); "
+        first_line = (str(exc).strip().splitlines() or [""])[0][:200]
+        click.echo(f"error: dead letters unavailable ({type(exc).__name__}: {first_line}); "
                    "is the service up and has `agentcron db upgrade` run?", err=True)  # fmt: skip
         raise SystemExit(1) from exc
     finally:
