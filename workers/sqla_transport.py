@@ -21,7 +21,7 @@ from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import sqlalchemy as kombu_sqla
 from sqlalchemy import text
 
-from agentcron.deadletters import PoisonEntry, dead_letter, decode_entry, default_sink
+from agentcron.deadletters import PoisonEntry, dead_letter, decode_entry, max_message_bytes
 
 ALIASES = ("sqla", "sqlalchemy")
 MAX_POISON_PER_POLL = 100
@@ -53,7 +53,7 @@ class Channel(kombu_sqla.Channel):
                 raise Empty()
             raw = msg.payload if isinstance(msg.payload, str | bytes) else str(msg.payload)
             try:
-                payload = decode_entry(raw, max_bytes=default_sink().max_bytes)
+                payload = decode_entry(raw, max_bytes=max_message_bytes())
             except PoisonEntry as exc:
                 dead_letter(exc.reason, queue, raw)  # stored before the row goes
                 self.session.delete(msg)

@@ -41,7 +41,7 @@ from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps
 
-from agentcron.deadletters import PoisonEntry, dead_letter, decode_entry, default_sink
+from agentcron.deadletters import PoisonEntry, dead_letter, decode_entry, max_message_bytes
 
 # Header and property values that repeat in every message of a queue.
 _SHARED_VALUES = frozenset({"lang", "task", "origin", "content-type", "content-encoding",
@@ -75,7 +75,7 @@ def _compact(payload: Any) -> Any:
 
 def sound_entries(raws: list[bytes], queue: str) -> list[dict[str, Any]]:
     """The envelopes of the raw ``raws`` taken from ``queue``; the others are dead-lettered."""
-    max_bytes = default_sink().max_bytes
+    max_bytes = max_message_bytes()
     payloads = []
     for raw in raws:
         try:

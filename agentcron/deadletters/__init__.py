@@ -13,11 +13,12 @@ from agentcron.deadletters.sink import (
     DeadLetterSink,
     dead_letter,
     default_sink,
+    max_message_bytes,
     set_default_sink,
     sink_from_settings,
 )
 from agentcron.deadletters.store import DeadLetter, DeadLetterStore
 
 __all__ = ["KINDS", "DeadLetter", "DeadLetterSink", "DeadLetterStore", "PoisonEntry",
-           "dead_letter", "decode_entry", "default_sink", "kind_of", "preview",
+           "dead_letter", "decode_entry", "default_sink", "kind_of", "max_message_bytes", "preview",
            "set_default_sink", "sink_from_settings"]

@@ -7,6 +7,7 @@ can anything else that refuses a queue entry, e.g. a signature check). It never 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -65,6 +66,7 @@ class DeadLetterSink:
 
 
 _DEFAULT: list[DeadLetterSink] = []
+_LIMIT: list[int] = []
 _LOCK = threading.Lock()
 
 
@@ -96,8 +98,35 @@ def default_sink() -> DeadLetterSink:
                 _DEFAULT.append(sink_from_settings(Settings.from_env()))
             except Exception as exc:  # bad settings or no database: log-only, never crash
                 log.error("dead-letter store unavailable (%s): dead letters are only logged", exc)
-                _DEFAULT.append(DeadLetterSink(None, counter=dead_letters_counter()))
+                _DEFAULT.append(DeadLetterSink(None, max_bytes=_limit(),
+                                               counter=dead_letters_counter()))
         return _DEFAULT[0]
+
+
+def max_message_bytes() -> int:
+    """The largest queue entry a worker accepts (``AGENTCRON_MESSAGE_MAX_BYTES``); read once,
+    without building the sink (which needs the ledger) until a poison entry turns up."""
+    with _LOCK:
+        return _DEFAULT[0].max_bytes if _DEFAULT else _limit()
+
+
+def _limit() -> int:
+    if not _LIMIT:
+        try:
+            _LIMIT.append(Settings.from_env().message_max_bytes)
+        except Exception:  # bad settings: the sink logs them when it is built
+            _LIMIT.append(Settings.message_max_bytes)
+    return _LIMIT[0]
+
+
+def _forget_in_child() -> None:
+    """After a fork: drop the parent's sink without closing its database connections."""
+    if _DEFAULT and _DEFAULT[0].store is not None:
+        _DEFAULT[0].store.engine.dispose(close=False)
+    _DEFAULT.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def set_default_sink(sink: DeadLetterSink | None) -> None:

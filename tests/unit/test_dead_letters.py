@@ -175,3 +175,58 @@ def test_cli_lists_requeue_errors_and_purges(tmp_path: Path, monkeypatch: pytest
     assert both.exit_code == 2 and "exclusive" in both.output
     purged = runner.invoke(main, ["dead-letters", "--purge"])
     assert purged.exit_code == 0 and "purged 1" in purged.output
+
+
+class _Sink(DeadLetterSink):
+    def __init__(self) -> None:
+        super().__init__(None, max_bytes=123)
+        self.seen: list[tuple[str, str, bytes | str]] = []
+
+    def __call__(self, reason: str, queue: str, raw: bytes | str) -> int | None:
+        self.seen.append((reason, queue, raw))
+        return None
+
+
+class _Message:
+    def __init__(self, raw: bytes) -> None:
+        self._raw = json.loads(raw)
+        self.headers = self._raw["headers"]
+        self.delivery_info = self._raw["properties"]["delivery_info"]
+        self.content_type = self._raw["content-type"]
+        self.done: list[str] = []
+
+    def ack(self) -> None:
+        self.done.append("ack")
+
+    def reject_log_error(self, *_: Any) -> None:
+        self.done.append("reject")
+
+
+@pytest.fixture
+def sink() -> Any:
+    from agentcron.deadletters import set_default_sink
+
+    made = _Sink()
+    set_default_sink(made)
+    yield made
+    set_default_sink(None)
+
+
+def test_the_consumer_dead_letters_what_celery_would_drop(sink: _Sink) -> None:
+    from kombu.exceptions import ContentDisallowed
+
+    from agentcron.deadletters import max_message_bytes
+    from workers.consumer import Consumer
+
+    assert max_message_bytes() == 123
+    consumer = type("FakeConsumer", (), {"connection_errors": ()})()
+    raw = envelope("no.such.task", {}, QUEUE)
+    unknown, refused, foreign = _Message(raw), _Message(raw), _Message(raw)
+    Consumer.on_unknown_task(consumer, None, unknown, KeyError("no.such.task"))
+    Consumer.on_decode_error(consumer, refused, ContentDisallowed("pickle refused"))
+    Consumer.on_unknown_message(consumer, None, foreign)
+    assert [r.split(":")[0] for r, _, _ in sink.seen] == ["unknown_task", "content_type",
+                                                         "undecodable"]  # fmt: skip
+    assert "'no.such.task'" in sink.seen[0][0]
+    assert all(q == QUEUE and json.loads(r) == json.loads(raw) for _, q, r in sink.seen)
+    assert (unknown.done, refused.done, foreign.done) == (["reject"], ["ack"], ["reject"])
