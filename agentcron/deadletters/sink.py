@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -24,18 +25,28 @@ ALERT_STATE = "dead_letter"
 
 
 class DeadLetterSink:
-    """Stores, logs, counts and alerts each dead letter (see the module docstring)."""
+    """Stores, logs, counts and alerts each dead letter (see the module docstring).
+
+    An entry the store refuses (database down) is kept in memory (the newest ``pending_max``)
+    and stored by a retry every ``retry_interval`` seconds, or with the next dead letter.
+    """
 
     def __init__(self, store: DeadLetterStore | None, *, max_bytes: int = 256 * 1024,
-                 alerter: Alerter | None = None, counter: Any = None) -> None:  # fmt: skip
+                 alerter: Alerter | None = None, counter: Any = None,
+                 retry_interval: float = 5.0, pending_max: int = 1000) -> None:  # fmt: skip
         self.store = store
         self.max_bytes = max_bytes
         self.alerter = alerter
         self.counter = counter
+        self.retry_interval = retry_interval
+        self.pending: deque[tuple[str, str, bytes | str]] = deque(maxlen=pending_max)
+        self._pending_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._timer: threading.Timer | None = None
         self._alerts = ThreadPoolExecutor(1, "agentcron-dead-letters") if alerter else None
 
     def __call__(self, reason: str, queue: str, raw: bytes | str) -> int | None:
-        """Dead-letter one entry; its id in the store, or None if it could not be stored."""
+        """Dead-letter one entry; its id in the store, or None if it could not be stored yet."""
         kind = kind_of(reason)
         letter_id: int | None = None
         stored = ""
@@ -43,7 +54,9 @@ class DeadLetterSink:
             if self.store is not None:
                 letter_id = self.store.add(reason, queue, raw)
         except Exception as exc:
-            stored = f" (NOT STORED: {type(exc).__name__}: {str(exc)[:200]})"
+            self._keep(reason, queue, raw)
+            stored = (f" (not stored yet, kept in memory and retried: {type(exc).__name__}: "
+                      f"{(str(exc).strip().splitlines() or [''])[0][:200]})")  # fmt: skip
         where = f"#{letter_id}" if letter_id is not None else "(unstored)"
         log.error("dead letter %s from %s: %s; entry %s%s", where, queue, reason[:300],
                   preview(raw), stored)  # fmt: skip
@@ -51,7 +64,49 @@ class DeadLetterSink:
             self.counter.labels(queue, kind).inc()
         if self._alerts is not None:
             self._alerts.submit(self._alert, queue, where, reason)
+        if letter_id is not None and self.pending:
+            self.flush_pending()
         return letter_id
+
+    def _keep(self, reason: str, queue: str, raw: bytes | str) -> None:
+        with self._pending_lock:
+            self.pending.append((reason, queue, raw))
+        self._retry_later()
+
+    def _retry_later(self) -> None:
+        with self._pending_lock:
+            if self._timer is not None or self.retry_interval <= 0:
+                return
+            self._timer = threading.Timer(self.retry_interval, self._retry)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _retry(self) -> None:
+        with self._pending_lock:
+            self._timer = None
+        self.flush_pending()
+
+    def flush_pending(self) -> int:
+        """Store the entries kept in memory, oldest first; how many were stored (the rest are
+        retried later). One flush at a time."""
+        if self.store is None or not self._flush_lock.acquire(blocking=False):
+            return 0
+        stored = 0
+        try:
+            while self.pending:
+                reason, queue, raw = self.pending[0]
+                try:
+                    letter_id = self.store.add(reason, queue, raw)
+                except Exception:
+                    self._retry_later()
+                    break
+                with self._pending_lock:
+                    self.pending.popleft()
+                stored += 1
+                log.warning("dead letter from %s stored late as #%d", queue, letter_id)
+        finally:
+            self._flush_lock.release()
+        return stored
 
     def _alert(self, queue: str, where: str, reason: str) -> None:
         from agentcron.alerts import Alert

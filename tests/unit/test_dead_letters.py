@@ -151,9 +151,9 @@ def test_sink_never_raises_when_the_store_fails(caplog: pytest.LogCaptureFixture
         def add(self, *_: Any) -> int:
             raise OSError("disk gone")
 
-    sink = DeadLetterSink(Broken())  # type: ignore[arg-type]
+    sink = DeadLetterSink(Broken(), retry_interval=0)  # type: ignore[arg-type]
     assert sink("undecodable: x", QUEUE, b"x") is None
-    assert "NOT STORED: OSError: disk gone" in caplog.text
+    assert "not stored yet, kept in memory and retried: OSError: disk gone" in caplog.text
 
 
 def test_cli_lists_requeue_errors_and_purges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -230,3 +230,23 @@ def test_the_consumer_dead_letters_what_celery_would_drop(sink: _Sink) -> None:
     assert "'no.such.task'" in sink.seen[0][0]
     assert all(q == QUEUE and json.loads(r) == json.loads(raw) for _, q, r in sink.seen)
     assert (unknown.done, refused.done, foreign.done) == (["reject"], ["ack"], ["reject"])
+
+
+def test_entries_the_store_refused_are_kept_and_stored_later(store: DeadLetterStore) -> None:
+    class Flaky:
+        down = True
+
+        def add(self, reason: str, queue: str, raw: bytes | str) -> int:
+            if self.down:
+                raise OSError("database down")
+            return store.add(reason, queue, raw)
+
+    flaky = Flaky()
+    sink = DeadLetterSink(flaky, retry_interval=0)  # type: ignore[arg-type]
+    assert sink("undecodable: a", QUEUE, b"a") is None
+    assert sink("undecodable: b", QUEUE, b"b") is None
+    assert sink.flush_pending() == 0 and len(sink.pending) == 2
+    flaky.down = False
+    assert sink("undecodable: c", QUEUE, b"c") is not None  # stores, then flushes the others
+    assert not sink.pending
+    assert sorted(d.raw for d in store.list()) == [b"a", b"b", b"c"]
