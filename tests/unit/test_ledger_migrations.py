@@ -8,12 +8,15 @@ import pytest
 import sqlalchemy
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from agentcron.ledger import Ledger
 from agentcron.ledger.base import Base
 from agentcron.ledger.engine import create_engine_for
-from agentcron.migrations import current_revision, upgrade
+from agentcron.migrations import alembic_config, current_revision, upgrade
 from tests.services import reset_postgres
+
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
@@ -29,7 +32,7 @@ def test_upgrade_twice_is_idempotent(engine: sqlalchemy.Engine) -> None:
     assert current_revision(engine) is None
     upgrade(engine)
     upgrade(engine)
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == HEAD
     engine.dispose()
 
 
@@ -53,7 +56,7 @@ def test_sqlite_ledger_migrates_itself_and_creates_its_folder(tmp_path: Path) ->
     path = tmp_path / "deep" / "er" / "ledger.sqlite"
     ledger = Ledger(f"sqlite:///{path}")
     assert path.exists()
-    assert current_revision(ledger.engine) == "0002"
+    assert current_revision(ledger.engine) == HEAD
     ledger.close()
 
 
@@ -61,7 +64,7 @@ def test_auto_migrate_false_leaves_the_database_alone(tmp_path: Path) -> None:
     ledger = Ledger(f"sqlite:///{tmp_path / 'l.sqlite'}", auto_migrate=False)
     assert current_revision(ledger.engine) is None
     ledger.upgrade()
-    assert current_revision(ledger.engine) == "0002"
+    assert current_revision(ledger.engine) == HEAD
     ledger.close()
 
 
