@@ -49,6 +49,9 @@ def poison_entries(queue: str, max_bytes: int) -> dict[str, bytes]:
         "content_type-yaml": envelope("agentcron.run_sync", {}, queue, content_type=YAML,
                                       body=b"job: x\n"),
         "unknown_task": envelope("no.such.task", {}, queue),
+        # passes the transport's checks, then breaks Celery's request (an unhashable task id)
+        "undecodable-list-id": envelope("agentcron.run_sync", {}, queue).replace(
+            b'"id": "', b'"id": ["', 1).replace(b'", "shadow"', b'"], "shadow"', 1),
     }
 
 

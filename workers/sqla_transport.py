@@ -22,6 +22,7 @@ from kombu.transport import sqlalchemy as kombu_sqla
 from sqlalchemy import text
 
 from agentcron.deadletters import PoisonEntry, dead_letter, decode_entry, max_message_bytes
+from workers.deliveries import DELIVERY_ERRORS, drop_poison_delivery
 
 ALIASES = ("sqla", "sqlalchemy")
 MAX_POISON_PER_POLL = 100
@@ -29,6 +30,13 @@ MAX_POISON_PER_POLL = 100
 
 class Channel(kombu_sqla.Channel):
     """kombu's SQLAlchemy channel; poison rows go to the dead-letter store."""
+
+    def _get_and_deliver(self, queue: str, callback: Any) -> None:
+        payload = self._get(queue)
+        try:
+            callback(payload, queue)
+        except DELIVERY_ERRORS as exc:
+            drop_poison_delivery(self, payload, queue, exc)
 
     def _get(self, queue: str, timeout: Any = None) -> dict[str, Any]:
         for _ in range(MAX_POISON_PER_POLL):

@@ -42,6 +42,7 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps
 
 from agentcron.deadletters import PoisonEntry, dead_letter, decode_entry, max_message_bytes
+from workers.deliveries import DELIVERY_ERRORS, drop_poison_delivery
 
 # Header and property values that repeat in every message of a queue.
 _SHARED_VALUES = frozenset({"lang", "task", "origin", "content-type", "content-encoding",
@@ -170,18 +171,15 @@ class Channel(kombu_redis.Channel):
             self._flush_brpop_reauth()
 
     def _deliver_one(self, payload: dict[str, Any], queue: str) -> None:
-        """Hand one checked envelope to Celery; one that still breaks kombu is dead-lettered
-        (its unacked record removed) so that the rest of the batch goes on."""
+        """Hand one checked envelope to Celery; one whose shape still breaks kombu or Celery is
+        dead-lettered (its unacked record removed) so that the rest of the batch goes on. Any
+        other error (a lost connection, a broken pool) propagates, as it did before."""
         try:
             self.connection._deliver(payload, queue)
         except self.connection_errors:
             raise
-        except Exception as exc:
-            dead_letter(f"undecodable: {type(exc).__name__}: {exc}", queue, dumps(payload))
-            tag = (payload.get("properties") or {}).get("delivery_tag")
-            if tag is not None:
-                self.qos._recorded.discard(tag)
-                self.qos._pending_acks.append(tag)
+        except DELIVERY_ERRORS as exc:
+            drop_poison_delivery(self, payload, queue, exc)
 
     def _more(self, key: bytes) -> list[bytes]:
         """Up to ``fetch_batch`` more messages of the queue ``key``, within the free prefetch."""

@@ -65,11 +65,16 @@ def check_envelope(payload: Any) -> None:
     properties = payload.get("properties")
     if not isinstance(properties, dict) or "delivery_tag" not in properties:
         raise PoisonEntry("undecodable", "no properties.delivery_tag in the envelope")
+    if not isinstance(properties["delivery_tag"], str | int):
+        raise PoisonEntry("undecodable", "properties.delivery_tag is not a string")
     info = properties.get("delivery_info")
     if not isinstance(info, dict) or not all(k in info for k in ("exchange", "routing_key")):
         raise PoisonEntry("undecodable", "no properties.delivery_info exchange/routing_key")
-    if not isinstance(payload.get("headers") or {}, dict):
+    headers = payload.get("headers") or {}
+    if not isinstance(headers, dict):
         raise PoisonEntry("undecodable", "headers is not an object")
+    if not isinstance(headers.get("task", ""), str):
+        raise PoisonEntry("undecodable", "headers.task is not a string")
     content_type = payload.get("content-type")
     if content_type not in ACCEPTED_CONTENT_TYPES:
         raise PoisonEntry("content_type", f"content type {_clip(repr(content_type))} refused "

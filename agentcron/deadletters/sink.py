@@ -151,10 +151,9 @@ def default_sink() -> DeadLetterSink:
         if not _DEFAULT:
             try:
                 _DEFAULT.append(sink_from_settings(Settings.from_env()))
-            except Exception as exc:  # bad settings or no database: log-only, never crash
-                log.error("dead-letter store unavailable (%s): dead letters are only logged", exc)
-                _DEFAULT.append(DeadLetterSink(None, max_bytes=_limit(),
-                                               counter=dead_letters_counter()))
+            except Exception as exc:  # bad settings or no database: log only, try again later
+                log.error("dead-letter store unavailable (%s): this one is only logged", exc)
+                return DeadLetterSink(None, max_bytes=_limit(), counter=dead_letters_counter())
         return _DEFAULT[0]
 
 

@@ -90,3 +90,16 @@ def test_sqlite_write_transactions_begin_immediate(tmp_path: Path) -> None:
         conn.exec_driver_sql("SELECT 1")
     first.dispose()
     second.dispose()
+
+
+def test_threads_of_one_process_can_migrate_at_once(tmp_path: Path) -> None:
+    """Alembic's context is per process: a worker's runtime and its dead-letter store migrate
+    from two threads (this failed with "No context has been configured yet")."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    engines = [create_engine_for(f"sqlite:///{tmp_path / f'm{n}.sqlite'}") for n in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(upgrade, engines))
+    assert [current_revision(e) for e in engines] == [HEAD] * 6
+    for engine in engines:
+        engine.dispose()
