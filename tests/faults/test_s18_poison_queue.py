@@ -19,9 +19,9 @@ from tests.poison_entries import kind_of_label, poison_entries, push
 pytestmark = pytest.mark.faults
 MAX_BYTES = 16 * 1024
 GOOD_PER_SIDE = 5
-INJECTED = ("6 poison entries per queue (not JSON, a JSON array, over the size limit, pickle, "
-            "YAML, an unknown task) between 5 + 5 good messages, queued before a prefork and an "
-            "asyncio worker start")
+INJECTED = ("7 poison entries per queue (not JSON, a JSON array, over the size limit, pickle, "
+            "YAML, an unknown task, an unhashable task id) between 5 + 5 good messages, queued "
+            "before a prefork and an asyncio worker start")
 
 
 def _run_scenario(cluster: Cluster) -> None:
