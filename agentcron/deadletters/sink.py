@@ -13,6 +13,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from agentcron.clock import SYSTEM_CLOCK, Clock
 from agentcron.deadletters.classify import kind_of, preview
 from agentcron.settings import Settings
 
@@ -29,11 +30,14 @@ class DeadLetterSink:
 
     An entry the store refuses (database down) is kept in memory (the newest ``pending_max``)
     and stored by a retry every ``retry_interval`` seconds, or with the next dead letter.
+    Alerts: at most one per queue and kind every ``alert_interval`` seconds (a flood of garbage
+    is one alert that counts the entries since the last one, not one webhook per entry).
     """
 
     def __init__(self, store: DeadLetterStore | None, *, max_bytes: int = 256 * 1024,
                  alerter: Alerter | None = None, counter: Any = None,
-                 retry_interval: float = 5.0, pending_max: int = 1000) -> None:  # fmt: skip
+                 retry_interval: float = 5.0, pending_max: int = 1000,
+                 alert_interval: float = 60.0, clock: Clock = SYSTEM_CLOCK) -> None:  # fmt: skip
         self.store = store
         self.max_bytes = max_bytes
         self.alerter = alerter
@@ -44,6 +48,9 @@ class DeadLetterSink:
         self._flush_lock = threading.Lock()
         self._timer: threading.Timer | None = None
         self._alerts = ThreadPoolExecutor(1, "agentcron-dead-letters") if alerter else None
+        self.alert_interval = alert_interval
+        self.clock = clock
+        self._alerted: dict[tuple[str, str], tuple[float, int]] = {}  # last alert, unalerted
 
     def __call__(self, reason: str, queue: str, raw: bytes | str) -> int | None:
         """Dead-letter one entry; its id in the store, or None if it could not be stored yet."""
@@ -63,7 +70,7 @@ class DeadLetterSink:
         if self.counter is not None:
             self.counter.labels(queue, kind).inc()
         if self._alerts is not None:
-            self._alerts.submit(self._alert, queue, where, reason)
+            self._maybe_alert(queue, kind, where, reason)
         if letter_id is not None and self.pending:
             self.flush_pending()
         return letter_id
@@ -108,12 +115,25 @@ class DeadLetterSink:
             self._flush_lock.release()
         return stored
 
+    def _maybe_alert(self, queue: str, kind: str, where: str, reason: str) -> None:
+        now = self.clock.monotonic()
+        with self._pending_lock:
+            last, unalerted = self._alerted.get((queue, kind), (float("-inf"), 0))
+            if now - last < self.alert_interval:
+                self._alerted[(queue, kind)] = (last, unalerted + 1)
+                return
+            self._alerted[(queue, kind)] = (now, 0)
+        if unalerted:
+            reason = f"{reason} (and {unalerted} more {kind} since the last alert)"
+        assert self._alerts is not None
+        self._alerts.submit(self._alert, queue, where, reason)
+
     def _alert(self, queue: str, where: str, reason: str) -> None:
         from agentcron.alerts import Alert
 
         assert self.alerter is not None
         alert = Alert(job=f"queue {queue}", window=f"dead letter {where}", state=ALERT_STATE,
-                      reason=reason[:300])  # fmt: skip
+                      reason=reason[:400])  # fmt: skip
         try:
             self.alerter.alert(alert, log_line=False)
         except Exception:

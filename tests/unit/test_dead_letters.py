@@ -253,3 +253,19 @@ def test_entries_the_store_refused_are_kept_and_stored_later(store: DeadLetterSt
     assert sink("undecodable: c", QUEUE, b"c") is not None  # stores, then flushes the others
     assert not sink.pending
     assert sorted(d.raw for d in store.list()) == [b"a", b"b", b"c"]
+
+
+def test_alerts_are_throttled_per_queue_and_kind(store: DeadLetterStore, clock: FrozenClock) -> None:
+    recorder = _Recorder()
+    sink = DeadLetterSink(store, alerter=Alerter([recorder]), alert_interval=60, clock=clock)
+    for _ in range(5):
+        sink("undecodable: x", QUEUE, b"x")
+    sink("content_type: pickle", QUEUE, b"p")
+    clock.advance(61)
+    sink("undecodable: y", QUEUE, b"y")
+    assert sink._alerts is not None
+    sink._alerts.shutdown(wait=True)
+    reasons = [a.reason for a in recorder.alerts]
+    assert reasons == ["undecodable: x", "content_type: pickle",
+                       "undecodable: y (and 4 more undecodable since the last alert)"]
+    assert store.list()[0].id == 7  # every entry is stored (the newest 3 kept), alerts throttled
