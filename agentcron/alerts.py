@@ -127,10 +127,13 @@ class Alerter:
         self.send = send
         self.sent = 0
 
-    def alert(self, alert: Alert) -> None:
-        """An ERROR line, every notifier, and a ``fail`` ping for the job (reason scrubbed)."""
+    def alert(self, alert: Alert, *, log_line: bool = True) -> None:
+        """An ERROR line (unless the caller logged it), every notifier, and a ``fail`` ping for the
+        job (reason scrubbed)."""
         alert = replace(alert, reason=scrub(alert.reason) or "")
-        log.error("ALERT %s window %s %s: %s", alert.job, alert.window, alert.state, alert.reason)
+        if log_line:
+            log.error("ALERT %s window %s %s: %s", alert.job, alert.window, alert.state,
+                      alert.reason)  # fmt: skip
         for notifier in self.notifiers:
             try:
                 notifier.notify(alert)

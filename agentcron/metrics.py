@@ -14,6 +14,7 @@
 | ``agentcron_queue_workers`` (from heartbeats, set by the leading beat) | gauge | queue |
 | ``agentcron_beat_leader`` (1 while this beat leads) | gauge | |
 | ``agentcron_beat_emission_lag_seconds`` (publish - slot) | histogram | |
+| ``agentcron_dead_letters_total`` (agentcron.deadletters) | counter | queue, kind |
 
 Prefork workers: set ``PROMETHEUS_MULTIPROC_DIR`` (an empty folder) before the worker starts;
 children write their samples there and :func:`serve` aggregates them.
@@ -78,6 +79,9 @@ class Metrics:
         self.beat_lag = Histogram("agentcron_beat_emission_lag_seconds",
                                   "Publish time minus the window's due time.",
                                   buckets=LAG_BUCKETS, **kw)  # fmt: skip
+        self.dead_letters = Counter("agentcron_dead_letters",
+                                    "Queue entries moved to the dead-letter store.",
+                                    ["queue", "kind"], **kw)  # fmt: skip
 
 
 _default: Metrics | None = None

@@ -44,6 +44,8 @@ class Settings:
     result_max_bytes: int = 256 * 1024
     config_max_bytes: int = 64 * 1024
     error_max_chars: int = 2000
+    message_max_bytes: int = 256 * 1024  # a bigger queue entry is dead-lettered unread
+    dead_letters_keep: int = 10_000  # the dead-letter store keeps this many, newest first
     beat_leader_ttl: float = 30.0
     beat_max_loop_interval: float = 1.0
     schedule_refresh_interval: float = 2.0

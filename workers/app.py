@@ -25,6 +25,7 @@ from agentcron.messages import ASYNC_TASK, SYNC_TASK
 from agentcron.operate import register as register_operations
 from agentcron.secrets import install_log_scrubber
 from agentcron.settings import Settings, is_redis_url, redact_url
+from workers import sqla_transport
 
 log = logging.getLogger("agentcron.workers")
 ASYNC_POOL = "workers.pool:AsyncIOPool"
@@ -82,6 +83,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
+sqla_transport.install()  # the embedded broker's poison rows go to dead letters, too
 app = Celery("agentcron", include=["workers.tasks"])
 app.conf.update(celery_config(settings))
 register_operations(app, settings)  # watchdog task, heartbeats, metrics server, pings

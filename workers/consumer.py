@@ -1,4 +1,6 @@
-"""The worker's consumer: Celery's, with a guard for the Redis transport on a lost connection.
+"""The worker's consumer: Celery's, with a guard for the Redis transport on a lost connection,
+and dead letters for what Celery would log and drop (refused content type, undecodable body,
+unknown task, invalid task message): see :mod:`agentcron.deadletters`.
 
 Why (product bug C, found by fault scenario S06 on the asyncio pool)
 --------------------------------------------------------------------
@@ -32,6 +34,10 @@ from typing import Any
 
 import redis
 from celery.worker.consumer.consumer import Consumer as CeleryConsumer
+from kombu.exceptions import ContentDisallowed
+from kombu.utils.json import dumps
+
+from agentcron.deadletters import dead_letter
 
 log = logging.getLogger("agentcron.workers")
 
@@ -73,8 +79,57 @@ def fence_lost_connection(connection: Any) -> int:
     return sum(fence_channel(channel) for channel in channels)
 
 
+def raw_entry(message: Any) -> bytes:
+    """The queue entry a kombu message was made from, as it was on the queue (kombu's virtual
+    transports keep the envelope as ``_raw``); rebuilt from the message's parts otherwise."""
+    raw = getattr(message, "_raw", None)
+    if not isinstance(raw, dict):
+        try:
+            raw = message.serializable()
+        except Exception:
+            raw = {"headers": dict(message.headers or {}), "properties": dict(message.properties),
+                   "content-type": message.content_type}  # fmt: skip
+    return dumps(raw).encode("utf-8")  # type: ignore[no-untyped-call,no-any-return]
+
+
+def queue_of(message: Any) -> str:
+    """The queue a message was delivered from (our queues are routed by their own name)."""
+    info = getattr(message, "delivery_info", None) or {}
+    return str(info.get("routing_key") or info.get("exchange") or "?")
+
+
+def _task_name(message: Any) -> str:
+    headers = getattr(message, "headers", None) or {}
+    return repr(headers.get("task"))[:100] if isinstance(headers, dict) else "?"
+
+
 class Consumer(CeleryConsumer):  # type: ignore[misc]
-    """Celery's consumer; fences the lost connection's channels before tearing it down."""
+    """Celery's consumer; fences the lost connection's channels before tearing it down, and
+    moves what it cannot run to the dead-letter store (instead of Celery's log-and-drop)."""
+
+    def on_decode_error(self, message: Any, exc: Exception) -> None:
+        """A body in a refused content type (pickle, YAML) or that does not decode."""
+        kind = "content_type" if isinstance(exc, ContentDisallowed) else "undecodable"
+        dead_letter(f"{kind}: {type(exc).__name__}: {exc}", queue_of(message), raw_entry(message))
+        message.ack()
+
+    def on_unknown_message(self, body: Any, message: Any) -> None:
+        """An envelope that is not a Celery task message (no task header)."""
+        dead_letter("undecodable: not a Celery task message (no task header)",
+                    queue_of(message), raw_entry(message))  # fmt: skip
+        message.reject_log_error(log, self.connection_errors)
+
+    def on_unknown_task(self, body: Any, message: Any, exc: Exception) -> None:
+        """A task name this worker does not know."""
+        dead_letter(f"unknown_task: no task named {_task_name(message)}", queue_of(message),
+                    raw_entry(message))  # fmt: skip
+        message.reject_log_error(log, self.connection_errors)
+
+    def on_invalid_task(self, body: Any, message: Any, exc: Exception) -> None:
+        """A task message Celery cannot parse (bad headers, bad arguments)."""
+        dead_letter(f"undecodable: invalid task message: {type(exc).__name__}: {exc}",
+                    queue_of(message), raw_entry(message))  # fmt: skip
+        message.reject_log_error(log, self.connection_errors)
 
     def on_connection_error_after_connected(self, exc: Exception) -> None:
         """Fence the lost connection's channels, then do what Celery does."""

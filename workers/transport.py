@@ -18,6 +18,10 @@ messages; it only changes how many messages one round trip carries:
 - the channel reuses one client object for its pipelines (the client is thread-safe: every
   command takes a connection from the pool).
 
+An entry that is not a deliverable JSON envelope (or is over ``AGENTCRON_MESSAGE_MAX_BYTES``, or
+in a refused content type) is moved to the dead-letter store (:mod:`agentcron.deadletters`)
+before anything is delivered; the rest of its batch is delivered as usual.
+
 A message is still acknowledged only after its run's ledger row is committed; one whose ack had not
 reached Redis when the worker died comes back after the visibility timeout, and the ledger
 recognises it as a duplicate.
@@ -35,7 +39,10 @@ from typing import Any
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
-from kombu.utils.json import dumps, loads
+from kombu.utils.json import dumps
+
+from agentcron.deadletters import PoisonEntry, dead_letter, decode_entry, max_message_bytes
+from workers.deliveries import DELIVERY_ERRORS, drop_poison_delivery
 
 # Header and property values that repeat in every message of a queue.
 _SHARED_VALUES = frozenset({"lang", "task", "origin", "content-type", "content-encoding",
@@ -65,6 +72,18 @@ def _compact(payload: Any) -> Any:
             if task_id is not None and d.get(key) == task_id:
                 d[key] = task_id
     return payload
+
+
+def sound_entries(raws: list[bytes], queue: str) -> list[dict[str, Any]]:
+    """The envelopes of the raw ``raws`` taken from ``queue``; the others are dead-lettered."""
+    max_bytes = max_message_bytes()
+    payloads = []
+    for raw in raws:
+        try:
+            payloads.append(_compact(decode_entry(raw, max_bytes=max_bytes)))
+        except PoisonEntry as exc:
+            dead_letter(exc.reason, queue, raw)
+    return payloads
 
 
 class QoS(kombu_redis.QoS):
@@ -137,18 +156,30 @@ class Channel(kombu_redis.Channel):
             key, first = reply
             queue = bytes_to_str(key).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(queue)
-            payloads = [_compact(loads(bytes_to_str(raw))) for raw in [first, *self._more(key)]]
+            payloads = sound_entries([first, *self._more(key)], queue)
+            if not payloads:
+                raise Empty()  # every entry was dead-lettered
             self._record_unacked(payloads)
             for payload in payloads:
-                self.connection._deliver(payload, queue)
+                self._deliver_one(payload, queue)
                 # The message decoded its body when it was made, and its unacked record in
                 # Redis keeps the whole envelope for a restore: the base64 text can go.
-                if isinstance(payload, dict):
-                    payload.pop("body", None)
+                payload.pop("body", None)
             return True
         finally:
             self._in_poll = None  # type: ignore[assignment]
             self._flush_brpop_reauth()
+
+    def _deliver_one(self, payload: dict[str, Any], queue: str) -> None:
+        """Hand one checked envelope to Celery; one whose shape still breaks kombu or Celery is
+        dead-lettered (its unacked record removed) so that the rest of the batch goes on. Any
+        other error (a lost connection, a broken pool) propagates, as it did before."""
+        try:
+            self.connection._deliver(payload, queue)
+        except self.connection_errors:
+            raise
+        except DELIVERY_ERRORS as exc:
+            drop_poison_delivery(self, payload, queue, exc)
 
     def _more(self, key: bytes) -> list[bytes]:
         """Up to ``fetch_batch`` more messages of the queue ``key``, within the free prefetch."""

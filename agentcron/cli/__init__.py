@@ -13,6 +13,7 @@ import click
 from agentcron.cli.backfill import backfill_command, jobs_command
 from agentcron.cli.check import check_command
 from agentcron.cli.db import db_group
+from agentcron.cli.dead_letters import dead_letters_command
 from agentcron.cli.runs import runs_command
 from agentcron.cli.schedules import schedules_group
 from agentcron.cli.status import status_command
@@ -42,3 +43,4 @@ main.add_command(status_command)
 main.add_command(backfill_command)
 main.add_command(jobs_command)
 main.add_command(web_command)
+main.add_command(dead_letters_command)

@@ -112,3 +112,6 @@ class ReportRow(Base):
 
 
 from agentcron.ledger import run_logs as _run_logs  # noqa: E402,F401  (the run_logs table)
+from agentcron.ledger.dead_letter_rows import DeadLetterRow  # noqa: E402  (the dead_letters table)
+
+__all__ = ["DeadLetterRow", "LeaseRow", "ReportRow", "RunRow", "ScheduleRow", "UTCDateTime"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from alembic import command
@@ -21,10 +22,15 @@ def alembic_config() -> Config:
     return config
 
 
+_UPGRADE_LOCK = threading.Lock()
+"""Alembic's ``context`` is one per process: two threads migrating at once (a worker's run
+runtime and its dead-letter store) break each other ("No context has been configured yet")."""
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate ``engine``'s database to ``revision``; idempotent and safe to run concurrently."""
     config = alembic_config()
-    with engine.connect() as conn:
+    with _UPGRADE_LOCK, engine.connect() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
         conn.commit()

@@ -2,8 +2,14 @@
 
 ``FAULTS_SOAK_SECONDS`` sets how long the chaos lasts (default 60). Every 2-4 s a random worker
 process (a prefork child, or the whole asyncio worker, restarted at once) is killed with -9;
-every ~10 s the beat is killed or stopped and started again. Then the chaos stops and the
-windows drain; the oracle runs over every slot between the first and the last recorded one.
+every ~10 s the beat is killed or stopped and started again; every 1-3 s a poison entry (not
+JSON, over the size limit, pickle, YAML, an unknown task: tests.poison_entries) is pushed onto a
+random queue. Then the chaos stops and the windows drain; the oracle runs over every slot between
+the first and the last recorded one, and every poison entry must be in the dead-letter store.
+
+A poison entry goes onto the asyncio queue only while that worker is up and at least 1.5 s
+before its next kill -9: a worker killed between popping an entry and storing it loses it (the
+same few milliseconds in which a plain Celery worker loses a popped batch).
 """
 
 from __future__ import annotations
@@ -12,12 +18,14 @@ import os
 import random
 import signal
 import time
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
 import pytest
 
 from agentcron.clock import SYSTEM_CLOCK
+from agentcron.deadletters import DeadLetterStore
 from tests.faults.harness import (
     Cluster,
     JobDecl,
@@ -28,13 +36,16 @@ from tests.faults.harness import (
     slot_windows,
 )
 from tests.faults.oracle import check
+from tests.poison_entries import kind_of_label, poison_entries, push
 
 pytestmark = [pytest.mark.soak, pytest.mark.injects(
     "kill -9 of a random prefork child or the whole asyncio worker every 2-4 s, beat kill -9 / "
-    "SIGTERM + restart every 8-12 s, 12 jobs on 1-2 s schedules")]
+    "SIGTERM + restart every 8-12 s, 12 jobs on 1-2 s schedules, a poison entry on a random "
+    "queue every 1-3 s")]
 SECONDS = float(os.environ.get("FAULTS_SOAK_SECONDS", "60"))
 JOBS = [(f"sync{n}", "*/2s" if n % 2 else "*/1s", False) for n in range(6)]
 JOBS += [(f"async{n}", "*/1s" if n % 2 else "*/2s", True) for n in range(6)]
+MESSAGE_MAX_BYTES = 16 * 1024
 
 
 def jobs() -> list[JobDecl]:
@@ -80,6 +91,27 @@ class Chaos:
         return [*self.sync_workers, self.async_worker]
 
 
+class Garbage:
+    """Poison entries pushed at random, counted by (queue, kind)."""
+
+    def __init__(self, cluster: Cluster, rng: random.Random) -> None:
+        self.cluster, self.rng = cluster, rng
+        self.pushed: Counter[tuple[str, str]] = Counter()
+
+    def push(self, chaos: Chaos, seconds_to_next_kill: float) -> None:
+        queue = self.rng.choice(["agentcron.sync", "agentcron.async"])
+        if queue == "agentcron.async" and (seconds_to_next_kill < 1.5
+                                           or "ready." not in chaos.async_worker.text()):
+            queue = "agentcron.sync"  # see the module docstring
+        label, raw = self.rng.choice(sorted(poison_entries(queue, MESSAGE_MAX_BYTES).items()))
+        push(self.cluster.broker_url, queue, raw)
+        self.pushed[(queue, kind_of_label(label))] += 1
+
+    def dead_lettered(self) -> Counter[tuple[str, str]]:
+        store = DeadLetterStore(self.cluster.ledger.engine)
+        return Counter((d.queue, d.kind) for d in store.list(limit=100_000))
+
+
 def windows_ended(cluster: Cluster, names: list[str], until: datetime) -> bool:
     """True when every recorded window of ``names`` with a slot up to ``until`` is terminal."""
     return all(r.state.terminal for name in names for r in recorded(cluster, name)
@@ -89,10 +121,12 @@ def windows_ended(cluster: Cluster, names: list[str], until: datetime) -> bool:
 @pytest.mark.timeout(SECONDS + 420)
 def test_soak_random_kills(cluster: Cluster, record_property: Any) -> None:
     rng = random.Random(int(os.environ.get("FAULTS_SOAK_SEED", "8")))
+    cluster.settings["message_max_bytes"] = MESSAGE_MAX_BYTES
     cluster.write_jobs(jobs())
     chaos = Chaos(cluster, rng)
+    garbage = Garbage(cluster, rng)
     started = time.monotonic()
-    next_kill, next_beat = started + 3, started + 10
+    next_kill, next_beat, next_garbage = started + 3, started + 10, started + 1
     while time.monotonic() - started < SECONDS:
         now = time.monotonic()
         if now >= next_kill:
@@ -101,6 +135,9 @@ def test_soak_random_kills(cluster: Cluster, record_property: Any) -> None:
         if now >= next_beat:
             chaos.restart_beat()
             next_beat = now + rng.uniform(8, 12)
+        if now >= next_garbage:
+            garbage.push(chaos, next_kill - now)
+            next_garbage = now + rng.uniform(1, 3)
         time.sleep(0.2)
     ended = SYSTEM_CLOCK.now()
     names = [name for name, _, _ in JOBS]
@@ -116,6 +153,8 @@ def test_soak_random_kills(cluster: Cluster, record_property: Any) -> None:
     cluster.worker("s-final", concurrency=3)
     cluster.worker("a-final", asynchronous=True)
     poll(lambda: windows_ended(cluster, names, ended), 120, "every window up to the end to end")
+    poll(lambda: garbage.dead_lettered().total() >= garbage.pushed.total(), 60,
+         "every poison entry dead-lettered")  # fmt: skip
     cluster.stop(chaos.beat)
     windows = [w for name, expr, _ in JOBS for w in slot_windows(cluster, name, expr, ended)]
     verdict = check(cluster, windows, frozenset(chaos.killed))
@@ -123,9 +162,11 @@ def test_soak_random_kills(cluster: Cluster, record_property: Any) -> None:
               f"successes={verdict.succeeded} other={dict(verdict.terminal_other)} "
               f"duplicates={len(verdict.duplicates)} lost={len(verdict.lost)} "
               f"redone_after_kill={len(verdict.redone_after_kill)} "
-              f"kills={chaos.kills} beat_restarts={chaos.beat_restarts}")  # fmt: skip
+              f"kills={chaos.kills} beat_restarts={chaos.beat_restarts} "
+              f"poison={garbage.pushed.total()} dead_letters={garbage.dead_lettered().total()}")  # fmt: skip
     print(report)
     record_property("figures", report)
     (cluster.root.parent / "soak-report.txt").write_text(report + "\n")
     verdict.assert_ok(cluster.logs())
+    assert garbage.dead_lettered() == garbage.pushed, (garbage.dead_lettered(), garbage.pushed)
     assert verdict.expected >= 8 * SECONDS

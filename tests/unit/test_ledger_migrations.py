@@ -8,12 +8,16 @@ import pytest
 import sqlalchemy
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from agentcron.ledger import Ledger
 from agentcron.ledger.base import Base
 from agentcron.ledger.engine import create_engine_for
-from agentcron.migrations import current_revision, upgrade
+from agentcron.migrations import alembic_config, current_revision, upgrade
 from tests.services import reset_postgres
+
+EXPECTED_TABLES = {"runs", "schedules", "leases", "reports", "dead_letters", "run_logs"}
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
@@ -29,7 +33,7 @@ def test_upgrade_twice_is_idempotent(engine: sqlalchemy.Engine) -> None:
     assert current_revision(engine) is None
     upgrade(engine)
     upgrade(engine)
-    assert current_revision(engine) == "0006"
+    assert current_revision(engine) == HEAD
     engine.dispose()
 
 
@@ -37,7 +41,7 @@ def test_migrated_schema_matches_the_models(engine: sqlalchemy.Engine) -> None:
     upgrade(engine)
     inspector = sqlalchemy.inspect(engine)
     tables = set(inspector.get_table_names()) - {"alembic_version"}
-    assert tables == {"runs", "schedules", "leases", "reports", "run_logs"} == set(Base.metadata.tables)
+    assert tables == set(Base.metadata.tables) == EXPECTED_TABLES
     for name, table in Base.metadata.tables.items():
         columns = {c["name"]: c["nullable"] for c in inspector.get_columns(name)}
         assert columns == {c.name: c.nullable for c in table.columns}, name
@@ -53,7 +57,7 @@ def test_sqlite_ledger_migrates_itself_and_creates_its_folder(tmp_path: Path) ->
     path = tmp_path / "deep" / "er" / "ledger.sqlite"
     ledger = Ledger(f"sqlite:///{path}")
     assert path.exists()
-    assert current_revision(ledger.engine) == "0006"
+    assert current_revision(ledger.engine) == HEAD
     ledger.close()
 
 
@@ -61,7 +65,7 @@ def test_auto_migrate_false_leaves_the_database_alone(tmp_path: Path) -> None:
     ledger = Ledger(f"sqlite:///{tmp_path / 'l.sqlite'}", auto_migrate=False)
     assert current_revision(ledger.engine) is None
     ledger.upgrade()
-    assert current_revision(ledger.engine) == "0006"
+    assert current_revision(ledger.engine) == HEAD
     ledger.close()
 
 
@@ -87,3 +91,16 @@ def test_sqlite_write_transactions_begin_immediate(tmp_path: Path) -> None:
         conn.exec_driver_sql("SELECT 1")
     first.dispose()
     second.dispose()
+
+
+def test_threads_of_one_process_can_migrate_at_once(tmp_path: Path) -> None:
+    """Alembic's context is per process: a worker's runtime and its dead-letter store migrate
+    from two threads (this failed with "No context has been configured yet")."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    engines = [create_engine_for(f"sqlite:///{tmp_path / f'm{n}.sqlite'}") for n in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(upgrade, engines))
+    assert [current_revision(e) for e in engines] == [HEAD] * 6
+    for engine in engines:
+        engine.dispose()

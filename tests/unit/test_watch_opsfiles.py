@@ -29,7 +29,7 @@ def test_alert_rules_cover_the_required_cases_with_real_series() -> None:
     rules = yaml.safe_load((ROOT / "ops/prometheus/alerts.yml").read_text())["groups"][0]["rules"]
     names = {rule["alert"] for rule in rules}
     assert {"AgentcronWindowMissed", "AgentcronBeatDown", "AgentcronNoWorkerOnQueue",
-            "AgentcronFailureRatio", "AgentcronStartLag"} <= names
+            "AgentcronFailureRatio", "AgentcronStartLag", "AgentcronDeadLetters"} <= names
     used = {series for rule in rules for series in SERIES.findall(rule["expr"])}
     assert used and used <= exported(), used - exported()
 
