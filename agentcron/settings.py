@@ -68,6 +68,8 @@ class Settings:
     heartbeat_interval: float = 10.0
     heartbeat_ttl: float = 30.0
     log_level: str = "INFO"
+    agent_modules: str = ""
+    signing_key: str = field(default="", repr=False)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -79,7 +79,7 @@ def build_beat(
     jobs = file_jobs(settings)
     folder = settings.schedule_path.parent.resolve()
     store = ScheduleStore(ledger.engine, clock)
-    source = SpecSource(store, jobs, [folder], settings.config_max_bytes)
+    source = SpecSource(store, jobs, [folder], settings.config_max_bytes, settings)
     recorder: WindowLedger = BulkRecorder(ledger, clock) if BulkRecorder.supports(ledger) else ledger
     emitter = Emitter(recorder, open_publisher(app, settings), clock)
     leader = LeaderElection(open_lease_store(settings, ledger.engine, clock), clock, settings.beat_leader_ttl)
