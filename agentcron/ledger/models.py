@@ -109,3 +109,8 @@ class ReportRow(Base):
     title: Mapped[str] = mapped_column(String(200))
     body: Mapped[Any] = mapped_column(JSON)
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+from agentcron.ledger.history_models import RunHistoryRow  # noqa: E402  (its own module)
+
+__all__ = ["LeaseRow", "ReportRow", "RunHistoryRow", "RunRow", "ScheduleRow", "UTCDateTime"]
