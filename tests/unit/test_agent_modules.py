@@ -131,3 +131,25 @@ def test_schedules_add_refuses_an_undeclared_agent_in_one_line(tmp_path: Path) -
         assert result.output.count("\n") == 1 and "not a declared agent module" in result.output
     listed = runner.invoke(main, ["schedules", "list"], env=env)
     assert "no schedules" in listed.output
+
+
+def test_the_watchdog_never_loads_an_undeclared_row(mods: Path, tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    from agentcron.runtime import Runtime
+    from agentcron.watchdog import enabled_specs
+
+    (tmp_path / "beat_schedule.py").write_text(
+        "from agentcron import Job\nJOBS = [Job('f', agent='decl_agents:tick', schedule='@daily')]\n")
+    settings = Settings(schedule_path=tmp_path / "beat_schedule.py", data_dir=tmp_path / "d")
+    sys.path.insert(0, str(mods))
+    try:
+        runtime = Runtime(settings)
+        store = ScheduleStore(runtime.ledger.engine)
+        store.add(Job("same_module", agent="decl_agents:agent", schedule="@daily"))
+        store.add(Job("wd_bad", agent="sideeffect_mod:x", schedule="@daily"))
+        assert sorted(s.name for s in enabled_specs(runtime)) == ["f", "same_module"]
+        runtime.close()
+    finally:
+        sys.path.remove(str(mods))
+    assert "sideeffect_mod" not in sys.modules
+    assert "ALERT wd_bad window - refused" in caplog.text
