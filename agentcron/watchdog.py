@@ -286,7 +286,8 @@ def build_watchdog(runtime: Runtime, app: Any, alerter: Alerter | None = None) -
 
     settings = runtime.settings
     queues = sorted({SYNC_QUEUE, ASYNC_QUEUE, *(s.queue for s in runtime.specs())})
-    return Watchdog(runtime.ledger, CeleryPublisher(app), runtime.clock,
+    return Watchdog(runtime.ledger, CeleryPublisher(app, signing_key=settings.signing_key),
+                    runtime.clock,
                     alerter or safe_alerter(settings), runtime.leases,
                     config=WatchdogConfig.from_settings(settings),
                     queued=queue_inspector(settings, queues))  # fmt: skip

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from celery import signals
 from celery.exceptions import SoftTimeLimitExceeded
 
-from agentcron.messages import ASYNC_TASK, SYNC_TASK, RunMessage
+from agentcron.messages import ASYNC_TASK, SYNC_TASK
 from agentcron.settings import Settings
 from workers.app import app
 from workers.pool import defer
@@ -22,6 +22,7 @@ from workers.pool import defer
 if TYPE_CHECKING:
     from agentcron.guard import Outcome
     from agentcron.jobs import JobSpec
+    from agentcron.messages import RunMessage
     from agentcron.runtime import Runtime
 
 log = logging.getLogger("agentcron.tasks")
@@ -44,18 +45,11 @@ def worker_runtime() -> Runtime:
 
 
 def prepare(kwargs: dict[str, Any]) -> tuple[Runtime, JobSpec, RunMessage] | None:
-    """Parse a delivery and find its job; None (logged) when it must be dropped."""
-    try:
-        message = RunMessage.from_kwargs(kwargs)
-    except ValueError as exc:
-        log.error("dropping a malformed run message: %s", exc)
-        return None
-    runtime = worker_runtime()
-    try:
-        return runtime, runtime.spec(message.job), message
-    except KeyError:
-        log.error("dropping %s: no job named %r", message.short(), message.job)
-        return None
+    """Parse, verify and place a delivery (:func:`agentcron.admission.admit`); None when it
+    was refused (logged once, acknowledged, not run)."""
+    from agentcron.admission import admit
+
+    return admit(kwargs, worker_runtime)
 
 
 def summary(outcome: Outcome) -> dict[str, Any]:
