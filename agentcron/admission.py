@@ -13,11 +13,14 @@ refused: acknowledged (the task returns), logged once, never run.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from agentcron.batching import Coalescer, PerLoop
 from agentcron.errors import ConfigError
 from agentcron.messages import RunMessage
 from agentcron.signing import signature_problem
@@ -45,9 +48,26 @@ def refuse_message(kwargs: Mapping[str, Any], reason: str) -> None:
     log.error("refused run message %s (job %s): %s", key, job, reason[:_SHOWN * 5])
 
 
-def admit(kwargs: Mapping[str, Any], runtime_of: Callable[[], Runtime],
-          ) -> tuple[Runtime, JobSpec, RunMessage] | None:  # fmt: skip
-    """The runtime, job and message of a delivery that may run; None when it was refused."""
+@dataclass(frozen=True)
+class Admitted:
+    """A delivery that passed the checks that need no I/O; ``pending`` when its window is not
+    a slot of its job, so that only the ledger can admit it (:func:`confirm_async`)."""
+
+    runtime: Runtime
+    spec: JobSpec
+    message: RunMessage
+    pending: bool = False
+
+    def parts(self) -> tuple[Runtime, JobSpec, RunMessage]:
+        """``(runtime, spec, message)``."""
+        return self.runtime, self.spec, self.message
+
+
+def admit(kwargs: Mapping[str, Any], runtime_of: Callable[[], Runtime], *,
+          ask_ledger: bool = True) -> Admitted | None:  # fmt: skip
+    """The delivery, admitted; None when it was refused. With ``ask_ledger=False`` a window
+    that is not a slot comes back ``pending`` instead of being looked up here (an event loop
+    must not block on the database: see :func:`confirm_async`)."""
     try:
         message = RunMessage.from_kwargs(dict(kwargs))
     except ValueError as exc:
@@ -63,22 +83,59 @@ def admit(kwargs: Mapping[str, Any], runtime_of: Callable[[], Runtime],
     except KeyError:
         refuse_message(kwargs, f"no job named {message.job!r}")
         return None
+    if is_scheduled_slot(spec, message, runtime.clock.now()):
+        return Admitted(runtime, spec, message)
+    if not ask_ledger:
+        return Admitted(runtime, spec, message, pending=True)
     problem = window_problem(spec, message, runtime.ledger, runtime.clock.now())
     if problem is not None:
         refuse_message(kwargs, problem)
         return None
-    return runtime, spec, message
+    return Admitted(runtime, spec, message)
+
+
+_LOOKUPS: PerLoop[Ledger, Coalescer[str, bool]] = PerLoop(
+    lambda ledger: Coalescer(functools.partial(_recorded, ledger), 500, 2))
+
+
+def _recorded(ledger: Ledger, keys: Sequence[str]) -> list[bool]:
+    found = ledger.get_many(keys)
+    return [key in found for key in keys]
+
+
+async def confirm_async(admitted: Admitted) -> bool:
+    """Whether a ``pending`` delivery names a window recorded in the ledger (looked up with the
+    concurrent runs of this event loop in one query, from a thread); refused if not."""
+    if not admitted.pending:
+        return True
+    message = admitted.message
+    if await _LOOKUPS.get(admitted.runtime.ledger).submit(message.window_key):
+        return True
+    refuse_message(message.to_kwargs(),
+                   unrecorded_reason(admitted.spec, message, admitted.runtime.clock.now()))
+    return False
+
+
+def is_scheduled_slot(spec: JobSpec, message: RunMessage, now: datetime) -> bool:
+    """Whether the message may run without asking the ledger: not a manual or backfill run,
+    its slot a slot of its job (:func:`is_slot_window`) and not ahead of ``now``."""
+    return (message.trigger not in RECORDED_FIRST and message.slot <= now + FUTURE_SKEW
+            and is_slot_window(spec, message))  # fmt: skip
 
 
 def window_problem(spec: JobSpec, message: RunMessage, ledger: Ledger,
                    now: datetime) -> str | None:  # fmt: skip
     """Why ``message`` names a window its job does not have, or None if it may run."""
-    if (message.trigger not in RECORDED_FIRST and message.slot <= now + FUTURE_SKEW
-            and is_slot_window(spec, message)):  # fmt: skip
+    if is_scheduled_slot(spec, message, now):
         return None
     record = ledger.get(message.job, message.window_start)
     if record is not None and record.window_key == message.window_key:
         return None
+    return unrecorded_reason(spec, message, now)
+
+
+def unrecorded_reason(spec: JobSpec, message: RunMessage, now: datetime) -> str:
+    """Why a window that the ledger does not know is refused."""
     if message.trigger in RECORDED_FIRST:
         return f"a {message.trigger} window must be recorded in the ledger before it is sent"
     if message.slot > now + FUTURE_SKEW and is_slot_window(spec, message):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from celery import signals
 from celery.exceptions import SoftTimeLimitExceeded
 
+from agentcron.admission import Admitted, admit, confirm_async
 from agentcron.messages import ASYNC_TASK, SYNC_TASK
 from agentcron.settings import Settings
 from workers.app import app
@@ -47,9 +48,8 @@ def worker_runtime() -> Runtime:
 def prepare(kwargs: dict[str, Any]) -> tuple[Runtime, JobSpec, RunMessage] | None:
     """Parse, verify and place a delivery (:func:`agentcron.admission.admit`); None when it
     was refused (logged once, acknowledged, not run)."""
-    from agentcron.admission import admit
-
-    return admit(kwargs, worker_runtime)
+    admitted = admit(kwargs, worker_runtime)
+    return None if admitted is None else admitted.parts()
 
 
 def summary(outcome: Outcome) -> dict[str, Any]:
@@ -69,17 +69,20 @@ def run_sync(**kwargs: Any) -> dict[str, Any] | None:
     return summary(runtime.guard.run_sync(spec, message))
 
 
-async def _run_async(runtime: Runtime, spec: JobSpec, message: RunMessage) -> dict[str, Any]:
+async def _run_async(admitted: Admitted) -> dict[str, Any] | None:
+    if not await confirm_async(admitted):  # a window that is not a slot: the ledger must know it
+        return None
+    runtime, spec, message = admitted.parts()
     return summary(await runtime.guard.run_async(spec, message))
 
 
 @app.task(name=ASYNC_TASK, runs_on_loop=True)  # type: ignore[untyped-decorator]
 def run_async(**kwargs: Any) -> Any:
     """Run one window of an async agent on the worker's event loop under the guard."""
-    prepared = prepare(kwargs)
-    if prepared is None:
+    admitted = admit(kwargs, worker_runtime, ask_ledger=False)
+    if admitted is None:
         return None
-    return defer(_run_async(*prepared))
+    return defer(_run_async(admitted))
 
 
 @signals.worker_process_init.connect  # type: ignore[untyped-decorator]

@@ -24,7 +24,7 @@ from agentcron.beat.publisher import CeleryPublisher, Outgoing
 from agentcron.ledger.history import history_of
 from agentcron.ledger.records import NewWindow, RunState
 from agentcron.ledger.store import Ledger
-from agentcron.messages import SYNC_TASK, RunMessage
+from agentcron.messages import ASYNC_TASK, SYNC_TASK, RunMessage
 from agentcron.signing import signed_kwargs
 from agentcron.windows import window_key
 from tests.integration.test_workers_support import (
@@ -46,11 +46,15 @@ def tick(ctx):
     redis.Redis.from_url(os.environ["AGENTCRON_TEST_REDIS_URL"]).rpush(
         "effects:" + ctx.window_key, ctx.trigger)
     return {"trigger": ctx.trigger}
+
+async def atick(ctx):
+    return tick(ctx)
 '''
 SCHEDULE = '''
 from agentcron import Job
 
-JOBS = [Job("hourly", agent="trust_agents:tick", schedule="0 * * * *", misfire_grace="1d")]
+JOBS = [Job("hourly", agent="trust_agents:tick", schedule="0 * * * *", misfire_grace="1d"),
+        Job("ahourly", agent="trust_agents:atick", schedule="0 * * * *", misfire_grace="1d")]
 '''
 
 
@@ -65,15 +69,18 @@ class Rig:
         return now - timedelta(hours=hours_ago)
 
     def message(self, slot: datetime, trigger: str = "schedule", force: bool = False,
-                record: bool = True) -> RunMessage:  # fmt: skip
-        msg = RunMessage("hourly", window_key("hourly", slot), slot, slot, trigger, 1, force)
+                record: bool = True, job: str = "hourly") -> RunMessage:  # fmt: skip
+        msg = RunMessage(job, window_key(job, slot), slot, slot, trigger, 1, force)
         if record:
-            self.ledger.record_scheduled([NewWindow("hourly", slot, msg.window_key, slot,
+            self.ledger.record_scheduled([NewWindow(job, slot, msg.window_key, slot,
                                                     trigger)])  # fmt: skip
         return msg
 
     def send(self, kwargs: dict[str, Any]) -> None:
-        app.send_task(SYNC_TASK, kwargs=kwargs, queue="agentcron.sync")
+        if kwargs["job"] == "ahourly":
+            app.send_task(ASYNC_TASK, kwargs=kwargs, queue="agentcron.async")
+        else:
+            app.send_task(SYNC_TASK, kwargs=kwargs, queue="agentcron.sync")
 
     def effects(self, msg: RunMessage) -> list[bytes]:
         return list(self.redis.lrange(f"effects:{msg.window_key}", 0, -1))
@@ -83,14 +90,15 @@ class Rig:
         return None if record is None else record.state
 
     def settle(self) -> None:
-        wait_for(lambda: not self.redis.llen("agentcron.sync") and not self.redis.hlen("unacked"),
+        wait_for(lambda: not self.redis.llen("agentcron.sync") and not self.redis.hlen("unacked")
+                 and not self.redis.llen("agentcron.async"),
                  timeout=30, what="every message acknowledged")  # fmt: skip
 
     def log(self) -> str:
-        return (self.root / "worker.log").read_text()
+        return "".join((self.root / name).read_text() for name in ("worker.log", "async.log"))
 
     def refused(self, msg: RunMessage, reason: str) -> None:
-        wait_for(lambda: f"refused run message {msg.window_key} (job hourly): {reason}"
+        wait_for(lambda: f"refused run message {msg.window_key} (job {msg.job}): {reason}"
                  in self.log(), timeout=30, what=f"{msg.window_key} refused: {reason}")
 
 
@@ -110,8 +118,11 @@ def _rig(tmp_path: Path, redis_client: redis.Redis, redis_url: str, postgres_url
                      AGENTCRON_DATA_DIR=str(tmp_path / "data"), **extra)  # fmt: skip
     env["PYTHONPATH"] = f"{tmp_path}:{env['PYTHONPATH']}"
     with celery_worker("-Q", "agentcron.sync", "-c", "1", "-n", "trust@test", env=env,
-                       log=tmp_path / "worker.log"):  # fmt: skip
+                       log=tmp_path / "worker.log"), \
+         celery_worker("-Q", "agentcron.async", "-n", "atrust@test",
+                       env={**env, "AGENTCRON_WORKER_POOL": "async"}, log=tmp_path / "async.log"):
         wait_ready("trust@test")
+        wait_ready("atrust@test")
         yield Rig(tmp_path, redis_client, ledger, env)
     ledger.close()
 
@@ -165,9 +176,19 @@ def test_a_window_that_is_not_a_slot_is_refused(rig: Rig) -> None:
     rig.refused(not_a_slot, "slot ")
     rig.refused(future, "its slot is in the future")
     rig.refused(manual, "a manual window must be recorded")
-    wait_for(lambda: rig.state(recorded_off) is RunState.SUCCEEDED, timeout=30, what="recorded")
+    on_loop = [rig.message(off, record=False, job="ahourly"),
+               rig.message(rig.slot(3), trigger="backfill", record=False, job="ahourly")]
+    on_loop_ok = [rig.message(rig.slot(4) + timedelta(minutes=17), job="ahourly"),
+                  rig.message(rig.slot(5), job="ahourly", record=False)]  # a slot: no lookup
+    for msg in on_loop + on_loop_ok:
+        rig.send(msg.to_kwargs())
+    rig.refused(on_loop[0], "slot ")
+    rig.refused(on_loop[1], "a backfill window must be recorded")
+    for msg in [recorded_off, *on_loop_ok]:
+        wait_for(lambda m=msg: rig.state(m) is RunState.SUCCEEDED, timeout=30,  # type: ignore[misc]
+                 what=f"{msg.window_key} to run")
     rig.settle()
-    for msg in (not_a_slot, future, manual):
+    for msg in (not_a_slot, future, manual, *on_loop):
         assert rig.effects(msg) == [] and rig.state(msg) is None, msg.window_key
 
 
