@@ -153,3 +153,27 @@ def test_the_watchdog_never_loads_an_undeclared_row(mods: Path, tmp_path: Path,
         sys.path.remove(str(mods))
     assert "sideeffect_mod" not in sys.modules
     assert "ALERT wd_bad window - refused" in caplog.text
+
+
+def test_the_beat_never_plans_an_undeclared_row(mods: Path, tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    from agentcron.beat.sources import SpecSource
+
+    ledger = Ledger(f"sqlite:///{tmp_path / 'l.sqlite'}")
+    store = ScheduleStore(ledger.engine)
+    file_job = Job("f", agent="decl_agents:tick", schedule="@daily")
+    source = SpecSource(store, [file_job], [mods], settings=Settings())
+    source.load()
+    store.add(Job("beat_ok", agent="decl_agents:agent", schedule="@daily"))
+    store.add(Job("beat_bad", agent="sideeffect_mod:x", schedule="@daily"))
+    with ledger.engine.begin() as conn:  # a forged 'file' row that the file does not declare
+        from sqlalchemy import text
+
+        conn.execute(text("UPDATE schedules SET source = 'file', revision = revision + 1 "
+                          "WHERE name = 'beat_bad'"))  # fmt: skip
+    changes = source.poll()
+    assert changes is not None and [s.name for s in changes.upserted] == ["beat_ok"]
+    assert sorted(source.specs) == ["beat_ok", "f"]
+    assert "sideeffect_mod" not in sys.modules
+    assert "ALERT beat_bad window - refused" in caplog.text
+    ledger.close()
