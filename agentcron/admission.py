@@ -18,8 +18,11 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from sqlalchemy.exc import OperationalError
+
+from agentcron.backoff import backoff_delay
 from agentcron.batching import Coalescer, PerLoop
 from agentcron.errors import ConfigError
 from agentcron.messages import RunMessage
@@ -35,6 +38,7 @@ log = logging.getLogger("agentcron.admission")
 FUTURE_SKEW = timedelta(minutes=5)
 """How far ahead of this worker's clock an unrecorded slot may be (clock skew between hosts)."""
 RECORDED_FIRST = ("manual", "backfill")
+T = TypeVar("T")
 _ONE_US = timedelta(microseconds=1)
 _SHOWN = 200
 
@@ -87,7 +91,8 @@ def admit(kwargs: Mapping[str, Any], runtime_of: Callable[[], Runtime], *,
         return Admitted(runtime, spec, message)
     if not ask_ledger:
         return Admitted(runtime, spec, message, pending=True)
-    problem = window_problem(spec, message, runtime.ledger, runtime.clock.now())
+    problem = _while_unreachable(runtime, lambda: window_problem(
+        spec, message, runtime.ledger, runtime.clock.now()))
     if problem is not None:
         refuse_message(kwargs, problem)
         return None
@@ -108,12 +113,42 @@ async def confirm_async(admitted: Admitted) -> bool:
     concurrent runs of this event loop in one query, from a thread); refused if not."""
     if not admitted.pending:
         return True
-    message = admitted.message
-    if await _LOOKUPS.get(admitted.runtime.ledger).submit(message.window_key):
+    message, runtime = admitted.message, admitted.runtime
+    attempt, deadline = 0, runtime.clock.monotonic() + runtime.settings.visibility_timeout / 2
+    while True:
+        try:
+            recorded = await _LOOKUPS.get(runtime.ledger).submit(message.window_key)
+            break
+        except OperationalError:  # the ledger is down: wait for it, as the guard does
+            attempt += 1
+            if runtime.clock.monotonic() > deadline:
+                raise
+            await runtime.clock.asleep(_unreachable(attempt))
+    if recorded:
         return True
     refuse_message(message.to_kwargs(),
                    unrecorded_reason(admitted.spec, message, admitted.runtime.clock.now()))
     return False
+
+
+def _unreachable(attempt: int) -> float:
+    delay = backoff_delay(attempt, 0.2, 5.0)
+    log.warning("ledger unavailable while admitting a run message; retrying in %.2fs", delay)
+    return delay
+
+
+def _while_unreachable(runtime: Runtime, call: Callable[[], T]) -> T:
+    """``call()`` again with backoff while the ledger is unreachable (a message that waits is
+    late, one that fails is lost), up to half the visibility timeout."""
+    attempt, deadline = 0, runtime.clock.monotonic() + runtime.settings.visibility_timeout / 2
+    while True:
+        try:
+            return call()
+        except OperationalError:
+            attempt += 1
+            if runtime.clock.monotonic() > deadline:
+                raise
+            runtime.clock.sleep(_unreachable(attempt))
 
 
 def is_scheduled_slot(spec: JobSpec, message: RunMessage, now: datetime) -> bool:

@@ -179,3 +179,56 @@ def test_admit_refuses_through_one_function(tmp_path: Path, caplog: pytest.LogCa
         "malformed run message", "unsigned message", "no job named 'k'"]
     assert KEY not in caplog.text and signature(good, KEY) not in caplog.text
     runtime.ledger.close()
+
+
+def _flaky_runtime(tmp_path: Path, failures: int) -> Any:
+    from sqlalchemy.exc import OperationalError
+
+    from agentcron.clock import FrozenClock
+    from agentcron.settings import Settings
+
+    ledger = Ledger(f"sqlite:///{tmp_path / 'l.sqlite'}")
+    off = message(datetime(2026, 3, 17, 6, 17, tzinfo=UTC))
+    ledger.record_scheduled([NewWindow("j", off.window_start, off.window_key, off.slot)])
+    calls = {"n": 0}
+    get, get_many = ledger.get, ledger.get_many
+
+    def down(real: Any) -> Any:
+        def call(*args: Any) -> Any:
+            calls["n"] += 1
+            if calls["n"] <= failures:
+                raise OperationalError("select", {}, ConnectionError("database down"))
+            return real(*args)
+        return call
+
+    ledger.get, ledger.get_many = down(get), down(get_many)  # type: ignore[method-assign]
+
+    class Runtime:
+        settings = Settings(visibility_timeout=60)
+        clock = FrozenClock(NOW)
+
+        def spec(self, name: str) -> JobSpec:
+            return spec()
+
+    runtime = Runtime()
+    runtime.ledger = ledger  # type: ignore[attr-defined]
+    return runtime, off
+
+
+def test_admission_waits_for_an_unreachable_ledger(tmp_path: Path) -> None:
+    runtime, off = _flaky_runtime(tmp_path, failures=2)
+    admitted = admit(off.to_kwargs(), lambda: runtime)
+    assert admitted is not None and not admitted.pending
+    assert len(runtime.clock.slept) == 2
+
+
+async def test_async_admission_waits_for_an_unreachable_ledger(tmp_path: Path) -> None:
+    from agentcron.admission import confirm_async
+
+    runtime, off = _flaky_runtime(tmp_path, failures=2)
+    admitted = admit(off.to_kwargs(), lambda: runtime, ask_ledger=False)
+    assert admitted is not None and admitted.pending
+    assert await confirm_async(admitted) is True
+    unrecorded = message(datetime(2026, 3, 17, 7, 17, tzinfo=UTC))
+    pending = admit(unrecorded.to_kwargs(), lambda: runtime, ask_ledger=False)
+    assert pending is not None and await confirm_async(pending) is False
