@@ -13,9 +13,11 @@ refused: acknowledged (the task returns), logged once, never run.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import functools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -25,6 +27,7 @@ from sqlalchemy.exc import OperationalError
 from agentcron.backoff import backoff_delay
 from agentcron.batching import Coalescer, PerLoop
 from agentcron.errors import ConfigError
+from agentcron.ledger.history import use_force
 from agentcron.messages import RunMessage
 from agentcron.signing import signature_problem
 from agentcron.windows import window_start
@@ -54,13 +57,15 @@ def refuse_message(kwargs: Mapping[str, Any], reason: str) -> None:
 
 @dataclass(frozen=True)
 class Admitted:
-    """A delivery that passed the checks that need no I/O; ``pending`` when its window is not
-    a slot of its job, so that only the ledger can admit it (:func:`confirm_async`)."""
+    """A delivery that passed the checks that need no I/O. ``pending`` when the ledger must
+    still be asked (by :func:`confirm_async`): whether its window is recorded (``is_slot``
+    False), whether its ``force`` was granted."""
 
     runtime: Runtime
     spec: JobSpec
     message: RunMessage
     pending: bool = False
+    is_slot: bool = True
 
     def parts(self) -> tuple[Runtime, JobSpec, RunMessage]:
         """``(runtime, spec, message)``."""
@@ -69,9 +74,10 @@ class Admitted:
 
 def admit(kwargs: Mapping[str, Any], runtime_of: Callable[[], Runtime], *,
           ask_ledger: bool = True) -> Admitted | None:  # fmt: skip
-    """The delivery, admitted; None when it was refused. With ``ask_ledger=False`` a window
-    that is not a slot comes back ``pending`` instead of being looked up here (an event loop
-    must not block on the database: see :func:`confirm_async`)."""
+    """The delivery, admitted; None when it was refused. With ``ask_ledger=False`` what needs
+    the ledger is left ``pending`` (an event loop must not block on the database: see
+    :func:`confirm_async`). A ``force`` the ledger did not grant is dropped (the message then
+    runs as not forced: a finished window is a duplicate)."""
     try:
         message = RunMessage.from_kwargs(dict(kwargs))
     except ValueError as exc:
@@ -87,15 +93,19 @@ def admit(kwargs: Mapping[str, Any], runtime_of: Callable[[], Runtime], *,
     except KeyError:
         refuse_message(kwargs, f"no job named {message.job!r}")
         return None
-    if is_scheduled_slot(spec, message, runtime.clock.now()):
-        return Admitted(runtime, spec, message)
+    is_slot = is_scheduled_slot(spec, message, runtime.clock.now())
     if not ask_ledger:
-        return Admitted(runtime, spec, message, pending=True)
-    problem = _while_unreachable(runtime, lambda: window_problem(
-        spec, message, runtime.ledger, runtime.clock.now()))
-    if problem is not None:
-        refuse_message(kwargs, problem)
-        return None
+        return Admitted(runtime, spec, message, not is_slot or message.force, is_slot)
+    if not is_slot:
+        problem = _while_unreachable(runtime, lambda: window_problem(
+            spec, message, runtime.ledger, runtime.clock.now()))
+        if problem is not None:
+            refuse_message(kwargs, problem)
+            return None
+    if message.force:
+        granted = _while_unreachable(runtime, lambda: use_force(
+            runtime.ledger.engine, message.window_key, runtime.clock.now()))
+        message = forced_or_not(message, granted)
     return Admitted(runtime, spec, message)
 
 
@@ -108,27 +118,47 @@ def _recorded(ledger: Ledger, keys: Sequence[str]) -> list[bool]:
     return [key in found for key in keys]
 
 
-async def confirm_async(admitted: Admitted) -> bool:
-    """Whether a ``pending`` delivery names a window recorded in the ledger (looked up with the
-    concurrent runs of this event loop in one query, from a thread); refused if not."""
+async def confirm_async(admitted: Admitted) -> Admitted | None:
+    """Finish a ``pending`` admission off the event loop: a window that is not a slot must be
+    recorded (looked up with the concurrent runs of this loop in one query, from a thread),
+    else it is refused (None); a ``force`` must be granted, else it is dropped."""
     if not admitted.pending:
-        return True
-    message, runtime = admitted.message, admitted.runtime
+        return admitted
+    runtime, spec, message = admitted.parts()
+    key = message.window_key
+    if not admitted.is_slot:
+        lookups = _LOOKUPS.get(runtime.ledger)
+        if not await _while_unreachable_async(runtime, lambda: lookups.submit(key)):
+            refuse_message(message.to_kwargs(),
+                           unrecorded_reason(spec, message, runtime.clock.now()))
+            return None
+    if message.force:
+        granted = await _while_unreachable_async(runtime, lambda: asyncio.to_thread(
+            use_force, runtime.ledger.engine, key, runtime.clock.now()))
+        message = forced_or_not(message, granted)
+    return Admitted(runtime, spec, message)
+
+
+def forced_or_not(message: RunMessage, granted: bool) -> RunMessage:
+    """``message`` as it may run: without its ``force`` unless the ledger granted it."""
+    if granted:
+        return message
+    log.warning("%s: force not granted in the ledger (forged or replayed); run as not forced",
+                message.window_key)  # fmt: skip
+    return dataclasses.replace(message, force=False)
+
+
+async def _while_unreachable_async(runtime: Runtime, call: Callable[[], Awaitable[T]]) -> T:
+    """:func:`_while_unreachable` for a coroutine."""
     attempt, deadline = 0, runtime.clock.monotonic() + runtime.settings.visibility_timeout / 2
     while True:
         try:
-            recorded = await _LOOKUPS.get(runtime.ledger).submit(message.window_key)
-            break
+            return await call()
         except OperationalError:  # the ledger is down: wait for it, as the guard does
             attempt += 1
             if runtime.clock.monotonic() > deadline:
                 raise
             await runtime.clock.asleep(_unreachable(attempt))
-    if recorded:
-        return True
-    refuse_message(message.to_kwargs(),
-                   unrecorded_reason(admitted.spec, message, admitted.runtime.clock.now()))
-    return False
 
 
 def _unreachable(attempt: int) -> float:

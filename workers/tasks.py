@@ -69,8 +69,9 @@ def run_sync(**kwargs: Any) -> dict[str, Any] | None:
     return summary(runtime.guard.run_sync(spec, message))
 
 
-async def _run_async(admitted: Admitted) -> dict[str, Any] | None:
-    if not await confirm_async(admitted):  # a window that is not a slot: the ledger must know it
+async def _run_async(pending: Admitted) -> dict[str, Any] | None:
+    admitted = await confirm_async(pending)  # what needs the ledger, off the event loop
+    if admitted is None:
         return None
     runtime, spec, message = admitted.parts()
     return summary(await runtime.guard.run_async(spec, message))

@@ -1,4 +1,5 @@
-"""Keeping and reading the earlier records of re-run windows (the ``run_history`` table)."""
+"""Forced runs in the ledger: the grants that allow them (``force_grants``) and the earlier
+records they replaced (``run_history``)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy import Connection, Engine, Table, select, update
 
-from agentcron.ledger.engine import begin_read
-from agentcron.ledger.models import RunHistoryRow
+from agentcron.ledger.engine import begin_read, begin_write
+from agentcron.ledger.models import ForceGrantRow, RunHistoryRow
 from agentcron.ledger.records import RunRecord, record_from
 
 HISTORY = cast(Table, RunHistoryRow.__table__)
+GRANTS = cast(Table, ForceGrantRow.__table__)
 
 
 def keep(conn: Connection, earlier: RunRecord, now: datetime, replaced_by: str) -> None:
@@ -36,3 +38,24 @@ def history_of(engine: Engine, window_keys: Sequence[str]) -> dict[str, list[Run
                 record = record_from(row._mapping)
                 found.setdefault(record.window_key, []).append(record)
     return found
+
+
+def grant_force(engine: Engine, window_keys: Sequence[str], now: datetime, by: str) -> None:
+    """Allow one forced run of each of ``window_keys`` (written before the message is sent)."""
+    if not window_keys:
+        return
+    with begin_write(engine) as conn:
+        conn.execute(GRANTS.insert(), [{"window_key": key, "granted_by": by[:32],
+                                        "granted_at": now} for key in window_keys])  # fmt: skip
+
+
+def use_force(engine: Engine, window_key: str, now: datetime) -> bool:
+    """Use one unused grant of ``window_key``; False when there is none (the ``force`` of the
+    message asking is forged or a replay). Two deliveries never use the same grant."""
+    oldest = (select(GRANTS.c.id).where(GRANTS.c.window_key == window_key,
+                                        GRANTS.c.used_at.is_(None))
+              .order_by(GRANTS.c.id).limit(1).scalar_subquery())  # fmt: skip
+    statement = (update(GRANTS).where(GRANTS.c.id == oldest, GRANTS.c.used_at.is_(None))
+                 .values(used_at=now))  # fmt: skip
+    with begin_write(engine) as conn:
+        return bool(conn.execute(statement).rowcount == 1)

@@ -1,8 +1,9 @@
-"""The ``run_history`` table: earlier terminal records of windows that a forced run took over.
+"""Forced runs: ``force_grants`` (who may force a window) and ``run_history`` (what a forced run
+replaced).
 
 A window's row in ``runs`` is what the window is now; a forced run (``trigger --force``,
 ``backfill`` of a failed window) re-claims a terminal row, and before it does, the row as it
-stood is copied here, so history is never overwritten.
+stood is copied to ``run_history``, so history is never overwritten.
 """
 
 from __future__ import annotations
@@ -42,3 +43,18 @@ class RunHistoryRow(Base):
     result: Mapped[Any] = mapped_column(JSON, nullable=True)
     replaced_at: Mapped[datetime] = mapped_column(UTCDateTime())
     replaced_by: Mapped[str] = mapped_column(String(200))
+
+
+class ForceGrantRow(Base):
+    """Permission for one forced run of a window, written by ``trigger --force`` and
+    ``backfill`` before they publish; a worker honours a message's ``force`` only by using one
+    (a forged or replayed ``force`` finds none and runs as not forced: deduped)."""
+
+    __tablename__ = "force_grants"
+    __table_args__ = (Index("ix_force_grants_window_key", "window_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    window_key: Mapped[str] = mapped_column(String(160))
+    granted_by: Mapped[str] = mapped_column(String(32))
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

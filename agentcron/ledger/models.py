@@ -111,6 +111,7 @@ class ReportRow(Base):
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
-from agentcron.ledger.history_models import RunHistoryRow  # noqa: E402  (its own module)
+from agentcron.ledger.history_models import ForceGrantRow, RunHistoryRow  # noqa: E402
 
-__all__ = ["LeaseRow", "ReportRow", "RunHistoryRow", "RunRow", "ScheduleRow", "UTCDateTime"]
+__all__ = ["ForceGrantRow", "LeaseRow", "ReportRow", "RunHistoryRow", "RunRow", "ScheduleRow",
+           "UTCDateTime"]

@@ -1,8 +1,8 @@
 """Issue 13 item 7 against real ``celery`` workers, Redis and PostgreSQL: broker messages are
-not trusted. A forged ``force`` keeps the first run's record; a window that is not a slot of
-its job (and not recorded) is refused; with ``AGENTCRON_SIGNING_KEY`` set, unsigned and
-tampered messages are refused while signed ones (Celery's producer, the pipelined Redis path,
-``agentcron trigger``) run."""
+not trusted. A forged or replayed ``force`` never re-runs a window, a granted one keeps the
+first run's record; a window that is not a slot of its job (and not recorded) is refused; with
+``AGENTCRON_SIGNING_KEY`` set, unsigned and tampered messages are refused while signed ones
+(Celery's producer, the pipelined Redis path, ``agentcron trigger``) run."""
 
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ SCHEDULE = '''
 from agentcron import Job
 
 JOBS = [Job("hourly", agent="trust_agents:tick", schedule="0 * * * *", misfire_grace="1d"),
-        Job("ahourly", agent="trust_agents:atick", schedule="0 * * * *", misfire_grace="1d")]
+        Job("ahourly", agent="trust_agents:atick", schedule="0 * * * *", misfire_grace="1d",
+            overlap="allow")]
 '''
 
 
@@ -145,17 +146,33 @@ def agentcron(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
 
-def test_a_forged_force_keeps_the_first_runs_record(rig: Rig) -> None:
-    first = rig.message(rig.slot(1))
-    rig.send(first.to_kwargs())
+def test_a_forged_force_never_reruns_and_a_granted_one_keeps_the_first_record(rig: Rig) -> None:
+    sent = agentcron(rig.env, "trigger", "hourly")
+    assert sent.returncode == 0, sent.stderr
+    key = sent.stdout.split()[1]
+    first = RunMessage.from_kwargs({"job": "hourly", "window_key": key, "slot": key[7:],
+                                    "window_start": key[7:]})  # fmt: skip
     wait_for(lambda: rig.state(first) is RunState.SUCCEEDED, timeout=30, what="first run")
     before = rig.ledger.get(first.job, first.window_start)
     forged = RunMessage(first.job, first.window_key, first.window_start, first.slot,
                         "schedule", 1, force=True)  # fmt: skip
     rig.send(forged.to_kwargs())
+    wait_for(lambda: "force not granted in the ledger" in rig.log(), timeout=30,
+             what="the forged force dropped")  # fmt: skip
+    rig.settle()
+    assert len(rig.effects(first)) == 1 and history_of(rig.ledger.engine, [key]) == {}
+    assert rig.ledger.get(first.job, first.window_start) == before  # untouched
+
+    forced = agentcron(rig.env, "trigger", "hourly", "--force")
+    assert forced.returncode == 0 and forced.stdout.split()[1] == key, forced.stdout
     wait_for(lambda: len(rig.effects(first)) == 2, timeout=30, what="the forced run")
     wait_for(lambda: rig.state(first) is RunState.SUCCEEDED, timeout=30, what="forced run ends")
-    [kept] = history_of(rig.ledger.engine, [first.window_key])[first.window_key]
+    rig.send(forced_kwargs := forged.to_kwargs())  # a replay of the forced message
+    wait_for(lambda: rig.log().count("force not granted in the ledger") == 2, timeout=30,
+             what="the replay's force dropped")  # fmt: skip
+    rig.settle()
+    assert len(rig.effects(first)) == 2 and forced_kwargs["force"] is True
+    [kept] = history_of(rig.ledger.engine, [key])[key]
     assert before is not None
     assert (kept.state, kept.token, kept.started_at, kept.finished_at, kept.result) == (
         before.state, before.token, before.started_at, before.finished_at, before.result)

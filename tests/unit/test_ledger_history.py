@@ -72,3 +72,15 @@ def test_runs_shows_the_earlier_records(tmp_path: Path, clock: FrozenClock) -> N
     assert "claimed" in lines[0] and "succeeded (earlier)" in lines[1]
     data = json.loads(CliRunner().invoke(main, ["runs", "--json"], env=env).output)
     assert [h["state"] for h in data[0]["history"]] == ["succeeded"]
+
+
+def test_a_force_grant_is_used_once(ledger: Ledger, clock: FrozenClock) -> None:
+    from agentcron.ledger.history import grant_force, use_force
+
+    key = WINDOW.window_key
+    assert not use_force(ledger.engine, key, clock.now())  # forged: nothing granted
+    grant_force(ledger.engine, [key, key], clock.now(), "trigger")
+    assert use_force(ledger.engine, key, clock.now())
+    assert use_force(ledger.engine, key, clock.now())
+    assert not use_force(ledger.engine, key, clock.now())  # a replay finds none left
+    assert not use_force(ledger.engine, "other@2026-03-17T06:00:00Z", clock.now())

@@ -37,7 +37,8 @@ def test_migrated_schema_matches_the_models(engine: sqlalchemy.Engine) -> None:
     upgrade(engine)
     inspector = sqlalchemy.inspect(engine)
     tables = set(inspector.get_table_names()) - {"alembic_version"}
-    assert tables == {"runs", "schedules", "leases", "reports", "run_history"} == set(Base.metadata.tables)
+    expected = {"runs", "schedules", "leases", "reports", "run_history", "force_grants"}
+    assert tables == expected == set(Base.metadata.tables)
     for name, table in Base.metadata.tables.items():
         columns = {c["name"]: c["nullable"] for c in inspector.get_columns(name)}
         assert columns == {c.name: c.nullable for c in table.columns}, name

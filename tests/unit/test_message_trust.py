@@ -228,7 +228,27 @@ async def test_async_admission_waits_for_an_unreachable_ledger(tmp_path: Path) -
     runtime, off = _flaky_runtime(tmp_path, failures=2)
     admitted = admit(off.to_kwargs(), lambda: runtime, ask_ledger=False)
     assert admitted is not None and admitted.pending
-    assert await confirm_async(admitted) is True
+    assert await confirm_async(admitted) is not None
     unrecorded = message(datetime(2026, 3, 17, 7, 17, tzinfo=UTC))
     pending = admit(unrecorded.to_kwargs(), lambda: runtime, ask_ledger=False)
-    assert pending is not None and await confirm_async(pending) is False
+    assert pending is not None and await confirm_async(pending) is None
+
+
+async def test_a_force_runs_only_with_a_grant(tmp_path: Path) -> None:
+    from agentcron.admission import confirm_async
+    from agentcron.ledger.history import grant_force
+
+    runtime, off = _flaky_runtime(tmp_path, failures=0)
+    forced = RunMessage(off.job, off.window_key, off.window_start, off.slot, force=True)
+    grant_force(runtime.ledger.engine, [forced.window_key], NOW, "trigger")
+    first = admit(forced.to_kwargs(), lambda: runtime)
+    assert first is not None and first.message.force  # the grant is used
+    replay = admit(forced.to_kwargs(), lambda: runtime)
+    assert replay is not None and not replay.message.force  # runs as not forced: deduped
+    grant_force(runtime.ledger.engine, [forced.window_key], NOW, "backfill")
+    pending = admit(forced.to_kwargs(), lambda: runtime, ask_ledger=False)
+    assert pending is not None and pending.pending and pending.message.force
+    confirmed = await confirm_async(pending)
+    assert confirmed is not None and confirmed.message.force
+    again = await confirm_async(admit(forced.to_kwargs(), lambda: runtime, ask_ledger=False))  # type: ignore[arg-type]
+    assert again is not None and not again.message.force

@@ -1,4 +1,4 @@
-"""run_history: earlier terminal records of windows re-run by force (history never overwritten).
+"""run_history and force_grants: a forced run keeps the earlier record, and needs a grant.
 
 Revision ID: 0003
 Revises: 0001
@@ -23,7 +23,7 @@ def _utc() -> sa.DateTime:
 
 
 def upgrade() -> None:
-    """Create run_history (as agentcron/ledger/history_models.py declares it)."""
+    """Create run_history and force_grants (as agentcron/ledger/history_models.py declares)."""
     op.create_table(
         "run_history",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -48,9 +48,21 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_run_history"),
     )
     op.create_index("ix_run_history_window_key", "run_history", ["window_key"])
+    op.create_table(
+        "force_grants",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("window_key", sa.String(160), nullable=False),
+        sa.Column("granted_by", sa.String(32), nullable=False),
+        sa.Column("granted_at", _utc(), nullable=False),
+        sa.Column("used_at", _utc(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_force_grants"),
+    )
+    op.create_index("ix_force_grants_window_key", "force_grants", ["window_key"])
 
 
 def downgrade() -> None:
-    """Drop run_history."""
+    """Drop force_grants and run_history."""
+    op.drop_index("ix_force_grants_window_key", table_name="force_grants")
+    op.drop_table("force_grants")
     op.drop_index("ix_run_history_window_key", table_name="run_history")
     op.drop_table("run_history")
