@@ -96,11 +96,16 @@ class DeclaredModules:
     exact: frozenset[str] = frozenset()
 
     @classmethod
-    def of(cls, setting: str, file_jobs: Iterable[Any] = ()) -> DeclaredModules:
-        """From ``AGENTCRON_AGENT_MODULES`` and the schedule file's jobs."""
+    def of(cls, setting: str, file_jobs: Iterable[Any] = (), strict: bool = True,
+           ) -> DeclaredModules:  # fmt: skip
+        """From ``AGENTCRON_AGENT_MODULES`` and the schedule file's jobs; an entry that is not a
+        module name is a ConfigError (``strict=False``: left out)."""
         prefixes = tuple(p.strip() for p in setting.split(",") if p.strip())
-        for prefix in prefixes:
-            module_of(f"{prefix}:x", "AGENTCRON_AGENT_MODULES")
+        bad = [p for p in prefixes if not _MODULE_NAME.fullmatch(p)]
+        if strict and bad:
+            raise ConfigError([Problem(None, "AGENTCRON_AGENT_MODULES", ", ".join(bad),
+                                       "not a module name (comma-separated module names)")])
+        prefixes = tuple(p for p in prefixes if _MODULE_NAME.fullmatch(p))
         exact: set[str] = set()
         for job in file_jobs:
             for value in (job.agent, job.on_success, job.on_failure):

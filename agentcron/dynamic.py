@@ -205,7 +205,12 @@ class ScheduleStore:
 def declared_modules(settings: Any, file_jobs: Iterable[Job] = ()) -> DeclaredModules:
     """Where runtime schedules' agents may come from: ``AGENTCRON_AGENT_MODULES`` plus the
     modules of the schedule file's jobs."""
-    return DeclaredModules.of(settings.agent_modules, file_jobs)
+    file_jobs = list(file_jobs)
+    try:
+        return DeclaredModules.of(settings.agent_modules, file_jobs)
+    except ConfigError as exc:  # a running process goes on with the valid entries
+        log.error("%s; ignoring the entries that are not module names", exc)
+        return DeclaredModules.of(settings.agent_modules, file_jobs, strict=False)
 
 
 def compile_entry(entry: ScheduleEntry, search_paths: Sequence[Any], config_max_bytes: int,

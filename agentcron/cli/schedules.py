@@ -15,7 +15,7 @@ import click
 from agentcron.agents import DeclaredModules
 from agentcron.cli.timing import fail
 from agentcron.clock import SYSTEM_CLOCK
-from agentcron.dynamic import ScheduleStore, declared_modules
+from agentcron.dynamic import ScheduleStore
 from agentcron.errors import ConfigError
 from agentcron.jobs import Job, compile_job, load_schedule_file
 from agentcron.settings import Settings
@@ -33,7 +33,8 @@ def open_store(settings: Settings) -> ScheduleStore:
 def declared_agent_modules(settings: Settings) -> DeclaredModules:
     """``AGENTCRON_AGENT_MODULES`` plus the modules of the schedule file's jobs."""
     path = settings.schedule_path
-    return declared_modules(settings, load_schedule_file(path) if path.is_file() else [])
+    return DeclaredModules.of(settings.agent_modules,
+                              load_schedule_file(path) if path.is_file() else [])
 
 
 def _search_paths(settings: Settings) -> list[Path]:

@@ -177,3 +177,17 @@ def test_the_beat_never_plans_an_undeclared_row(mods: Path, tmp_path: Path,
     assert "sideeffect_mod" not in sys.modules
     assert "ALERT beat_bad window - refused" in caplog.text
     ledger.close()
+
+
+def test_a_bad_setting_is_one_line_in_the_cli_and_ignored_by_loaders(tmp_path: Path) -> None:
+    from agentcron.dynamic import declared_modules
+
+    (tmp_path / "beat_schedule.py").write_text("JOBS = []\n")
+    env = {"AGENTCRON_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.sqlite'}",
+           "AGENTCRON_DATA_DIR": str(tmp_path), "AGENTCRON_AGENT_MODULES": "good, bad name",
+           "AGENTCRON_SCHEDULE_PATH": str(tmp_path / "beat_schedule.py")}  # fmt: skip
+    result = CliRunner().invoke(main, ["schedules", "add", "x", "--agent", "good:f",
+                                       "--schedule", "@daily"], env=env)  # fmt: skip
+    assert result.exit_code == 2 and "AGENTCRON_AGENT_MODULES" in result.output
+    declared = declared_modules(Settings(agent_modules="good, bad name"))
+    assert declared.prefixes == ("good",)
