@@ -53,7 +53,7 @@ class RedisListPublisher:
         self._templates: dict[tuple[str, str], str] = {}
 
     def kwargs(self, message: RunMessage) -> dict[str, Any]:
-        """What ``message.to_kwargs()`` returns (decoded from :meth:`body`)."""
+        """What ``signed_kwargs(message, key)`` returns (decoded from :meth:`body`)."""
         return dict(json.loads(self.body(message))[1])
 
     def _instant(self, when: datetime) -> str:
