@@ -15,7 +15,9 @@ from datetime import datetime, timedelta
 
 from agentcron.beat.planner import emission_for, task_for
 from agentcron.beat.publisher import Outgoing, Publisher
+from agentcron.clock import SYSTEM_CLOCK, Clock
 from agentcron.jobs import JobSpec
+from agentcron.ledger.history import grant_force
 from agentcron.ledger.records import ACTIVE_STATES, RunState
 from agentcron.ledger.store import Ledger
 from agentcron.messages import RunMessage
@@ -60,7 +62,8 @@ def plan_windows(spec: JobSpec, start: datetime, end: datetime, limit: int) -> l
 
 
 def backfill(spec: JobSpec, ledger: Ledger, publisher: Publisher, start: datetime,
-             end: datetime, limit: int = DEFAULT_LIMIT) -> BackfillReport:  # fmt: skip
+             end: datetime, limit: int = DEFAULT_LIMIT,
+             clock: Clock = SYSTEM_CLOCK) -> BackfillReport:  # fmt: skip
     """Enqueue the windows of ``[start, end]`` that have not succeeded."""
     report = BackfillReport()
     batch: list[Outgoing] = []
@@ -84,5 +87,6 @@ def backfill(spec: JobSpec, ledger: Ledger, publisher: Publisher, start: datetim
             report.forced.append(message.window_key)
         batch.append(Outgoing(task, spec.queue, message))
         report.sent.append(message.window_key)
+    grant_force(ledger.engine, report.forced, clock.now(), "backfill")  # before they are sent
     publisher.publish(batch)
     return report

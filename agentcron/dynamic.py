@@ -22,7 +22,8 @@ from typing import Any, cast
 from sqlalchemy import Engine, Table, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from agentcron.agents import _ref_of
+from agentcron.agents import DeclaredModules, _ref_of
+from agentcron.alerts import Alert, safe_alerter
 from agentcron.clock import SYSTEM_CLOCK, Clock
 from agentcron.errors import ConfigError, Problem
 from agentcron.jobs import Job, JobSpec, compile_job
@@ -210,17 +211,50 @@ class ScheduleStore:
         return int(current.scalar_one()) + 1
 
 
-def load_specs(ledger: Any, settings: Any) -> list[JobSpec]:
+def declared_modules(settings: Any, file_jobs: Iterable[Job] = ()) -> DeclaredModules:
+    """Where runtime schedules' agents may come from: ``AGENTCRON_AGENT_MODULES`` plus the
+    modules of the schedule file's jobs."""
+    file_jobs = list(file_jobs)
+    try:
+        return DeclaredModules.of(settings.agent_modules, file_jobs)
+    except ConfigError as exc:  # a running process goes on with the valid entries
+        log.error("%s; ignoring the entries that are not module names", exc)
+        return DeclaredModules.of(settings.agent_modules, file_jobs, strict=False)
+
+
+def compile_entry(entry: ScheduleEntry, search_paths: Sequence[Any], config_max_bytes: int,
+                  declared: DeclaredModules) -> JobSpec:  # fmt: skip
+    """The spec of a runtime schedule row: its agent and callbacks only from ``declared``
+    modules (checked before anything is imported), never a class. Raises ConfigError."""
+    return compile_job(entry.job(), search_paths, config_max_bytes, declared)
+
+
+_ALERTED: dict[str, str] = {}
+
+
+def refuse_entry(settings: Any, name: str, error: ConfigError | str) -> None:
+    """Log and alert (once per process and reason) that the schedule row ``name`` is ignored."""
+    reason = str(error)
+    if _ALERTED.get(name) == reason:
+        return
+    _ALERTED[name] = reason
+    safe_alerter(settings).alert(Alert(name, "-", "refused",
+                                       f"schedule ignored: {reason}"[:2000]))  # fmt: skip
+
+
+def load_specs(ledger: Any, settings: Any, file_jobs: Iterable[Job] = ()) -> list[JobSpec]:
     """Specs of the jobs added at runtime (``source='api'``), paused ones included, so that a
-    worker can still run a window queued before the pause. Broken rows are logged and skipped.
+    worker can still run a window queued before the pause. Rows that do not compile, or whose
+    agent is not from a declared module, are skipped with an alert.
     """
     specs: list[JobSpec] = []
     folder = [settings.schedule_path.parent.resolve()]
+    declared = declared_modules(settings, file_jobs)
     for entry in ScheduleStore(ledger.engine).entries():
         if entry.source in ("file", LEFT_FILE):
             continue
         try:
-            specs.append(compile_job(entry.job(), folder, settings.config_max_bytes))
+            specs.append(compile_entry(entry, folder, settings.config_max_bytes, declared))
         except ConfigError as exc:
-            log.error("dynamic schedule %r rejected: %s", entry.name, exc)
+            refuse_entry(settings, entry.name, exc)
     return specs

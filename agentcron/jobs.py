@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from agentcron.agents import Agent, AgentKind, import_object, resolve_agent
+from agentcron.agents import Agent, AgentKind, DeclaredModules, import_object, resolve_agent
 from agentcron.errors import ConfigError, Problem
 from agentcron.schedules import Schedule, parse_instant, parse_schedule
 from agentcron.secrets import check_config, redact
@@ -141,11 +141,14 @@ def _check_config(config: object, limit: int) -> None:
 
 
 def _resolve_callback(
-    value: object, field_name: str, paths: Sequence[Path]
+    value: object, field_name: str, paths: Sequence[Path], declared: DeclaredModules | None = None
 ) -> Callable[..., Any] | None:
     if value is None:
         return None
-    target = import_object(value, paths, field_name) if isinstance(value, str) else value
+    target = (import_object(value, paths, field_name, declared) if isinstance(value, str)
+              else value)  # fmt: skip
+    if isinstance(target, type):  # never instantiate a class named by a reference
+        raise ConfigError([Problem(None, field_name, repr(value)[:200], "is a class, not a function")])
     if not callable(target):
         raise ConfigError([Problem(None, field_name, repr(value), "not callable")])
     return target  # type: ignore[no-any-return]
@@ -185,9 +188,11 @@ def _scalar_checks(job: Job, limit: int) -> list[Callable[[], None]]:
 
 
 def compile_job(
-    job: Job, search_paths: Sequence[Path] = (), config_max_bytes: int = DEFAULT_CONFIG_MAX_BYTES
+    job: Job, search_paths: Sequence[Path] = (), config_max_bytes: int = DEFAULT_CONFIG_MAX_BYTES,
+    declared: DeclaredModules | None = None,
 ) -> JobSpec:
-    """Validate one job; raise a ConfigError naming every problem with it."""
+    """Validate one job; raise a ConfigError naming every problem with it. With ``declared``
+    (a runtime schedule), its agent and callbacks must come from declared modules."""
     problems: list[Problem] = []
 
     def attempt(step: Callable[[], Any]) -> Any:
@@ -207,7 +212,7 @@ def compile_job(
         lambda: parse_schedule(job.schedule, job.tz, start) if isinstance(job.schedule, str)
         else _raise(Problem(None, "schedule", repr(job.schedule), "must be an expression text"))
     )
-    agent: Agent | None = attempt(lambda: resolve_agent(job.agent, search_paths))
+    agent: Agent | None = attempt(lambda: resolve_agent(job.agent, search_paths, declared))
     durations: dict[str, timedelta | None] = {
         name: attempt(functools.partial(_optional_duration, job, name))
         for name in ("timeout", "lease_ttl", "backoff_base", "backoff_cap", "catchup_window",
@@ -216,7 +221,8 @@ def compile_job(
     if durations["lease_ttl"] is not None and durations["lease_ttl"] < timedelta(seconds=1):
         problems.append(Problem(job.name, "lease_ttl", str(job.lease_ttl), "must be >= 1 second"))
     callbacks: dict[str, Callable[..., Any] | None] = {
-        name: attempt(functools.partial(_resolve_callback, getattr(job, name), name, search_paths))
+        name: attempt(functools.partial(_resolve_callback, getattr(job, name), name, search_paths,
+                                        declared))
         for name in ("on_success", "on_failure")
     }
     queue = attempt(lambda: _queue_for(job, agent.kind)) if agent is not None else None

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from agentcron.clock import SYSTEM_CLOCK, Clock
 from agentcron.errors import ConfigError
 from agentcron.guard import Guard
-from agentcron.jobs import JobSpec, load_jobs
+from agentcron.jobs import Job, JobSpec, load_jobs
 from agentcron.leases.base import LeaseStore
 from agentcron.leases.factory import open_cancel_signals, open_lease_store
 from agentcron.ledger.store import Ledger
@@ -32,21 +32,22 @@ def default_worker_id() -> str:
 
 
 def file_specs(runtime: Runtime) -> list[JobSpec]:
-    """Jobs of the schedule file (none when the file does not exist)."""
+    """Jobs of the schedule file (none when the file does not exist); their modules become
+    declared agent modules for the runtime schedules (``runtime.file_jobs``)."""
     path = runtime.settings.schedule_path
     if not path.exists():
         return []
-    return load_jobs(path, runtime.settings.config_max_bytes)
+    specs = load_jobs(path, runtime.settings.config_max_bytes)
+    runtime.file_jobs = [spec.job for spec in specs]
+    return specs
 
 
 def dynamic_specs(runtime: Runtime) -> list[JobSpec]:
-    """Jobs added through ``agentcron schedules`` (the ledger's schedules table)."""
-    try:
-        from agentcron import dynamic
-    except ImportError:  # pragma: no cover - the module ships with the package
-        return []
-    loader = getattr(dynamic, "load_specs", None)
-    return list(loader(runtime.ledger, runtime.settings)) if loader else []
+    """Jobs added through ``agentcron schedules`` (the ledger's schedules table), only with
+    agents from declared modules (others are ignored with an alert)."""
+    from agentcron import dynamic
+
+    return dynamic.load_specs(runtime.ledger, runtime.settings, runtime.file_jobs)
 
 
 class Runtime:
@@ -73,6 +74,7 @@ class Runtime:
                            worker_id=self.worker_id, settings=settings,
                            timeout_errors=timeout_errors)  # fmt: skip
         self._loaders = loaders
+        self.file_jobs: list[Job] = []
         self._specs: dict[str, JobSpec] = {}
         self._lock = threading.Lock()
         self.reload()

@@ -68,6 +68,8 @@ class Settings:
     log_level: str = "INFO"
     web_token: str = ""  # the console's login token (generated at start when empty)
     web_readonly: bool = False  # the console hides and refuses actions
+    agent_modules: str = ""
+    signing_key: str = field(default="", repr=False)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

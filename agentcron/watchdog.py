@@ -253,8 +253,8 @@ class Watchdog:
 def enabled_specs(runtime: Runtime) -> list[JobSpec]:
     """The runtime's enabled jobs, less those paused or removed in the schedules table, plus
     jobs added there at runtime."""
-    from agentcron.dynamic import ScheduleStore
-    from agentcron.jobs import compile_job
+    from agentcron.dynamic import ScheduleStore, compile_entry, declared_modules, refuse_entry
+    from agentcron.errors import ConfigError
 
     specs = {s.name: s for s in runtime.specs() if s.job.enabled}
     try:
@@ -263,13 +263,16 @@ def enabled_specs(runtime: Runtime) -> list[JobSpec]:
         log.debug("no dynamic schedules (%s)", type(exc).__name__)
         return list(specs.values())
     folder = runtime.settings.schedule_path.parent.resolve()
+    declared = declared_modules(runtime.settings, getattr(runtime, "file_jobs", []))
     for entry in entries:
         if entry.removed or not entry.enabled:
             specs.pop(entry.name, None)
         elif entry.name not in specs:
-            try:
-                specs[entry.name] = compile_job(entry.job(), [folder],
-                                                runtime.settings.config_max_bytes)  # fmt: skip
+            try:  # only agents from declared modules (see agentcron.dynamic.compile_entry)
+                specs[entry.name] = compile_entry(entry, [folder],
+                                                  runtime.settings.config_max_bytes, declared)
+            except ConfigError as exc:
+                refuse_entry(runtime.settings, entry.name, exc)
             except Exception as exc:
                 log.warning("job %r not watched: %s", entry.name, exc)
     return list(specs.values())
@@ -283,7 +286,8 @@ def build_watchdog(runtime: Runtime, app: Any, alerter: Alerter | None = None) -
 
     settings = runtime.settings
     queues = sorted({SYNC_QUEUE, ASYNC_QUEUE, *(s.queue for s in runtime.specs())})
-    return Watchdog(runtime.ledger, CeleryPublisher(app), runtime.clock,
+    return Watchdog(runtime.ledger, CeleryPublisher(app, signing_key=settings.signing_key),
+                    runtime.clock,
                     alerter or safe_alerter(settings), runtime.leases,
                     config=WatchdogConfig.from_settings(settings),
                     queued=queue_inspector(settings, queues))  # fmt: skip

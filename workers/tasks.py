@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 from celery import signals
 from celery.exceptions import SoftTimeLimitExceeded
 
-from agentcron.messages import ASYNC_TASK, SYNC_TASK, RunMessage
+from agentcron.admission import Admitted, admit, confirm_async
+from agentcron.messages import ASYNC_TASK, SYNC_TASK
 from agentcron.settings import Settings
 from workers.app import app
 from workers.pool import defer
@@ -22,6 +23,7 @@ from workers.pool import defer
 if TYPE_CHECKING:
     from agentcron.guard import Outcome
     from agentcron.jobs import JobSpec
+    from agentcron.messages import RunMessage
     from agentcron.runtime import Runtime
 
 log = logging.getLogger("agentcron.tasks")
@@ -44,18 +46,10 @@ def worker_runtime() -> Runtime:
 
 
 def prepare(kwargs: dict[str, Any]) -> tuple[Runtime, JobSpec, RunMessage] | None:
-    """Parse a delivery and find its job; None (logged) when it must be dropped."""
-    try:
-        message = RunMessage.from_kwargs(kwargs)
-    except ValueError as exc:
-        log.error("dropping a malformed run message: %s", exc)
-        return None
-    runtime = worker_runtime()
-    try:
-        return runtime, runtime.spec(message.job), message
-    except KeyError:
-        log.error("dropping %s: no job named %r", message.short(), message.job)
-        return None
+    """Parse, verify and place a delivery (:func:`agentcron.admission.admit`); None when it
+    was refused (logged once, acknowledged, not run)."""
+    admitted = admit(kwargs, worker_runtime)
+    return None if admitted is None else admitted.parts()
 
 
 def summary(outcome: Outcome) -> dict[str, Any]:
@@ -75,17 +69,21 @@ def run_sync(**kwargs: Any) -> dict[str, Any] | None:
     return summary(runtime.guard.run_sync(spec, message))
 
 
-async def _run_async(runtime: Runtime, spec: JobSpec, message: RunMessage) -> dict[str, Any]:
+async def _run_async(pending: Admitted) -> dict[str, Any] | None:
+    admitted = await confirm_async(pending)  # what needs the ledger, off the event loop
+    if admitted is None:
+        return None
+    runtime, spec, message = admitted.parts()
     return summary(await runtime.guard.run_async(spec, message))
 
 
 @app.task(name=ASYNC_TASK, runs_on_loop=True)  # type: ignore[untyped-decorator]
 def run_async(**kwargs: Any) -> Any:
     """Run one window of an async agent on the worker's event loop under the guard."""
-    prepared = prepare(kwargs)
-    if prepared is None:
+    admitted = admit(kwargs, worker_runtime, ask_ledger=False)
+    if admitted is None:
         return None
-    return defer(_run_async(*prepared))
+    return defer(_run_async(admitted))
 
 
 @signals.worker_process_init.connect  # type: ignore[untyped-decorator]

@@ -27,18 +27,19 @@ def open_publisher(app: Any, settings: Settings) -> Publisher:
     Redis when something listens to Celery's publish signals (tracing that adds headers, say),
     which the pipelined path does not send."""
     if not is_redis_url(settings.broker_url):
-        return CeleryPublisher(app)
+        return CeleryPublisher(app, signing_key=settings.signing_key)
     listeners = publish_listeners()
     if listeners:
         log.info("beat publishes through Celery's producer: %s listen to its publish signals",
                  ", ".join(listeners))  # fmt: skip
-        return CeleryPublisher(app)
+        return CeleryPublisher(app, signing_key=settings.signing_key)
     import redis
 
     client = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=5, socket_timeout=30)
     options = app.conf.broker_transport_options or {}
     return RedisListPublisher(client, header_template(app),
-                              key_prefix=str(options.get("global_keyprefix", "")))  # fmt: skip
+                              key_prefix=str(options.get("global_keyprefix", "")),
+                              signing_key=settings.signing_key)  # fmt: skip
 
 
 def publish_listeners() -> list[str]:
@@ -79,7 +80,7 @@ def build_beat(
     jobs = file_jobs(settings)
     folder = settings.schedule_path.parent.resolve()
     store = ScheduleStore(ledger.engine, clock)
-    source = SpecSource(store, jobs, [folder], settings.config_max_bytes)
+    source = SpecSource(store, jobs, [folder], settings.config_max_bytes, settings)
     recorder: WindowLedger = BulkRecorder(ledger, clock) if BulkRecorder.supports(ledger) else ledger
     emitter = Emitter(recorder, open_publisher(app, settings), clock)
     leader = LeaderElection(open_lease_store(settings, ledger.engine, clock), clock, settings.beat_leader_ttl)

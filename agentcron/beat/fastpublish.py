@@ -21,10 +21,11 @@ from agentcron.beat.publisher import Outgoing
 from agentcron.ledger.records import NewWindow
 from agentcron.messages import RunMessage
 from agentcron.schedules import format_instant
+from agentcron.signing import SIGNATURE_FIELD, signature
 
 _BODY = (
     '[[], {"job": "%s", "window_key": "%s", "window_start": "%s", "slot": "%s", "trigger": "%s",'
-    ' "attempt": %d, "force": %s}, {"callbacks": null, "errbacks": null, "chain": null,'
+    ' "attempt": %d, "force": %s%s}, {"callbacks": null, "errbacks": null, "chain": null,'
     ' "chord": null}]'
 )
 _VALUES_PER_COMMAND = 500
@@ -41,8 +42,9 @@ class RedisListPublisher:
     """LPUSH Celery messages onto Redis lists named by queue, pipelined in batches."""
 
     def __init__(self, client: Any, headers: dict[str, Any], *, batch_size: int = 5000,
-                 key_prefix: str = "") -> None:  # fmt: skip
+                 key_prefix: str = "", signing_key: str = "") -> None:  # fmt: skip
         self.client = client
+        self.signing_key = signing_key  # AGENTCRON_SIGNING_KEY: sign every message
         self.headers = headers
         self.batch_size = batch_size
         self.key_prefix = key_prefix
@@ -51,7 +53,7 @@ class RedisListPublisher:
         self._templates: dict[tuple[str, str], str] = {}
 
     def kwargs(self, message: RunMessage) -> dict[str, Any]:
-        """What ``message.to_kwargs()`` returns (decoded from :meth:`body`)."""
+        """What ``signed_kwargs(message, key)`` returns (decoded from :meth:`body`)."""
         return dict(json.loads(self.body(message))[1])
 
     def _instant(self, when: datetime) -> str:
@@ -72,8 +74,12 @@ class RedisListPublisher:
               attempt: int, force: bool) -> str:  # fmt: skip
         # Job names and window keys are plain [A-Za-z0-9_.@:-] text (the window key parser
         # checks them), triggers come from a fixed list: nothing here needs JSON escaping.
+        signed = ""
+        if self.signing_key:
+            message = RunMessage(job, key, start, slot, trigger, attempt, force)
+            signed = f', "{SIGNATURE_FIELD}": "{signature(message, self.signing_key)}"'
         return _BODY % (job, key, self._instant(start), self._instant(slot), trigger, attempt,
-                        "true" if force else "false")  # fmt: skip
+                        "true" if force else "false", signed)  # fmt: skip
 
     def _template(self, task: str, queue: str) -> str:
         found = self._templates.get((task, queue))

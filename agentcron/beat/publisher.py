@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agentcron.messages import RunMessage
+from agentcron.signing import signed_kwargs
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,9 @@ class Publisher(Protocol):
 class CeleryPublisher:
     """Publish through a Celery app's producer, pipelined in batches."""
 
-    def __init__(self, app: Any, batch_size: int = 1000) -> None:
+    def __init__(self, app: Any, batch_size: int = 1000, signing_key: str = "") -> None:
         self.app = app
+        self.signing_key = signing_key  # AGENTCRON_SIGNING_KEY: sign every message
         self.batch_size = batch_size
         self.published = 0
 
@@ -49,7 +51,7 @@ class CeleryPublisher:
             for out in batch:
                 send(
                     out.task,
-                    kwargs=out.message.to_kwargs(),
+                    kwargs=signed_kwargs(out.message, self.signing_key),
                     queue=out.queue,
                     producer=producer,
                     argsrepr="()",

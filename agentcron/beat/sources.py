@@ -14,9 +14,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agentcron.dynamic import ScheduleEntry, ScheduleStore
+from agentcron.dynamic import (
+    ScheduleEntry,
+    ScheduleStore,
+    compile_entry,
+    declared_modules,
+    refuse_entry,
+)
 from agentcron.errors import ConfigError
 from agentcron.jobs import DEFAULT_CONFIG_MAX_BYTES, Job, JobSpec, compile_job
+from agentcron.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +45,12 @@ class SpecSource:
         file_jobs: Sequence[Job] = (),
         search_paths: Sequence[Path] = (),
         config_max_bytes: int = DEFAULT_CONFIG_MAX_BYTES,
+        settings: Settings | None = None,
     ) -> None:
         self.store = store
         self.file_jobs = {job.name: job for job in file_jobs}
+        self.settings = settings or Settings()
+        self.declared = declared_modules(self.settings, file_jobs)
         self.search_paths = list(search_paths)
         self.config_max_bytes = config_max_bytes
         self.specs: dict[str, JobSpec] = {}
@@ -94,11 +104,14 @@ class SpecSource:
         file_job = self.file_jobs.get(entry.name)
         if entry.source == "file" and file_job is not None:
             return self._compile(file_job)
-        try:
-            return self._compile(entry.job())
+        try:  # a runtime row: only agents from declared modules (alerted when refused)
+            spec = compile_entry(entry, self.search_paths, self.config_max_bytes, self.declared)
         except ConfigError as exc:
+            refuse_entry(self.settings, entry.name, exc)
             self._reject(entry.name, str(exc))
             return None
+        self.failed.pop(entry.name, None)
+        return spec
 
     def _compile(self, job: Job) -> JobSpec | None:
         if not job.enabled:

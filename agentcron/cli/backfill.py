@@ -32,7 +32,8 @@ def backfill_command(job: str, start: str, end: str, limit: int) -> None:
     try:
         spec = runtime.spec(job)
         app = Celery("agentcron-backfill", broker=runtime.settings.broker_url)
-        report = backfill(spec, runtime.ledger, CeleryPublisher(app), first, last, limit)
+        publisher = CeleryPublisher(app, signing_key=runtime.settings.signing_key)
+        report = backfill(spec, runtime.ledger, publisher, first, last, limit)
     except KeyError:
         click.echo(f"error: no job named {job!r}", err=True)
         raise SystemExit(1) from None

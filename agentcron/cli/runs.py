@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from agentcron.errors import ConfigError
 from agentcron.ledger import Ledger
+from agentcron.ledger.history import history_of
 from agentcron.ledger.records import RunRecord, RunState
 from agentcron.ledger.views import LedgerViews, RunLog
 from agentcron.secrets import redact, scrub
@@ -44,9 +45,16 @@ def _row(record: RunRecord) -> tuple[str, ...]:
             _instant(record.started_at) or "", duration, error.replace("\n", " ")[:60])  # fmt: skip
 
 
-def render_table(records: list[RunRecord]) -> str:
-    """A plain-text table of ``records`` (header first)."""
-    rows = [COLUMNS, *(_row(r) for r in records)]
+def render_table(records: list[RunRecord],
+                 earlier: dict[str, list[RunRecord]] | None = None) -> str:  # fmt: skip
+    """A plain-text table of ``records`` (header first); each window's earlier records (kept
+    when a forced run took it over) follow it, their state marked ``(earlier)``."""
+    rows: list[tuple[str, ...]] = [COLUMNS]
+    for record in records:
+        rows.append(_row(record))
+        for old in (earlier or {}).get(record.window_key, []):
+            row = _row(old)
+            rows.append((row[0], f"{row[1]} (earlier)", *row[2:]))
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
                      for row in rows)  # fmt: skip
@@ -88,14 +96,17 @@ def runs_command(ctx: click.Context, job: str | None, state: str | None, limit: 
     ledger = _open_ledger()
     try:
         records = ledger.list_runs(job=job, state=state, limit=limit)
+        earlier = history_of(ledger.engine, [r.window_key for r in records])
     except SQLAlchemyError as exc:
         raise _unreadable(exc) from exc
     finally:
         ledger.close()
     if as_json:
-        click.echo(json.dumps([run_to_dict(r) for r in records], indent=2))
+        click.echo(json.dumps([run_to_dict(r) | {"history": [run_to_dict(old) for old in
+                                                              earlier.get(r.window_key, [])]}
+                               for r in records], indent=2))  # fmt: skip
     else:
-        click.echo(render_table(records))
+        click.echo(render_table(records, earlier))
 
 
 def render_run(record: RunRecord, logs: list[RunLog]) -> str:

@@ -12,11 +12,12 @@ from typing import Any
 
 import click
 
+from agentcron.agents import DeclaredModules
 from agentcron.cli.timing import fail
 from agentcron.clock import SYSTEM_CLOCK
 from agentcron.dynamic import ScheduleStore
 from agentcron.errors import ConfigError
-from agentcron.jobs import Job, compile_job
+from agentcron.jobs import Job, compile_job, load_schedule_file
 from agentcron.secrets import literal_secrets, redact
 from agentcron.settings import Settings
 
@@ -28,6 +29,13 @@ def open_store(settings: Settings) -> ScheduleStore:
     ledger = Ledger.from_settings(settings, SYSTEM_CLOCK)
     ledger.upgrade()
     return ScheduleStore(ledger.engine, SYSTEM_CLOCK)
+
+
+def declared_agent_modules(settings: Settings) -> DeclaredModules:
+    """``AGENTCRON_AGENT_MODULES`` plus the modules of the schedule file's jobs."""
+    path = settings.schedule_path
+    return DeclaredModules.of(settings.agent_modules,
+                              load_schedule_file(path) if path.is_file() else [])
 
 
 def _search_paths(settings: Settings) -> list[Path]:
@@ -69,8 +77,10 @@ def add_command(name: str, agent: str, expr: str, config_json: str, paused: bool
         if key in fields and str(fields[key]).replace(".", "", 1).isdigit():
             fields[key] = float(fields[key])
     try:
+        declared = declared_agent_modules(settings)
+        declared.check(agent)  # one line, before anything is imported
         job = Job(name, agent=agent, schedule=expr, config=config, enabled=not paused, **fields)
-        spec = compile_job(job, _search_paths(settings), settings.config_max_bytes)
+        spec = compile_job(job, _search_paths(settings), settings.config_max_bytes, declared)
     except (ConfigError, TypeError) as exc:
         fail(str(exc))
         return

@@ -17,6 +17,7 @@ from agentcron.beat.publisher import Outgoing
 from agentcron.cli.timing import load_runtime
 from agentcron.clock import Clock
 from agentcron.jobs import JobSpec
+from agentcron.ledger.history import grant_force
 from agentcron.ledger.records import NewWindow
 from agentcron.messages import RunMessage
 from agentcron.windows import window_key, window_start
@@ -47,6 +48,8 @@ def trigger(spec: JobSpec, ledger: Any, publisher: Any, clock: Clock, force: boo
         row = ledger.get(spec.name, message.window_start)
         state = row.state.value if row is not None else "recorded"
         return f"deduped: {message.window_key} is already {state} (use --force to run it again)"
+    if force:  # workers honour a force only with a grant in the ledger (a forged one has none)
+        grant_force(ledger.engine, [message.window_key], clock.now(), "trigger")
     publisher.publish([Outgoing(task_for(spec), spec.queue, message)])
     return f"sent {message.short()}{' (forced)' if force else ''} to {spec.queue}"
 

@@ -113,5 +113,7 @@ class ReportRow(Base):
 
 from agentcron.ledger import run_logs as _run_logs  # noqa: E402,F401  (the run_logs table)
 from agentcron.ledger.dead_letter_rows import DeadLetterRow  # noqa: E402  (the dead_letters table)
+from agentcron.ledger.history_models import ForceGrantRow, RunHistoryRow  # noqa: E402
 
-__all__ = ["DeadLetterRow", "LeaseRow", "ReportRow", "RunRow", "ScheduleRow", "UTCDateTime"]
+__all__ = ["DeadLetterRow", "ForceGrantRow", "LeaseRow", "ReportRow", "RunHistoryRow", "RunRow",
+           "ScheduleRow", "UTCDateTime"]

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, Row, Table, case, func, select, updat
 from sqlalchemy.dialects import postgresql, sqlite
 
 from agentcron.clock import SYSTEM_CLOCK, Clock
-from agentcron.ledger import batch_sql, pg_single
+from agentcron.ledger import batch_sql, history, pg_single
 from agentcron.ledger.engine import begin_read, begin_write, create_engine_for, is_sqlite
 from agentcron.ledger.models import ReportRow, RunRow
 from agentcron.ledger.records import (
@@ -122,8 +122,10 @@ class Ledger:
         with begin_write(self._engine) as conn:
             return self._insert_scheduled(conn, windows)
 
-    def _fetch(self, conn: Connection, job: str, window_start: datetime) -> RunRecord | None:
+    def _fetch(self, conn: Connection, job: str, window_start: datetime,
+               lock: bool = False) -> RunRecord | None:  # fmt: skip
         query = select(RUNS).where(RUNS.c.job == job, RUNS.c.window_start == window_start)
+        query = query.with_for_update() if lock else query  # a forced claim keeps what it read
         row = conn.execute(query).first()
         return None if row is None else _record(row)
 
@@ -280,7 +282,7 @@ class Ledger:
         if force:
             cleared = ("duration", "error_type", "error_message", "result")
             values |= {name: case((restart, None), else_=RUNS.c[name]) for name in cleared}
-        previous = self._fetch(conn, window.job, window.window_start)
+        previous = self._fetch(conn, window.job, window.window_start, lock=force)
         if previous is None:
             self._insert_missing(conn, self._new_rows([window], RunState.SCHEDULED))
         elif previous.state.terminal and not force:
@@ -288,6 +290,8 @@ class Ledger:
         statement = update(RUNS).where(*claimable).values(**values).returning(*RUNS.c)
         claimed = conn.execute(statement).first()
         if claimed is not None:
+            if previous is not None and previous.state.terminal:  # history is never overwritten
+                history.keep(conn, previous, now, f"forced {window.trigger} run, token {token}")
             return Claim(ClaimStatus.CLAIMED, _record(claimed), previous)
         record = self._fetch(conn, window.job, window.window_start)
         assert record is not None

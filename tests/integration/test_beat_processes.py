@@ -85,7 +85,8 @@ def test_restart_no_duplicate_row_and_catchup_policy(
 def test_schedule_added_paused_resumed_at_runtime(
     tmp_path: Path, redis_client: redis.Redis, redis_url: str, postgres_url: str, engine
 ) -> None:
-    env = beat_env(write_schedule(tmp_path, ""), redis_url, postgres_url)
+    env = beat_env(write_schedule(tmp_path, ""), redis_url, postgres_url,
+                   AGENTCRON_AGENT_MODULES="beatagents")
     store = ScheduleStore(engine, SYSTEM_CLOCK)
     with beat_process(tmp_path, env) as beat:
         wait_for(lambda: "beat active" in (tmp_path / "beat.log").read_text(), timeout=30,

@@ -68,6 +68,7 @@ def test_prefork_worker_serves_children_metrics_pings_and_heartbeat(
         first = SYSTEM_CLOCK.now() - timedelta(days=3)
         emissions = [emission_for(spec, spec.schedule.next_fire(first + timedelta(days=i)) or first,
                                   "backfill") for i in range(3)]  # fmt: skip
+        ledger.record_scheduled([e.window for e in emissions])  # as backfill does, first
         CeleryPublisher(app).publish([Outgoing(e.task, e.queue, e.message()) for e in emissions])
 
         def done() -> bool:

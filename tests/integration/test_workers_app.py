@@ -58,8 +58,8 @@ def test_flower_sees_only_job_and_window(broker: Any) -> None:
 def test_a_malformed_message_is_acknowledged_and_logged(worker: Path, broker: Any) -> None:
     app.send_task(ASYNC_TASK, kwargs={"job": "x", "window_key": "not a key"},
                   queue="agentcron.async")
-    wait_for(lambda: "dropping a malformed run message" in worker.read_text(), timeout=10,
-             what="the drop to be logged")
+    refused = "refused run message not a key (job x): malformed run message"
+    wait_for(lambda: refused in worker.read_text(), timeout=10, what="the drop to be logged")
     wait_for(lambda: broker.llen("agentcron.async") == 0 and not broker.hlen("unacked"),
              timeout=5, what="the message acknowledged")
 

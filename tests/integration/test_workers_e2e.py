@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy
 
-from agentcron.ledger.records import RunState
+from agentcron.ledger.records import NewWindow, RunState
 from agentcron.ledger.store import Ledger
 from agentcron.messages import ASYNC_TASK, SYNC_TASK, RunMessage
 from agentcron.windows import window_key
@@ -87,6 +87,7 @@ JOBS = [
 ]
 '''
 START = datetime(2026, 1, 1, tzinfo=UTC)
+RECORDER: list[Ledger] = []  # the deployment's ledger, where publish() records windows
 
 
 def message(job: str, n: int = 0) -> RunMessage:
@@ -94,7 +95,10 @@ def message(job: str, n: int = 0) -> RunMessage:
     return RunMessage(job, window_key(job, start), start, start, trigger="manual")
 
 
-def publish(msg: RunMessage, sync: bool = False) -> None:
+def publish(msg: RunMessage, sync: bool = False, record: bool = True) -> None:
+    if record:  # as trigger and backfill do: a manual window is recorded before it is sent
+        RECORDER[0].record_scheduled([NewWindow(msg.job, msg.window_start, msg.window_key,
+                                                msg.slot, msg.trigger)])  # fmt: skip
     app.send_task(SYNC_TASK if sync else ASYNC_TASK, kwargs=msg.to_kwargs(),
                   queue="agentcron.sync" if sync else "agentcron.async")
 
@@ -145,6 +149,7 @@ def deployment(
                      AGENTCRON_SCHEDULE_PATH=str(tmp_path / "beat_schedule.py"),
                      AGENTCRON_DATA_DIR=str(tmp_path / "data"), AGENTCRON_SHUTDOWN_TIMEOUT="20")
     deployment = Deployment(tmp_path, redis_client, ledger, env)
+    RECORDER[:] = [ledger]
     with deployment.stack:
         deployment.start()
         yield deployment

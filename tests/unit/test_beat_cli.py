@@ -37,7 +37,7 @@ class Sent:
 def env(tmp_path: Path) -> dict[str, str]:
     (tmp_path / "beat_schedule.py").write_text("JOBS = []\n")
     return {"AGENTCRON_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.sqlite'}",
-            "AGENTCRON_DATA_DIR": str(tmp_path),
+            "AGENTCRON_DATA_DIR": str(tmp_path), "AGENTCRON_AGENT_MODULES": "tests.unit, no",
             "AGENTCRON_SCHEDULE_PATH": str(tmp_path / "beat_schedule.py")}  # fmt: skip
 
 

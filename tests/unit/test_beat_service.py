@@ -19,6 +19,7 @@ from agentcron.jobs import Job
 from agentcron.leases.memory import MemoryLeaseStore
 from agentcron.ledger.records import RunState
 from agentcron.ledger.store import Ledger
+from agentcron.settings import Settings
 
 AGENT = "tests.unit.test_beat_service:agent"
 
@@ -50,7 +51,8 @@ class Rig:
         self.publisher = MemoryPublisher()
         leader = LeaderElection(leases, clock, ttl=6) if leases is not None else None
         self.beat = BeatService(
-            SpecSource(self.store, jobs), Emitter(self.ledger, self.publisher, clock), clock,
+            SpecSource(self.store, jobs, settings=Settings(agent_modules="tests.unit")),
+            Emitter(self.ledger, self.publisher, clock), clock,
             engine=self.ledger.engine, leader=leader,
             config=BeatConfig(max_interval=1.0, refresh_interval=2.0),
         )  # fmt: skip

@@ -42,7 +42,7 @@ class StartObject:
     ("agent", "kind", "takes_task"),
     [(sync_agent, AgentKind.SYNC, False), (async_agent, AgentKind.ASYNC, False),
      (RunObject(), AgentKind.SYNC, True), (AsyncRunObject(), AgentKind.ASYNC, True),
-     (StartObject(), AgentKind.ASYNC, True), (RunObject, AgentKind.SYNC, True),
+     (StartObject(), AgentKind.ASYNC, True),
      ("examples.market:analyse", AgentKind.ASYNC, False),
      ("examples.logscan:scan", AgentKind.SYNC, False),
      ("examples.briefing:briefing", AgentKind.SYNC, True),

@@ -16,7 +16,8 @@ from agentcron.ledger.engine import create_engine_for
 from agentcron.migrations import alembic_config, current_revision, upgrade
 from tests.services import reset_postgres
 
-EXPECTED_TABLES = {"runs", "schedules", "leases", "reports", "dead_letters", "run_logs"}
+EXPECTED_TABLES = {"runs", "schedules", "leases", "reports", "dead_letters", "run_logs",
+                   "run_history", "force_grants"}
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
