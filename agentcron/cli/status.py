@@ -16,6 +16,7 @@ from agentcron.cli.timing import load_runtime
 from agentcron.heartbeats import BEAT, WORKER, Heartbeat, open_heartbeats
 from agentcron.ledger.records import RunState
 from agentcron.schedules import format_instant
+from agentcron.timeouts import cli_app
 
 
 @dataclass
@@ -96,15 +97,13 @@ def render(report: StatusReport) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status_command(as_json: bool) -> None:
     """Show beat, workers, queues and jobs; exit 1 when beat or a queue's workers are down."""
-    from celery import Celery
-
     from agentcron.jobs import ASYNC_QUEUE, SYNC_QUEUE
     from agentcron.operate import queue_depths
 
     runtime = load_runtime()
     try:
         queues = sorted({SYNC_QUEUE, ASYNC_QUEUE, *(s.queue for s in runtime.specs())})
-        app = Celery("agentcron-status", broker=runtime.settings.broker_url)
+        app = cli_app(runtime.settings, "agentcron-status")
         try:
             depths = queue_depths(app, queues)
         except Exception as exc:
