@@ -1,8 +1,10 @@
 """Backfill: enqueue the past windows of a range, skipping those that already succeeded.
 
-Each window of ``[start, end]`` gets a run message with trigger ``backfill``, sent on the job's
-queue; the guard applies the job's overlap policy to it like to any run (so with ``skip`` and
-several workers, backfilled windows that would overlap are recorded ``skipped``). A window with
+The windows are counted before anything is planned (arithmetically, or walking window to window
+with an early stop), so an absurd range is refused at once with its count. Each window of
+``[start, end]`` gets a run message with trigger ``backfill``, sent on the job's queue; the
+windows of a backfill queue behind each other under any overlap policy but ``allow`` (see
+:mod:`agentcron.guard_overlap`), they never skip one another. A window with
 no row is recorded ``scheduled`` first (record before publish); a window that ended ``failed``,
 ``missed``, ``timeout``, ``cancelled`` or ``skipped`` is sent with ``force`` (the guard would
 otherwise drop it as done); a succeeded or running window is left alone.
@@ -76,8 +78,8 @@ def count_windows(spec: JobSpec, start: datetime, end: datetime, limit: int) -> 
     """How many windows ``[start, end]`` holds, cheaply: ``(count, exact)``.
 
     Arithmetic for interval schedules with one window per slot; otherwise windows are walked
-    (see :func:`iter_windows`) and the walk stops once the count is known to be over ``limit``:
-    after :data:`_SAMPLE` windows if the extrapolated total is over twice the limit, else at
+    (see :func:`iter_windows`) and the walk stops once the count is over ``limit``: after
+    :data:`_SAMPLE` windows if the total extrapolated from them is over the limit, else at
     ``limit + 1``. A count that is not exact is that extrapolation.
     """
     schedule = spec.schedule
@@ -89,7 +91,7 @@ def count_windows(spec: JobSpec, start: datetime, end: datetime, limit: int) -> 
         if count in (_SAMPLE, limit + 1):
             covered = max(slot - start, timedelta(seconds=1))
             estimate = max(count, round(count * (span / covered)))
-            if count > limit or estimate > 2 * limit:
+            if estimate > limit:
                 return estimate, False
     return count, True
 

@@ -79,15 +79,18 @@ def _window_start(slot: datetime, granularity: str, zone: tzinfo) -> datetime:
 def next_window_bound(start: datetime, granularity: str, tz: str | tzinfo = "UTC") -> datetime:
     """An instant no later than the start of the window after the one starting at ``start``.
 
-    Exact for ``day``, ``week`` and ``month``; for ``hour``, 30 minutes on (a local hour is never
-    shorter in real time); ``slot`` windows hold one slot, so the next one may start at once.
-    Lets a caller jump from window to window instead of visiting every slot.
+    Exact for ``day``, ``week`` and ``month``; for ``hour``, one hour on, or 30 minutes on where
+    a DST change shortened that local hour (it is never shorter in real time); ``slot`` windows
+    hold one slot, so the next one may start at once. Lets a caller jump from window to window
+    instead of visiting every slot.
     """
     zone = get_timezone(tz) if isinstance(tz, str) else tz
     if granularity == "slot":
         return start + timedelta(microseconds=1)
     if granularity == "hour":
-        return start + timedelta(minutes=30)
+        hour_on = start + timedelta(hours=1)
+        same = _window_start(hour_on - timedelta(microseconds=1), "hour", zone) == start
+        return hour_on if same else start + timedelta(minutes=30)
     local = start.astimezone(zone)
     if granularity == "day":
         return _local_midnight(local + timedelta(days=1), zone)
