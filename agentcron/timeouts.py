@@ -3,15 +3,16 @@ seconds, never a hang.
 
 - Redis clients (leases, cancel signals, heartbeats, the beat's pipelined publisher, the queue
   inspector): :func:`redis_client` / :func:`async_redis_client`: ``socket_connect_timeout``,
-  ``socket_timeout`` and one quick retry (redis-py's default retries three times with a backoff
-  of up to 10 s: with a stalled peer that made a CLI command wait over 40 s).
+  ``socket_timeout`` and one quick retry of a refused connection, none of a timeout (redis-py's
+  default retries three times with a backoff of up to 10 s: with a stalled peer that made a CLI
+  command wait over 40 s).
 - The broker (Celery/kombu): :func:`broker_options` for the worker app, :func:`cli_app` for the
   short-lived apps of CLI commands (which must fail fast instead of reconnecting for minutes).
 - The ledger (PostgreSQL): :func:`postgres_connect_args` (libpq ``connect_timeout``, TCP
   keepalives and ``tcp_user_timeout``); see :mod:`agentcron.ledger.engine`.
 
-Worst case for a dead Redis: (1 + :data:`REDIS_RETRIES`) x connect timeout + a short backoff,
-about 7 s with the defaults.
+Worst case for a dead Redis: one connect or socket timeout (5 s), or two refused connections and
+a short backoff.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from agentcron.settings import Settings, is_redis_url
 
 CONNECT_TIMEOUT = 3.0
 """Seconds to establish a TCP (and TLS) connection to Redis, the broker or PostgreSQL."""
-SOCKET_TIMEOUT = 10.0
+SOCKET_TIMEOUT = 5.0
 """Seconds to wait for a Redis reply (no command of ours blocks longer server-side)."""
 REDIS_RETRIES = 1
 HEALTH_CHECK_INTERVAL = 10
@@ -34,7 +35,7 @@ def connect_timeout(settings: Settings | None) -> float:
 
 
 def socket_timeout(settings: Settings | None) -> float:
-    """The socket timeout for ``settings`` (``AGENTCRON_SOCKET_TIMEOUT``, default 10 s)."""
+    """The socket timeout for ``settings`` (``AGENTCRON_SOCKET_TIMEOUT``, default 5 s)."""
     return _positive(settings, "AGENTCRON_SOCKET_TIMEOUT", SOCKET_TIMEOUT)
 
 
@@ -63,7 +64,7 @@ def redis_client(url: str, settings: Settings | None = None) -> Any:
     from redis.backoff import ExponentialBackoff
     from redis.retry import Retry
 
-    retry = Retry(ExponentialBackoff(cap=0.5, base=0.1), REDIS_RETRIES)
+    retry = Retry(ExponentialBackoff(cap=0.5, base=0.1), REDIS_RETRIES, (redis.ConnectionError,))
     return redis.Redis.from_url(url, retry=retry, **redis_options(settings))
 
 
@@ -73,13 +74,18 @@ def async_redis_client(url: str, settings: Settings | None = None) -> Any:
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialBackoff
 
-    retry = Retry(ExponentialBackoff(cap=0.5, base=0.1), REDIS_RETRIES)
+    retry = Retry(ExponentialBackoff(cap=0.5, base=0.1), REDIS_RETRIES,
+                  (redis.asyncio.ConnectionError,))  # fmt: skip
     return redis.asyncio.Redis.from_url(url, retry=retry, **redis_options(settings))
 
 
 def broker_options(settings: Settings) -> dict[str, Any]:
     """Celery settings that bound every broker connection attempt and socket wait."""
     options: dict[str, Any] = {"broker_connection_timeout": connect_timeout(settings)}
+    if settings.broker_url.startswith("rediss://") and "ssl_cert_reqs" not in settings.broker_url:
+        import ssl
+
+        options["broker_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}  # kombu: CERT_NONE
     if is_redis_url(settings.broker_url):
         options["broker_transport_options"] = {
             "socket_connect_timeout": connect_timeout(settings),
@@ -118,3 +124,12 @@ def postgres_connect_args(settings: Settings | None = None) -> dict[str, Any]:
         "keepalives_count": 3,
         "tcp_user_timeout": int(socket_timeout(settings) * 3 * 1000),
     }
+
+
+def check_broker(settings: Settings) -> None:
+    """Connect to the broker once (raise kombu's ``OperationalError`` within seconds if it is
+    down): a preflight for commands that start long-lived processes."""
+    app = cli_app(settings, "agentcron-preflight")
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, interval_start=0.2, interval_step=0.2, interval_max=0.5,
+                               timeout=connect_timeout(settings))  # fmt: skip

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
 
+from agentcron.cli.failures import describe
 from agentcron.errors import ConfigError
 from agentcron.ledger import Ledger
 from agentcron.ledger.records import RunRecord, RunState
@@ -72,10 +73,14 @@ def runs_command(job: str | None, state: str | None, limit: int, as_json: bool) 
     ledger = Ledger.from_settings(settings)
     try:
         records = ledger.list_runs(job=job, state=state, limit=limit)
-    except SQLAlchemyError as exc:
+    except ProgrammingError as exc:  # no such table
         click.echo(f"error: cannot read runs ({type(exc).__name__}); "
                    "has `agentcron db upgrade` run?", err=True)  # fmt: skip
         raise SystemExit(1) from exc
+    except SQLAlchemyError as exc:
+        message, code = describe(exc)
+        click.echo(message, err=True)
+        raise SystemExit(code) from exc
     finally:
         ledger.close()
     if as_json:
