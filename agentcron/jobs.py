@@ -111,7 +111,9 @@ def to_timedelta(value: Duration, field_name: str) -> timedelta:
         try:
             parsed = parse_schedule(value)
         except ConfigError as exc:
-            raise ConfigError([Problem(None, field_name, value, "not a duration")]) from exc
+            why = exc.problems[0].reason if exc.problems else ""
+            reason = why if "at most" in why else "not a duration"
+            raise ConfigError([Problem(None, field_name, value, reason)]) from exc
         if not isinstance(parsed, IntervalSchedule):
             raise ConfigError([Problem(None, field_name, value, "not a duration (try '15m')")])
         result = parsed.period
