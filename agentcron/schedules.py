@@ -172,11 +172,19 @@ class CronSchedule(Schedule):
         memo = self._memo
         if memo is not None and memo[0] == after:
             return memo[1]
+        result: datetime | None = None
         try:
-            found: datetime | None = next(CronSim(self.fields, after.astimezone(self.tz)))
+            sim = CronSim(self.fields, after.astimezone(self.tz))
+            # In a repeated (fall-back) hour, cronsim's first answer can be the hour's first
+            # occurrence, before ``after``: the next one is the answer.
+            for _ in range(4):
+                result = next(sim).astimezone(UTC)
+                if result > after:
+                    break
         except (StopIteration, OverflowError):  # no fire before the calendar ends (year 9999)
-            found = None
-        result = found.astimezone(UTC) if found is not None else None
+            result = None
+        if result is not None and result <= after:  # never answer a time that is not later
+            result = None
         self._memo = (after, result)
         return result
 

@@ -174,3 +174,12 @@ def test_failures_are_described_in_one_line() -> None:
     assert describe(ConfigError([]))[1] == 2
     assert describe(OverflowError("date value out of range"))[1] == 2
     assert describe(KeyError("x"))[0].startswith("error: unexpected KeyError")
+
+
+def test_next_fire_inside_a_repeated_hour_is_later_than_after() -> None:
+    """Found by Hypothesis: from 02:00 CET (the second 02:00 of 2024-10-27 in Berlin) the next
+    02:30 is the next day's, not the first 02:30 of that day (00:30Z, before ``after``)."""
+    schedule = parse_schedule("30 2 * * *", "Europe/Berlin")
+    after = datetime(2024, 10, 27, 1, 0, tzinfo=UTC)
+    assert schedule.next_fire(after) == datetime(2024, 10, 28, 1, 30, tzinfo=UTC)
+    assert schedule.next_fire(after - timedelta(hours=1)) == datetime(2024, 10, 27, 0, 30, tzinfo=UTC)
