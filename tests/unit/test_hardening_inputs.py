@@ -95,6 +95,12 @@ def test_instants_at_the_ends_of_the_calendar() -> None:
      "--timeout", "99999999999999999999"],
     ["schedules", "add", "x", "--agent", "tests.unit.test_hardening_inputs:agent", "--schedule", "5m",
      "--max-retries", "99999999999999999999"],
+    ["schedules", "add", "x", "--agent", "tests.unit.test_hardening_inputs:agent", "--schedule", "5m",
+     "--timeout", "\u00b2"],
+    ["schedules", "add", "x", "--agent", "tests.unit.test_hardening_inputs:agent", "--schedule", "5m",
+     "--timeout", "inf"],
+    ["schedules", "add", "x", "--agent", "tests.unit.test_hardening_inputs:agent", "--schedule", "5m",
+     "--queue", "q\n"],
 ])  # fmt: skip
 def test_cli_refuses_overflowing_input_in_one_line(args: list[str], tmp_path: Any) -> None:
     result = CliRunner().invoke(main, args, env={"AGENTCRON_DATA_DIR": str(tmp_path)})
