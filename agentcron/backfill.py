@@ -1,8 +1,10 @@
 """Backfill: enqueue the past windows of a range, skipping those that already succeeded.
 
-Each window of ``[start, end]`` gets a run message with trigger ``backfill``, sent on the job's
-queue; the guard applies the job's overlap policy to it like to any run (so with ``skip`` and
-several workers, backfilled windows that would overlap are recorded ``skipped``). A window with
+The windows are counted before anything is planned (arithmetically, or walking window to window
+with an early stop), so an absurd range is refused at once with its count. Each window of
+``[start, end]`` gets a run message with trigger ``backfill``, sent on the job's queue; the
+windows of a backfill queue behind each other under any overlap policy but ``allow`` (see
+:mod:`agentcron.guard_overlap`), they never skip one another. A window with
 no row is recorded ``scheduled`` first (record before publish); a window that ended ``failed``,
 ``missed``, ``timeout``, ``cancelled`` or ``skipped`` is sent with ``force`` (the guard would
 otherwise drop it as done); a succeeded or running window is left alone.
@@ -10,19 +12,29 @@ otherwise drop it as done); a succeeded or running window is left alone.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from agentcron.beat.planner import emission_for, task_for
 from agentcron.beat.publisher import Outgoing, Publisher
 from agentcron.clock import SYSTEM_CLOCK, Clock
+from agentcron.errors import ConfigError
 from agentcron.jobs import JobSpec
 from agentcron.ledger.history import grant_force
 from agentcron.ledger.records import ACTIVE_STATES, RunState
 from agentcron.ledger.store import Ledger
 from agentcron.messages import RunMessage
+from agentcron.schedules import IntervalSchedule
+from agentcron.windows import next_window_bound, window_start
 
 DEFAULT_LIMIT = 1000
+MAX_LIMIT = 100_000
+"""The largest ``--limit``: a backfill holds its messages in memory and reads one row each."""
+_SAMPLE = 5000
+"""Windows visited before the count is extrapolated (a range far over the limit is refused
+from the sample's estimate, without walking it)."""
+_ONE_US = timedelta(microseconds=1)
 
 
 @dataclass
@@ -45,20 +57,71 @@ class BackfillError(ValueError):
     """A bad range (end before start, or more windows than the limit)."""
 
 
+def iter_windows(spec: JobSpec, start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime]]:
+    """``(first slot, window start)`` of every window with a slot in ``[start, end]``, in order.
+
+    Jumps from one window to the next (a day window of a job firing every second costs one step,
+    not 86,400), so the cost is the number of windows, never the number of slots.
+    """
+    job, schedule = spec.job, spec.schedule
+    cursor, last = start - _ONE_US, None
+    while (slot := schedule.next_fire(cursor)) is not None and slot <= end:
+        begins = window_start(slot, job.window, job.tz)
+        if begins != last:
+            yield slot, begins
+            last = begins
+        try:
+            cursor = max(slot, next_window_bound(begins, job.window, job.tz) - _ONE_US)
+        except (OverflowError, ValueError):  # the next window lies past the calendar's end
+            return
+
+
+def count_windows(spec: JobSpec, start: datetime, end: datetime, limit: int) -> tuple[int, bool]:
+    """How many windows ``[start, end]`` holds, cheaply: ``(count, exact)``.
+
+    Arithmetic for interval schedules with one window per slot; otherwise windows are walked
+    (see :func:`iter_windows`) and the walk stops once the count is over ``limit``: after
+    :data:`_SAMPLE` windows if the total extrapolated from them is over the limit, else at
+    ``limit + 1``. A count that is not exact is that extrapolation.
+    """
+    schedule = spec.schedule
+    if isinstance(schedule, IntervalSchedule) and spec.job.window == "slot":
+        return schedule.count_between(start - _ONE_US, end), True
+    count, span = 0, end - start
+    for slot, _begins in iter_windows(spec, start, end):
+        count += 1
+        if count in (_SAMPLE, limit + 1):
+            covered = max(slot - start, timedelta(seconds=1))
+            estimate = max(count, round(count * (span / covered)))
+            if estimate > limit:
+                return estimate, False
+    return count, True
+
+
 def plan_windows(spec: JobSpec, start: datetime, end: datetime, limit: int) -> list[RunMessage]:
-    """Backfill messages of every window with a slot in ``[start, end]`` (one per window)."""
+    """Backfill messages of every window with a slot in ``[start, end]`` (one per window).
+
+    The windows are counted first (:func:`count_windows`): a range with more than ``limit`` is
+    refused at once, naming its count.
+    """
     if end < start:
         raise BackfillError("--to is before --from")
-    messages: dict[str, RunMessage] = {}
-    for slot in spec.schedule.fires_between(start - timedelta(microseconds=1), end):
-        window = emission_for(spec, slot, "backfill").window
-        if window.window_key not in messages:
-            if len(messages) >= limit:
-                raise BackfillError(f"more than {limit} windows in the range; narrow it or "
-                                    "raise --limit")  # fmt: skip
-            messages[window.window_key] = RunMessage(
-                spec.name, window.window_key, window.window_start, slot, "backfill")
-    return list(messages.values())
+    if limit > MAX_LIMIT:
+        raise BackfillError(f"--limit {limit} is over the maximum {MAX_LIMIT}")
+    try:
+        count, exact = count_windows(spec, start, end, limit)
+        if count > limit:
+            amount = f"{count:,}" if exact else f"about {count:,}"
+            raise BackfillError(f"the range holds {amount} windows, more than --limit {limit}; "
+                                f"narrow it or raise --limit (at most {MAX_LIMIT:,})")  # fmt: skip
+        messages = []
+        for slot, _begins in iter_windows(spec, start, end):
+            window = emission_for(spec, slot, "backfill").window
+            messages.append(RunMessage(spec.name, window.window_key, window.window_start, slot,
+                                       "backfill"))  # fmt: skip
+        return messages
+    except ConfigError as exc:
+        raise BackfillError(str(exc)) from exc
 
 
 def backfill(spec: JobSpec, ledger: Ledger, publisher: Publisher, start: datetime,

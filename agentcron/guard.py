@@ -159,7 +159,8 @@ class Guard:
         async def current() -> RunRecord | None:
             return await self._commit(mode, self.ledger.get, window.job, window.window_start)
 
-        wait = OverlapWait(self.leases, self.cancels, self.clock, mode, spec, window, current)
+        wait = OverlapWait(self.leases, self.cancels, self.clock, mode, spec, window, current,
+                           timedelta(seconds=self.settings.visibility_timeout / 2))
         acquired = await acquire_with_policy(wait, name, owner)
         del wait, current  # not needed while the run goes on
         if isinstance(acquired, Duplicate):

@@ -6,6 +6,12 @@ otherwise the policy decides: ``skip`` (this window ends ``skipped``), ``buffer_
 only one window may wait), ``buffer_all`` (wait), ``cancel_other`` (ask the holder to stop, then
 wait), ``allow`` (leases are per window, so only the same window can be holding one).
 Waiting polls the lease on the injected clock until the window's misfire deadline.
+
+The windows of a backfill are many past windows sent at once: under ``skip`` they would skip one
+another (and ``cancel_other`` cancel one another), though none of them is late for anything. So a
+backfill delivery queues (``buffer_all``) whatever the job's policy, unless the job says
+``allow``, and waits up to ``queue_wait`` (the guard passes half the visibility timeout) instead
+of until its long-past misfire deadline (:func:`policy_for`).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import os
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from agentcron.clock import Clock
 from agentcron.guard_modes import Mode
@@ -25,6 +32,15 @@ from agentcron.ledger.records import ACTIVE_STATES, NewWindow, RunRecord
 # Owner strings need uniqueness, not secrecy: one seeded generator (plus the pid, since forked
 # children share its state) instead of os.urandom per run, which costs ~100 µs here.
 _OWNERS = random.Random()
+QUEUEING_TRIGGERS = ("backfill",)
+"""Triggers whose windows wait for each other instead of applying skip or cancel_other."""
+
+
+def policy_for(overlap: str, trigger: str) -> str:
+    """The overlap policy a delivery of ``trigger`` follows under the job's ``overlap``."""
+    if trigger in QUEUEING_TRIGGERS and overlap != "allow":
+        return "buffer_all"
+    return overlap
 
 
 @dataclass(frozen=True)
@@ -52,6 +68,7 @@ class OverlapWait:
     spec: JobSpec
     window: NewWindow
     current: Callable[[], Awaitable[RunRecord | None]]
+    queue_wait: timedelta = timedelta(hours=1)
 
 
 def lease_owner(window: NewWindow) -> str:
@@ -79,9 +96,9 @@ async def acquire_with_policy(w: OverlapWait, name: str, owner: str) -> Lease | 
     if lease is not None:
         return lease
     holder = await w.mode.io(w.leases.holder, name)
-    if _held_by_same_window(w.window, await w.current(), holder) or w.spec.job.overlap == "allow":
+    policy = policy_for(w.spec.job.overlap, w.window.trigger)
+    if _held_by_same_window(w.window, await w.current(), holder) or policy == "allow":
         return await _outlive(w, name, owner, ttl)
-    policy = w.spec.job.overlap
     held_by = f"token {holder.token}" if holder else "another run"
     if policy == "skip":
         return Skip(f"overlap: previous run ({held_by}) still running")
@@ -93,7 +110,7 @@ async def acquire_with_policy(w: OverlapWait, name: str, owner: str) -> Lease | 
     if policy == "cancel_other" and holder is not None:
         await w.mode.io(w.cancels.request, name, holder.token)
     try:
-        lease = await _wait(w, name, owner, ttl, buffer)
+        lease = await _wait(w, name, owner, ttl, buffer, policy)
     finally:
         if buffer is not None:
             await w.mode.io(w.leases.release, buffer)
@@ -125,10 +142,12 @@ async def _outlive(w: OverlapWait, name: str, owner: str, ttl: float) -> Lease |
 
 
 async def _wait(
-    w: OverlapWait, name: str, owner: str, ttl: float, buffer: Lease | None
+    w: OverlapWait, name: str, owner: str, ttl: float, buffer: Lease | None, policy: str
 ) -> Lease | None:
     deadline = w.window.slot + w.spec.misfire_grace
-    if w.spec.job.overlap == "cancel_other":
+    if w.window.trigger in QUEUEING_TRIGGERS:  # a past window: not late for anything
+        deadline = w.clock.now() + w.queue_wait
+    if policy == "cancel_other":
         deadline = min(deadline, w.clock.now() + w.spec.lease_ttl * 2)
     interval = min(1.0, ttl / 10)
     while w.clock.now() < deadline:

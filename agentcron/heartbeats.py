@@ -148,9 +148,9 @@ class FileHeartbeats:
 def open_heartbeats(settings: Settings, clock: Clock) -> HeartbeatStore:
     """Redis when the settings have one, else files in the data folder."""
     if settings.redis_url:
-        import redis
+        from agentcron.timeouts import redis_client
 
-        return RedisHeartbeats(redis.Redis.from_url(settings.redis_url, socket_timeout=5))
+        return RedisHeartbeats(redis_client(settings.redis_url, settings))
     return FileHeartbeats(settings.data_dir / "heartbeats", clock)
 
 

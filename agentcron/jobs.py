@@ -20,9 +20,9 @@ from typing import Any
 
 from agentcron.agents import Agent, AgentKind, DeclaredModules, import_object, resolve_agent
 from agentcron.errors import ConfigError, Problem
-from agentcron.schedules import Schedule, parse_instant, parse_schedule
+from agentcron.schedules import MAX_INTERVAL, Schedule, parse_instant, parse_schedule
 from agentcron.secrets import check_config, redact
-from agentcron.windows import GRANULARITIES, is_job_name
+from agentcron.windows import GRANULARITIES, is_job_name, is_queue_name
 
 Duration = int | float | timedelta | str
 OVERLAP_POLICIES = ("skip", "buffer_one", "buffer_all", "cancel_other", "allow")
@@ -30,6 +30,7 @@ COALESCE_POLICIES = ("latest", "all", "none")
 SYNC_QUEUE = "agentcron.sync"
 ASYNC_QUEUE = "agentcron.async"
 DEFAULT_CONFIG_MAX_BYTES = 64 * 1024
+MAX_ATTEMPTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,9 @@ def to_timedelta(value: Duration, field_name: str) -> timedelta:
     elif isinstance(value, int | float):
         if not math.isfinite(value):
             raise ConfigError([Problem(None, field_name, str(value), "must be finite")])
+        if abs(value) > MAX_INTERVAL.total_seconds():
+            reason = f"must be at most {MAX_INTERVAL.days} days (10 years)"
+            raise ConfigError([Problem(None, field_name, str(value), reason)])
         result = timedelta(seconds=value)
     elif isinstance(value, str):
         from agentcron.schedules import IntervalSchedule
@@ -108,7 +112,9 @@ def to_timedelta(value: Duration, field_name: str) -> timedelta:
         try:
             parsed = parse_schedule(value)
         except ConfigError as exc:
-            raise ConfigError([Problem(None, field_name, value, "not a duration")]) from exc
+            why = exc.problems[0].reason if exc.problems else ""
+            reason = why if "at most" in why else "not a duration"
+            raise ConfigError([Problem(None, field_name, value, reason)]) from exc
         if not isinstance(parsed, IntervalSchedule):
             raise ConfigError([Problem(None, field_name, value, "not a duration (try '15m')")])
         result = parsed.period
@@ -116,6 +122,9 @@ def to_timedelta(value: Duration, field_name: str) -> timedelta:
         raise ConfigError([Problem(None, field_name, repr(value), "expected a duration")])
     if result < timedelta(0):
         raise ConfigError([Problem(None, field_name, str(value), "must not be negative")])
+    if result > MAX_INTERVAL:
+        reason = f"must be at most {MAX_INTERVAL.days} days (10 years)"
+        raise ConfigError([Problem(None, field_name, str(value), reason)])
     return result
 
 
@@ -156,8 +165,9 @@ def _resolve_callback(
 
 def _queue_for(job: Job, kind: AgentKind) -> str:
     if job.queue is not None:
-        if not isinstance(job.queue, str) or not job.queue:
-            raise ConfigError([Problem(None, "queue", repr(job.queue), "must be a queue name")])
+        if not is_queue_name(job.queue):
+            reason = "a queue name is 1-128 letters, digits, '_', '.', ':', '-'"
+            raise ConfigError([Problem(None, "queue", repr(job.queue), reason)])
         return job.queue
     return ASYNC_QUEUE if kind is AgentKind.ASYNC else SYNC_QUEUE
 
@@ -168,6 +178,9 @@ def _check_max_retries(value: object) -> None:
     if value < 1:
         reason = "must be >= 1 (it counts total attempts, 1 initial + retries)"
         raise ConfigError([Problem(None, "max_retries", str(value), reason)])
+    if value > MAX_ATTEMPTS:
+        reason = f"must be at most {MAX_ATTEMPTS}"
+        raise ConfigError([Problem(None, "max_retries", str(value)[:40], reason)])
 
 
 def _check_type(value: object, field_name: str, kind: type, what: str) -> None:

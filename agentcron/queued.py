@@ -80,6 +80,6 @@ def queue_inspector(settings: Settings, queues: Sequence[str]) -> QueuedWindows 
 
     if not is_redis_url(settings.broker_url):
         return None
-    import redis
+    from agentcron.timeouts import redis_client
 
-    return RedisQueueInspector(redis.Redis.from_url(settings.broker_url), queues)
+    return RedisQueueInspector(redis_client(settings.broker_url, settings), queues)

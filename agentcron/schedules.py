@@ -57,12 +57,18 @@ _UNIT_WORDS = {
     "d": "d", "day": "d", "days": "d",
     "w": "w", "week": "w", "weeks": "w",
 }  # fmt: skip
-_INTERVAL_FORMS = (
-    re.compile(r"^(?P<n>\d+)$"),
-    re.compile(r"^\*/(?P<n>\d+)(?P<unit>[smhdw]?)$"),
-    re.compile(r"^(?P<n>\d+)\s*(?P<unit>[a-z]+)$"),
-    re.compile(r"^every\s+(?P<n>\d+)?\s*(?P<unit>[a-z]+)$"),
-)
+_INTERVAL_FORMS = tuple(re.compile(form, re.ASCII) for form in (
+    r"(?P<n>[0-9]+)",
+    r"\*/(?P<n>[0-9]+)(?P<unit>[smhdw]?)",
+    r"(?P<n>[0-9]+) ?(?P<unit>[a-z]+)",
+    r"every (?P<n>[0-9]+)? ?(?P<unit>[a-z]+)",
+))  # matched with fullmatch: a trailing newline never slips through
+MAX_INTERVAL = timedelta(days=3650)
+"""The longest interval or duration accepted (10 years): keeps every sum of an instant and a
+period inside the calendar (``datetime`` ends at 9999-12-31)."""
+MIN_INSTANT = datetime(1, 1, 2, tzinfo=UTC)
+MAX_INSTANT = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+"""Instants outside these are refused: a day of margin keeps conversions to any zone in range."""
 
 
 def _bad(field: str, value: str, reason: str) -> ConfigError:
@@ -84,7 +90,14 @@ def parse_instant(text: str, tz: tzinfo = UTC) -> datetime:
         raise _bad("time", text, "not an ISO 8601 date-time") from exc
     if when.tzinfo is None:
         when = when.replace(tzinfo=tz)
-    return when.astimezone(UTC)
+    try:
+        when = when.astimezone(UTC)
+    except OverflowError:
+        when = MIN_INSTANT - _ONE_US if when.year < 5000 else MAX_INSTANT + _ONE_US
+    if not MIN_INSTANT <= when <= MAX_INSTANT:
+        reason = f"outside the supported range {format_instant(MIN_INSTANT)} .. {format_instant(MAX_INSTANT)}"
+        raise _bad("time", text, reason)
+    return when
 
 
 @functools.lru_cache(maxsize=512)
@@ -99,8 +112,9 @@ def get_timezone(name: str) -> tzinfo:
 
 
 def format_instant(when: datetime) -> str:
-    """``YYYY-MM-DDTHH:MM:SSZ`` (UTC, whole seconds)."""
-    return to_utc(when).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """``YYYY-MM-DDTHH:MM:SSZ`` (UTC, whole seconds; the year always has four digits)."""
+    u = to_utc(when)
+    return f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}Z"
 
 
 class Schedule(ABC):
@@ -158,11 +172,19 @@ class CronSchedule(Schedule):
         memo = self._memo
         if memo is not None and memo[0] == after:
             return memo[1]
+        result: datetime | None = None
         try:
-            found: datetime | None = next(CronSim(self.fields, after.astimezone(self.tz)))
-        except StopIteration:
-            found = None
-        result = found.astimezone(UTC) if found is not None else None
+            sim = CronSim(self.fields, after.astimezone(self.tz))
+            # In a repeated (fall-back) hour, cronsim's first answer can be the hour's first
+            # occurrence, before ``after``: the next one is the answer.
+            for _ in range(4):
+                result = next(sim).astimezone(UTC)
+                if result > after:
+                    break
+        except (StopIteration, OverflowError):  # no fire before the calendar ends (year 9999)
+            result = None
+        if result is not None and result <= after:  # never answer a time that is not later
+            result = None
         self._memo = (after, result)
         return result
 
@@ -193,12 +215,24 @@ class IntervalSchedule(Schedule):
         self.anchor = start if start is not None else EPOCH
         self._step = timedelta(seconds=seconds)
 
-    def next_fire(self, after: datetime) -> datetime:
+    def next_fire(self, after: datetime) -> datetime | None:
         after = to_utc(after, "after")
         if self.start is not None and after < self.start:
             return self.start
         steps = (after - self.anchor) // self._step + 1
-        return self.anchor + steps * self._step
+        try:
+            return self.anchor + steps * self._step
+        except OverflowError:  # past the end of the calendar (year 9999)
+            return None
+
+    def count_between(self, start: datetime, end: datetime) -> int:
+        """How many fire times ``t`` with ``start < t <= end`` (arithmetic, no iteration)."""
+        start, end = to_utc(start, "start"), to_utc(end, "end")
+        if self.start is not None and start < self.start:
+            start = self.start - _ONE_US
+        if end <= start:
+            return 0
+        return max(0, (end - self.anchor) // self._step - (start - self.anchor) // self._step)
 
     @property
     def period(self) -> timedelta:
@@ -262,17 +296,21 @@ def _item_ok(field: _CronField, item: str) -> bool:
 
 def _interval_seconds(text: str) -> int | None:
     for form in _INTERVAL_FORMS:
-        match = form.match(text)
+        match = form.fullmatch(text)
         if not match:
             continue
         groups = match.groupdict()
         unit = _UNIT_WORDS.get(groups.get("unit") or "s")
         if unit is None:
             raise _bad("schedule", text, f"unknown time unit {groups.get('unit')!r}")
-        count = int(groups["n"]) if groups.get("n") else 1
-        seconds = count * _UNIT_SECONDS[unit]
+        digits = (groups.get("n") or "1").lstrip("0") or "0"
+        limit = int(MAX_INTERVAL.total_seconds())
+        seconds = int(digits) * _UNIT_SECONDS[unit] if len(digits) <= 12 else limit + 1
         if seconds <= 0:
             raise _bad("schedule", text, "an interval must be at least one second (step 0)")
+        if seconds > limit:
+            reason = f"an interval must be at most {MAX_INTERVAL.days} days (10 years)"
+            raise _bad("schedule", text, reason)
         return seconds
     return None
 

@@ -20,13 +20,24 @@ Granularity = Literal["slot", "hour", "day", "week", "month"]
 GRANULARITIES: tuple[str, ...] = get_args(Granularity)
 
 JOB_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}"
-_JOB_NAME = re.compile(rf"^{JOB_NAME_PATTERN}$")
-_WINDOW_KEY = re.compile(rf"^(?P<job>{JOB_NAME_PATTERN})@(?P<start>\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\dZ)$")
+QUEUE_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}"
+# Every pattern is matched with fullmatch (``$`` would accept a trailing newline) and ASCII only.
+_JOB_NAME = re.compile(JOB_NAME_PATTERN, re.ASCII)
+_QUEUE_NAME = re.compile(QUEUE_NAME_PATTERN, re.ASCII)
+_WINDOW_KEY = re.compile(
+    rf"(?P<job>{JOB_NAME_PATTERN})@(?P<start>[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}T[0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}Z)",
+    re.ASCII,
+)
 
 
 def is_job_name(name: object) -> bool:
     """Whether ``name`` may name a job (letters, digits, ``_ . -``; no ``@``, no spaces)."""
-    return isinstance(name, str) and bool(_JOB_NAME.match(name))
+    return isinstance(name, str) and _JOB_NAME.fullmatch(name) is not None
+
+
+def is_queue_name(name: object) -> bool:
+    """Whether ``name`` may name a queue (letters, digits, ``_ . : -``; 1-128 characters)."""
+    return isinstance(name, str) and _QUEUE_NAME.fullmatch(name) is not None
 
 
 def _local_midnight(day: datetime, tz: tzinfo) -> datetime:
@@ -38,6 +49,14 @@ def window_start(slot: datetime, granularity: str = "slot", tz: str | tzinfo = "
     """The start (aware UTC) of the window of ``granularity`` that contains ``slot``."""
     slot = to_utc(slot, "slot")
     zone = get_timezone(tz) if isinstance(tz, str) else tz
+    try:
+        return _window_start(slot, granularity, zone)
+    except OverflowError as exc:  # a slot within a day of the calendar's ends, in a far zone
+        reason = "its window lies outside the calendar (years 1-9999)"
+        raise ConfigError([Problem(None, "slot", format_instant(slot), reason)]) from exc
+
+
+def _window_start(slot: datetime, granularity: str, zone: tzinfo) -> datetime:
     if granularity == "slot":
         return slot.replace(microsecond=0)
     local = slot.astimezone(zone)
@@ -57,6 +76,30 @@ def window_start(slot: datetime, granularity: str = "slot", tz: str | tzinfo = "
     )
 
 
+def next_window_bound(start: datetime, granularity: str, tz: str | tzinfo = "UTC") -> datetime:
+    """An instant no later than the start of the window after the one starting at ``start``.
+
+    Exact for ``day``, ``week`` and ``month``; for ``hour``, one hour on, or 30 minutes on where
+    a DST change shortened that local hour (it is never shorter in real time); ``slot`` windows
+    hold one slot, so the next one may start at once. Lets a caller jump from window to window
+    instead of visiting every slot.
+    """
+    zone = get_timezone(tz) if isinstance(tz, str) else tz
+    if granularity == "slot":
+        return start + timedelta(microseconds=1)
+    if granularity == "hour":
+        hour_on = start + timedelta(hours=1)
+        same = _window_start(hour_on - timedelta(microseconds=1), "hour", zone) == start
+        return hour_on if same else start + timedelta(minutes=30)
+    local = start.astimezone(zone)
+    if granularity == "day":
+        return _local_midnight(local + timedelta(days=1), zone)
+    if granularity == "week":
+        return _local_midnight(local + timedelta(days=7 - local.weekday()), zone)
+    year, month = (local.year + 1, 1) if local.month == 12 else (local.year, local.month + 1)
+    return _local_midnight(datetime(year, month, 1), zone)
+
+
 def window_key(job: str, start: datetime) -> str:
     """``"{job}@{start:%Y-%m-%dT%H:%M:%SZ}"``."""
     if not is_job_name(job):
@@ -66,7 +109,7 @@ def window_key(job: str, start: datetime) -> str:
 
 def parse_window_key(key: str) -> tuple[str, datetime]:
     """Split a window key into ``(job, window_start)``; reject anything malformed."""
-    match = _WINDOW_KEY.match(key) if isinstance(key, str) else None
+    match = _WINDOW_KEY.fullmatch(key) if isinstance(key, str) else None
     if match is None:
         raise ValueError(f"malformed window key {key!r}; expected 'job@YYYY-MM-DDTHH:MM:SSZ'")
     try:

@@ -25,6 +25,7 @@ from agentcron.messages import ASYNC_TASK, SYNC_TASK
 from agentcron.operate import register as register_operations
 from agentcron.secrets import install_log_scrubber
 from agentcron.settings import Settings, is_redis_url, redact_url
+from agentcron.timeouts import broker_options, redis_client
 from workers import sqla_transport
 
 log = logging.getLogger("agentcron.workers")
@@ -38,7 +39,8 @@ settings = Settings.from_env()
 def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery configuration for ``settings``."""
     # kombu's SQLAlchemy transport hands its options to create_engine(): Redis options only.
-    transport: dict[str, Any] = {}
+    bounds = broker_options(settings)  # connect and socket timeouts: a dead broker is an error
+    transport: dict[str, Any] = dict(bounds.pop("broker_transport_options", {}))
     if is_redis_url(settings.broker_url):
         transport["visibility_timeout"] = settings.visibility_timeout
         # kombu sweeps unacked messages back every interval x throttle seconds (default ~100 s):
@@ -49,6 +51,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_url": settings.broker_url,
         "broker_transport_options": transport,
         "broker_connection_retry_on_startup": True,
+        **bounds,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
@@ -93,7 +96,7 @@ def eviction_warning(redis_url: str) -> str | None:
     """A warning text when the Redis at ``redis_url`` may evict keys, else None."""
     import redis
 
-    client = redis.Redis.from_url(redis_url, socket_connect_timeout=3)
+    client = redis_client(redis_url)
     try:
         policy = str(client.config_get("maxmemory-policy").get("maxmemory-policy", ""))
     except redis.RedisError as exc:

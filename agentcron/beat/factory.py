@@ -33,11 +33,12 @@ def open_publisher(app: Any, settings: Settings) -> Publisher:
         log.info("beat publishes through Celery's producer: %s listen to its publish signals",
                  ", ".join(listeners))  # fmt: skip
         return CeleryPublisher(app, signing_key=settings.signing_key)
-    import redis
+    from agentcron.beat.fastpublish import reply_to_of
+    from agentcron.timeouts import redis_client
 
-    client = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=5, socket_timeout=30)
+    client = redis_client(settings.broker_url, settings)
     options = app.conf.broker_transport_options or {}
-    return RedisListPublisher(client, header_template(app),
+    return RedisListPublisher(client, header_template(app), reply_to=reply_to_of(app),
                               key_prefix=str(options.get("global_keyprefix", "")),
                               signing_key=settings.signing_key)  # fmt: skip
 

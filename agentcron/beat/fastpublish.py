@@ -15,6 +15,7 @@ import json
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from agentcron.beat.publisher import Outgoing
@@ -24,7 +25,7 @@ from agentcron.schedules import format_instant
 from agentcron.signing import SIGNATURE_FIELD, signature
 
 _BODY = (
-    '[[], {"job": "%s", "window_key": "%s", "window_start": "%s", "slot": "%s", "trigger": "%s",'
+    '[[], {"job": %s, "window_key": %s, "window_start": "%s", "slot": "%s", "trigger": %s,'
     ' "attempt": %d, "force": %s%s}, {"callbacks": null, "errbacks": null, "chain": null,'
     ' "chord": null}]'
 )
@@ -33,19 +34,27 @@ _ID, _KR, _BODY_MARK = "\x00id\x00", "\x00kr\x00", "\x00body\x00"
 
 
 def header_template(app: Any) -> dict[str, Any]:
-    """Celery's protocol 2 headers for a task message, as ``as_task_v2`` builds them."""
-    message = app.amqp.as_task_v2("0", "agentcron.template", args=(), kwargs={})
+    """Celery's protocol 2 headers for a task message, as ``send_task`` has ``as_task_v2``
+    build them (``ignore_result`` unset: the task's own setting applies)."""
+    message = app.amqp.as_task_v2("0", "agentcron.template", args=(), kwargs={},
+                                  ignore_result=None)  # fmt: skip
     return dict(message.headers)
+
+
+def reply_to_of(app: Any) -> str:
+    """What Celery's producer puts in ``reply_to``: the app's thread oid."""
+    return str(getattr(app, "thread_oid", "") or "")
 
 
 class RedisListPublisher:
     """LPUSH Celery messages onto Redis lists named by queue, pipelined in batches."""
 
     def __init__(self, client: Any, headers: dict[str, Any], *, batch_size: int = 5000,
-                 key_prefix: str = "", signing_key: str = "") -> None:  # fmt: skip
+                 key_prefix: str = "", reply_to: str = "", signing_key: str = "") -> None:  # fmt: skip
         self.client = client
         self.signing_key = signing_key  # AGENTCRON_SIGNING_KEY: sign every message
         self.headers = headers
+        self.reply_to = reply_to
         self.batch_size = batch_size
         self.key_prefix = key_prefix
         self.published = 0
@@ -72,14 +81,15 @@ class RedisListPublisher:
 
     def _body(self, job: str, key: str, start: datetime, slot: datetime, trigger: str,
               attempt: int, force: bool) -> str:  # fmt: skip
-        # Job names and window keys are plain [A-Za-z0-9_.@:-] text (the window key parser
-        # checks them), triggers come from a fixed list: nothing here needs JSON escaping.
+        # Validated names never need escaping, but every string is JSON-quoted all the same
+        # (C-speed): no name can ever make this write something that is not JSON.
+        q = encode_basestring_ascii
         signed = ""
         if self.signing_key:
             message = RunMessage(job, key, start, slot, trigger, attempt, force)
             signed = f', "{SIGNATURE_FIELD}": "{signature(message, self.signing_key)}"'
-        return _BODY % (job, key, self._instant(start), self._instant(slot), trigger, attempt,
-                        "true" if force else "false", signed)  # fmt: skip
+        return _BODY % (q(job), q(key), self._instant(start), self._instant(slot), q(trigger),
+                        attempt, "true" if force else "false", signed)  # fmt: skip
 
     def _template(self, task: str, queue: str) -> str:
         found = self._templates.get((task, queue))
@@ -91,7 +101,7 @@ class RedisListPublisher:
             "body": _BODY_MARK, "content-encoding": "utf-8", "content-type": "application/json",
             "headers": headers,
             "properties": {
-                "correlation_id": _ID, "reply_to": "", "delivery_mode": 2,
+                "correlation_id": _ID, "reply_to": self.reply_to, "delivery_mode": 2,
                 "delivery_info": {"exchange": "", "routing_key": queue}, "priority": 0,
                 "body_encoding": "base64", "delivery_tag": _ID,
             },
@@ -112,7 +122,8 @@ class RedisListPublisher:
     def _envelope(self, task: str, queue: str, job: str, key: str, body: str,
                   task_id: str) -> str:  # fmt: skip
         encoded = base64.b64encode(body.encode()).decode()
-        kr = f"{{'job': '{job}', 'window_key': '{key}'}}"
+        # workers.app's before_task_publish hook writes this repr; JSON-quoted like the rest
+        kr = encode_basestring_ascii(repr({"job": job, "window_key": key}))[1:-1]
         return self._template(task, queue) % {"id": task_id, "kr": kr, "body": encoded}
 
     def publish(self, batch: Sequence[Outgoing]) -> None:

@@ -1,7 +1,8 @@
 """The ``agentcron`` command line (click, as Celery's own CLI).
 
 Each command group lives in its own module and is registered here. Exit codes: 0 success,
-2 bad input (click's usage code), 1 a runtime failure.
+2 bad input (click's usage code), 1 a runtime failure or a service that is down; always one line
+on stderr, never a traceback (:class:`agentcron.cli.failures.GuardedGroup`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from agentcron.cli.backfill import backfill_command, jobs_command
 from agentcron.cli.check import check_command
 from agentcron.cli.db import db_group
 from agentcron.cli.dead_letters import dead_letters_command
+from agentcron.cli.failures import GuardedGroup
 from agentcron.cli.runs import runs_command
 from agentcron.cli.schedules import schedules_group
 from agentcron.cli.status import status_command
@@ -23,7 +25,7 @@ from agentcron.cli.up import up_command
 from agentcron.cli.web import web_command
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=GuardedGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="agentcron")
 def main() -> None:
     """Run AI-agent jobs on a clock, exactly one success per schedule window."""

@@ -6,21 +6,22 @@ import json
 
 import click
 
+from agentcron.backfill import DEFAULT_LIMIT, MAX_LIMIT
 from agentcron.cli.timing import load_runtime
 from agentcron.errors import ConfigError
 from agentcron.schedules import format_instant, parse_instant
+from agentcron.timeouts import cli_app
 
 
 @click.command("backfill")
 @click.argument("job")
 @click.option("--from", "start", required=True, help="ISO 8601 instant: first slot (inclusive).")
 @click.option("--to", "end", required=True, help="ISO 8601 instant: last slot (inclusive).")
-@click.option("--limit", default=1000, show_default=True, type=click.IntRange(min=1),
-              help="Refuse ranges with more windows than this.")
+@click.option("--limit", default=DEFAULT_LIMIT, show_default=True,
+              type=click.IntRange(1, MAX_LIMIT),
+              help=f"Refuse ranges with more windows than this (at most {MAX_LIMIT}).")
 def backfill_command(job: str, start: str, end: str, limit: int) -> None:
     """Enqueue JOB's windows in a past range (trigger 'backfill'), skipping succeeded ones."""
-    from celery import Celery
-
     from agentcron.backfill import BackfillError, backfill
     from agentcron.beat.publisher import CeleryPublisher
 
@@ -31,7 +32,7 @@ def backfill_command(job: str, start: str, end: str, limit: int) -> None:
     runtime = load_runtime()
     try:
         spec = runtime.spec(job)
-        app = Celery("agentcron-backfill", broker=runtime.settings.broker_url)
+        app = cli_app(runtime.settings, "agentcron-backfill")
         publisher = CeleryPublisher(app, signing_key=runtime.settings.signing_key)
         report = backfill(spec, runtime.ledger, publisher, first, last, limit)
     except KeyError:

@@ -23,6 +23,7 @@ import click
 from agentcron.cli.backfill import backfill_command, jobs_command
 from agentcron.cli.check import check_command
 from agentcron.cli.dead_letters import dead_letters_command
+from agentcron.cli.failures import GuardedGroup
 from agentcron.cli.runs import runs_command
 from agentcron.cli.schedules import pause_command, resume_command
 from agentcron.cli.status import status_command
@@ -30,7 +31,7 @@ from agentcron.cli.timing import next_command
 from agentcron.cli.trigger import trigger_command
 
 
-@click.group("agents")
+@click.group("agents", cls=GuardedGroup)
 def agents() -> None:
     """agentcron: list, next, runs, trigger, pause, resume, check, backfill, status,
     dead-letters."""

@@ -7,18 +7,17 @@ import json
 import click
 
 from agentcron.cli.timing import load_runtime
+from agentcron.timeouts import cli_app
 
 
 @click.command("check")
 @click.option("--json", "as_json", is_flag=True, help="Print the window keys as JSON.")
 def check_command(as_json: bool) -> None:
     """Run the watchdog once: re-enqueue lost windows, mark missed ones and alert."""
-    from celery import Celery
-
     from agentcron.watchdog import run_watchdog
 
     runtime = load_runtime()
-    app = Celery("agentcron-check", broker=runtime.settings.broker_url)
+    app = cli_app(runtime.settings, "agentcron-check")
     try:
         report = run_watchdog(runtime, app)
     finally:

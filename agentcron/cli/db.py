@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
+from agentcron.cli.failures import describe
 from agentcron.errors import ConfigError
 from agentcron.ledger import Ledger
 from agentcron.migrations import current_revision
@@ -30,8 +31,8 @@ def upgrade_command() -> None:
         ledger.upgrade()
         click.echo(f"at revision {current_revision(ledger.engine)}")
     except SQLAlchemyError as exc:
-        cause = getattr(exc, "orig", None) or exc
-        click.echo(f"error: upgrade failed: {type(exc).__name__}: {cause}", err=True)
-        raise SystemExit(1) from exc
+        message, code = describe(exc)
+        click.echo(message.replace("error:", "error: upgrade failed:", 1), err=True)
+        raise SystemExit(code) from exc
     finally:
         ledger.close()

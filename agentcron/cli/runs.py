@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
 
+from agentcron.cli.failures import describe
 from agentcron.errors import ConfigError
 from agentcron.ledger import Ledger
 from agentcron.ledger.history import history_of
@@ -77,9 +78,14 @@ def _open_ledger() -> Ledger:
 
 
 def _unreadable(exc: SQLAlchemyError) -> SystemExit:
-    click.echo(f"error: cannot read runs ({type(exc).__name__}); "
-               "has `agentcron db upgrade` run?", err=True)  # fmt: skip
-    return SystemExit(1)
+    """One line for a ledger that cannot be read: the upgrade hint only when a table is missing."""
+    if isinstance(exc, ProgrammingError):  # no such table
+        click.echo(f"error: cannot read runs ({type(exc).__name__}); "
+                   "has `agentcron db upgrade` run?", err=True)  # fmt: skip
+        return SystemExit(1)
+    message, code = describe(exc)
+    click.echo(message, err=True)
+    return SystemExit(code)
 
 
 @click.group("runs", invoke_without_command=True)

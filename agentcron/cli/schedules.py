@@ -6,6 +6,7 @@ A running beat picks every change up within ``AGENTCRON_SCHEDULE_REFRESH_INTERVA
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -74,8 +75,9 @@ def add_command(name: str, agent: str, expr: str, config_json: str, paused: bool
         return
     fields = {k: v for k, v in options.items() if v is not None}
     for key in ("jitter", "timeout", "catchup_window"):
-        if key in fields and str(fields[key]).replace(".", "", 1).isdigit():
-            fields[key] = float(fields[key])
+        if key in fields:
+            with contextlib.suppress(ValueError):  # a number of seconds; else a text like 15m
+                fields[key] = float(fields[key])
     try:
         declared = declared_agent_modules(settings)
         declared.check(agent)  # one line, before anything is imported

@@ -16,6 +16,7 @@ from agentcron.cli.timing import load_runtime
 from agentcron.heartbeats import BEAT, WORKER, Heartbeat, open_heartbeats
 from agentcron.ledger.records import RunState
 from agentcron.schedules import format_instant
+from agentcron.timeouts import cli_app
 
 
 @dataclass
@@ -96,20 +97,14 @@ def render(report: StatusReport) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status_command(as_json: bool) -> None:
     """Show beat, workers, queues and jobs; exit 1 when beat or a queue's workers are down."""
-    from celery import Celery
-
     from agentcron.jobs import ASYNC_QUEUE, SYNC_QUEUE
     from agentcron.operate import queue_depths
 
     runtime = load_runtime()
     try:
         queues = sorted({SYNC_QUEUE, ASYNC_QUEUE, *(s.queue for s in runtime.specs())})
-        app = Celery("agentcron-status", broker=runtime.settings.broker_url)
-        try:
-            depths = queue_depths(app, queues)
-        except Exception as exc:
-            click.echo(f"warning: broker unreadable ({type(exc).__name__})", err=True)
-            depths = {}
+        app = cli_app(runtime.settings, "agentcron-status")
+        depths = queue_depths(app, queues)  # a broker that is down: one line, exit 1
         beats = open_heartbeats(runtime.settings, runtime.clock).alive()
         report = collect(runtime, beats, depths)
     finally:

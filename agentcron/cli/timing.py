@@ -16,6 +16,9 @@ from agentcron.schedules import format_instant, parse_instant, parse_schedule
 if TYPE_CHECKING:
     from agentcron.runtime import Runtime
 
+MAX_NEXT = 10_000
+"""``next -n`` at most: a larger count is refused at once (exit 2) instead of running for minutes."""
+
 
 def fail(error: ConfigError | str) -> None:
     """Print every problem to stderr and exit 2."""
@@ -40,7 +43,8 @@ def load_runtime() -> Runtime:
 @click.argument("expr")
 @click.option("--tz", default="UTC", show_default=True, help="IANA timezone of the schedule.")
 @click.option("--after", default=None, help="ISO 8601 instant (default: now).")
-@click.option("-n", "count", default=5, show_default=True, type=click.IntRange(min=1))
+@click.option("-n", "count", default=5, show_default=True, type=click.IntRange(1, MAX_NEXT),
+              help=f"How many fire times (at most {MAX_NEXT}).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of UTC times.")
 def next_command(expr: str, tz: str, after: str | None, count: int, as_json: bool) -> None:
     """Print the next fire times of EXPR in UTC."""
@@ -61,6 +65,8 @@ def next_command(expr: str, tz: str, after: str | None, count: int, as_json: boo
     click.echo(f"{expr!r} in {tz}: {schedule.describe()}")
     for fire in fires:
         click.echo(f"  {fire}")
+    if not fires:
+        click.echo(f"  no fire time after {format_instant(moment)}")
 
 
 @click.command("validate")

@@ -20,6 +20,7 @@ from agentcron.jobs import JobSpec
 from agentcron.ledger.history import grant_force
 from agentcron.ledger.records import NewWindow
 from agentcron.messages import RunMessage
+from agentcron.timeouts import cli_app
 from agentcron.windows import window_key, window_start
 
 
@@ -59,8 +60,6 @@ def trigger(spec: JobSpec, ledger: Any, publisher: Any, clock: Clock, force: boo
 @click.option("--force", is_flag=True, help="Run even if the window already ran.")
 def trigger_command(job: str, force: bool) -> None:
     """Run JOB now, in the window that contains now."""
-    from celery import Celery
-
     from agentcron.beat.factory import open_publisher
 
     runtime = load_runtime()
@@ -69,8 +68,7 @@ def trigger_command(job: str, force: bool) -> None:
     except KeyError:
         click.echo(f"error: no job named {job!r}", err=True)
         raise SystemExit(1) from None
-    app = Celery("agentcron-trigger", broker=runtime.settings.broker_url)
-    app.conf.update(task_serializer="json", accept_content=["json"])
+    app = cli_app(runtime.settings, "agentcron-trigger")
     try:
         publisher = open_publisher(app, runtime.settings)
         click.echo(trigger(spec, runtime.ledger, publisher, runtime.clock, force))

@@ -12,6 +12,7 @@ import click
 
 from agentcron.errors import ConfigError
 from agentcron.settings import Settings
+from agentcron.timeouts import check_broker
 from agentcron.up import Supervisor
 
 
@@ -43,6 +44,7 @@ def up_command(schedule: Path | None, data_dir: Path | None, web_port: int,
         overrides["data_dir"] = data_dir.resolve()
     try:
         settings = Settings.from_env(**overrides)
+        check_broker(settings)  # a broker that is down is an error now, not children retrying
         supervisor = Supervisor(settings, click.echo, web_port=web_port, first_run=first_run)
         signal.signal(signal.SIGINT, supervisor.request_stop)
         signal.signal(signal.SIGTERM, supervisor.request_stop)

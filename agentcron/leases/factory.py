@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 
-import redis
-import redis.asyncio
 import sqlalchemy as sa
 
 from agentcron.clock import Clock
@@ -25,6 +23,7 @@ from agentcron.leases.cancel import (
 from agentcron.leases.redis import AsyncRedisLeaseStore, RedisLeaseStore
 from agentcron.leases.sql import SqlLeaseStore
 from agentcron.settings import Settings
+from agentcron.timeouts import async_redis_client, redis_client
 
 
 def _need_engine(engine: sa.Engine | None) -> sa.Engine:
@@ -36,7 +35,7 @@ def _need_engine(engine: sa.Engine | None) -> sa.Engine:
 def open_lease_store(settings: Settings, engine: sa.Engine | None, clock: Clock) -> LeaseStore:
     """The lease store for ``settings``: Redis, or SQL on ``engine``."""
     if settings.lease_backend == "redis":
-        return RedisLeaseStore(redis.Redis.from_url(settings.redis_url))
+        return RedisLeaseStore(redis_client(settings.redis_url, settings))
     return SqlLeaseStore(_need_engine(engine), clock)
 
 
@@ -45,7 +44,7 @@ def open_cancel_signals(
 ) -> CancelSignals:
     """The cancel signals for ``settings``: Redis keys, or rows of the SQL ``leases`` table."""
     if settings.lease_backend == "redis":
-        return RedisCancelSignals(redis.Redis.from_url(settings.redis_url))
+        return RedisCancelSignals(redis_client(settings.redis_url, settings))
     return SqlCancelSignals(_need_engine(engine), clock)
 
 
@@ -54,7 +53,7 @@ def open_async_lease_store(
 ) -> AsyncLeaseStore:
     """The asyncio lease store for ``settings`` (call inside the event loop that will use it)."""
     if settings.lease_backend == "redis":
-        return AsyncRedisLeaseStore(redis.asyncio.Redis.from_url(settings.redis_url))
+        return AsyncRedisLeaseStore(async_redis_client(settings.redis_url, settings))
     return ThreadedLeaseStore(SqlLeaseStore(_need_engine(engine), clock))
 
 
@@ -63,7 +62,7 @@ def open_async_cancel_signals(
 ) -> AsyncCancelSignals:
     """The asyncio cancel signals for ``settings``."""
     if settings.lease_backend == "redis":
-        return AsyncRedisCancelSignals(redis.asyncio.Redis.from_url(settings.redis_url))
+        return AsyncRedisCancelSignals(async_redis_client(settings.redis_url, settings))
     return ThreadedCancelSignals(SqlCancelSignals(_need_engine(engine), clock))
 
 

@@ -6,7 +6,9 @@ a ``begin`` event emits ours), so two writers queue on the busy handler instead 
 "database is locked" when a read transaction tries to upgrade to a write. A connection opened with
 :data:`READ_ONLY` begins ``DEFERRED`` instead (WAL readers never block writers).
 PostgreSQL: psycopg 3, a small pool; a connection idle over :data:`PING_IDLE_SECONDS` is pinged
-before use (``pool_pre_ping`` for every checkout costs a round trip per transaction).
+before use (``pool_pre_ping`` for every checkout costs a round trip per transaction). Connecting
+gives up after a few seconds and TCP keepalives notice a vanished server
+(:func:`agentcron.timeouts.postgres_connect_args`; options in the URL's query win).
 """
 
 from __future__ import annotations
@@ -50,6 +52,15 @@ def create_engine_for(url: str, **options: Any) -> Engine:
         return _sqlite_engine(url, **options)
     options.setdefault("pool_size", 5)
     options.setdefault("max_overflow", 10)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        from agentcron.timeouts import postgres_connect_args
+
+        connect_args = dict(options.pop("connect_args", {}))
+        for key, value in postgres_connect_args().items():
+            if key not in parsed.query:
+                connect_args.setdefault(key, value)
+        options["connect_args"] = connect_args
     engine = create_engine(url, **options)
     if not options.get("pool_pre_ping"):
         event.listen(engine, "checkin", _on_checkin)
