@@ -42,6 +42,8 @@ from agentcron.ledger.records import (
 from agentcron.ledger.store import Ledger, ResultError
 from agentcron.messages import RunMessage
 from agentcron.settings import Settings
+from agentcron.spend.budgets import Spent
+from agentcron.spend.gate import open_gate
 from agentcron.stats import RunStats
 
 log = logging.getLogger("agentcron.guard")
@@ -111,6 +113,7 @@ class Guard:
         self._async_mode = AsyncMode()
         self._loops = threading.local()
         self.hub = LeaseHub(leases, cancels, clock)
+        self.spend = open_gate(ledger.engine, clock, settings.prices)  # budgets, usage records
         self.observers: list[Callable[[Outcome, JobSpec, RunMessage], None]] = []  # metrics, alerts
 
     def stats(self) -> dict[str, float]:
@@ -165,7 +168,11 @@ class Guard:
         if isinstance(acquired, Skip):
             return await self._terminal(mode, spec, window, RunState.SKIPPED, acquired.reason)
         try:
-            return await self._claimed(spec, message, window, mode, acquired)
+            spent, refused = (await self._commit(mode, self.spend.check, spec, window.window_start)
+                              if spec.budget is not None else (None, None))  # fmt: skip
+            if refused is not None:
+                return await self._terminal(mode, spec, window, RunState.SKIPPED, refused)
+            return await self._claimed(spec, message, window, mode, acquired, spent)
         finally:
             await mode.release(self.leases, acquired)
 
@@ -186,7 +193,7 @@ class Guard:
 
     async def _claimed(
         self, spec: JobSpec, message: RunMessage, window: NewWindow, mode: Mode,
-        lease: Lease,
+        lease: Lease, spent: Spent | None = None,
     ) -> Outcome:  # fmt: skip
         max_attempts = spec.job.max_retries
         request = ClaimRequest(window, lease.token, self.worker_id, max_attempts, message.force,
@@ -208,16 +215,17 @@ class Guard:
                                       "TimeLimitExceeded")  # fmt: skip
         attempt = claim.record.attempt
         del claim  # its two ledger rows need not live as long as the run
-        return await self._attempts(spec, message, window, mode, lease, attempt)
+        return await self._attempts(spec, message, window, mode, lease, attempt, spent)
 
     async def _attempts(
         self, spec: JobSpec, message: RunMessage, window: NewWindow, mode: Mode,
-        lease: Lease, attempt: int,
+        lease: Lease, attempt: int, spent: Spent | None = None,
     ) -> Outcome:  # fmt: skip
         started_at = self.clock.now()
         ctx = RunContext(job=spec.name, task=spec.job.task, config=dict(spec.job.config),
                          window_key=window.window_key, window_start=window.window_start,
                          slot=window.slot, attempt=attempt, trigger=window.trigger)  # fmt: skip
+        ctx.meter_factory = self.spend.meter_for(ctx, spent)
         timeout = spec.timeout.total_seconds() if spec.timeout else None
         started = self.clock.monotonic()
 
@@ -228,6 +236,8 @@ class Guard:
                          error_type: str | None) -> Outcome:  # fmt: skip
             took = self.clock.monotonic() - started
             self.run_stats.observe(took)
+            if "meter" in ctx.__dict__:  # the agent reported usage: written before completion
+                await self._commit(mode, self.spend.record, spec, ctx, spent)
             return await self._finish(mode, spec, window, lease, ctx.attempt, state, result,
                                       error, error_type, took, started_at)  # fmt: skip
 
@@ -243,6 +253,8 @@ class Guard:
                     if isinstance(exc, ConfigError) or ctx.attempt >= spec.job.max_retries:
                         error = f"{type(exc).__name__}: {exc}"
                         return await finish(RunState.FAILED, None, error, type(exc).__name__)
+                    if "meter" in ctx.__dict__:
+                        await self._commit(mode, self.spend.record, spec, ctx, spent)
                     if await self._retry(mode, spec, window, lease, ctx, exc) is None:
                         return _duplicate("fenced out while retrying (a newer holder took over)")
                     continue

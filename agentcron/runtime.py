@@ -36,7 +36,7 @@ def file_specs(runtime: Runtime) -> list[JobSpec]:
     path = runtime.settings.schedule_path
     if not path.exists():
         return []
-    return load_jobs(path, runtime.settings.config_max_bytes)
+    return load_jobs(path, runtime.settings.config_max_bytes, runtime.settings.limits)
 
 
 def dynamic_specs(runtime: Runtime) -> list[JobSpec]:

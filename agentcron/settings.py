@@ -68,6 +68,9 @@ class Settings:
     heartbeat_interval: float = 10.0
     heartbeat_ttl: float = 30.0
     log_level: str = "INFO"
+    prices: str = ""  # JSON: model -> {"input": usd_per_million, "output": usd_per_million}
+    limits: str = ""  # JSON: fleet-wide limits besides the schedule file's LIMITS
+    limit_wait: float = 30.0  # a run waiting longer for a limit is re-queued with a delay
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -109,3 +109,5 @@ class ReportRow(Base):
     title: Mapped[str] = mapped_column(String(200))
     body: Mapped[Any] = mapped_column(JSON)
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+from agentcron.ledger import spend_models as spend_models  # noqa: E402  (run_usage, limits: 0005)
