@@ -40,6 +40,8 @@ from agentcron.ledger.records import (
     RunState,
 )
 from agentcron.ledger.store import Ledger, ResultError
+from agentcron.limits.gate import RunLimits
+from agentcron.limits.run import hold_run_limits, open_limit_gate, release_run_limits, requeue_delay
 from agentcron.messages import RunMessage
 from agentcron.settings import Settings
 from agentcron.spend.budgets import Spent
@@ -67,6 +69,7 @@ class Outcome:
     detail: str
     duration: float | None = None
     started_at: datetime | None = None
+    requeue_after: float | None = None  # waited in vain for a fleet-wide limit: publish again
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,7 @@ class Guard:
         self._loops = threading.local()
         self.hub = LeaseHub(leases, cancels, clock)
         self.spend = open_gate(ledger.engine, clock, settings.prices)  # budgets, usage records
+        self.limits = open_limit_gate(settings, ledger.engine, clock)  # fleet-wide limits
         self.observers: list[Callable[[Outcome, JobSpec, RunMessage], None]] = []  # metrics, alerts
 
     def stats(self) -> dict[str, float]:
@@ -154,6 +158,22 @@ class Guard:
             late = (now - window.slot).total_seconds()
             reason = f"misfire: would start {late:.0f}s after its slot, grace {spec.misfire_grace}"
             return await self._terminal(mode, spec, window, RunState.MISSED, reason)
+        if not spec.limits:
+            return await self._leased(spec, message, window, mode)
+        held = await hold_run_limits(self.limits, spec, window.window_key)
+        if held is None:
+            delay = requeue_delay(self.limits, self.rng)
+            return Outcome(None, False, 0, None, None, f"requeued in {delay:g}s: limits "
+                           f"{', '.join(spec.limits)} busy for {self.limits.wait:g}s",
+                           requeue_after=delay)  # fmt: skip
+        try:
+            return await self._leased(spec, message, window, mode)
+        finally:
+            release_run_limits(self.limits, held)
+
+    async def _leased(
+        self, spec: JobSpec, message: RunMessage, window: NewWindow, mode: Mode
+    ) -> Outcome:
         name = window.window_key if spec.job.overlap == "allow" else spec.name
         owner = lease_owner(window)
 
@@ -226,6 +246,8 @@ class Guard:
                          window_key=window.window_key, window_start=window.window_start,
                          slot=window.slot, attempt=attempt, trigger=window.trigger)  # fmt: skip
         ctx.meter_factory = self.spend.meter_for(ctx, spent)
+        if spec.declared_limits:
+            ctx.limits = RunLimits(self.limits, spec.declared_limits)
         timeout = spec.timeout.total_seconds() if spec.timeout else None
         started = self.clock.monotonic()
 

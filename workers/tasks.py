@@ -58,6 +58,15 @@ def prepare(kwargs: dict[str, Any]) -> tuple[Runtime, JobSpec, RunMessage] | Non
         return None
 
 
+def requeue(task: str, spec: JobSpec, message: RunMessage, outcome: Outcome) -> None:
+    """Publish the window again, later, when it waited in vain for a fleet-wide limit (before
+    this delivery is acknowledged: late, not lost; same window key)."""
+    if outcome.requeue_after is not None:
+        app.send_task(task, kwargs=message.to_kwargs(), queue=spec.queue,
+                      countdown=outcome.requeue_after, argsrepr="()",
+                      kwargsrepr=message.short())  # fmt: skip
+
+
 def summary(outcome: Outcome) -> dict[str, Any]:
     """What the task returns (and Flower shows): the state and a short text, no result."""
     state = outcome.state.value if outcome.state is not None else None
@@ -72,11 +81,15 @@ def run_sync(**kwargs: Any) -> dict[str, Any] | None:
     if prepared is None:
         return None
     runtime, spec, message = prepared
-    return summary(runtime.guard.run_sync(spec, message))
+    outcome = runtime.guard.run_sync(spec, message)
+    requeue(SYNC_TASK, spec, message, outcome)
+    return summary(outcome)
 
 
 async def _run_async(runtime: Runtime, spec: JobSpec, message: RunMessage) -> dict[str, Any]:
-    return summary(await runtime.guard.run_async(spec, message))
+    outcome = await runtime.guard.run_async(spec, message)
+    requeue(ASYNC_TASK, spec, message, outcome)
+    return summary(outcome)
 
 
 @app.task(name=ASYNC_TASK, runs_on_loop=True)  # type: ignore[untyped-decorator]

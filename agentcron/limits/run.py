@@ -1,0 +1,54 @@
+"""The limits a run holds from before its overlap lease until after its completion."""
+
+from __future__ import annotations
+
+import random
+
+import sqlalchemy as sa
+
+from agentcron.clock import Clock
+from agentcron.jobs import JobSpec
+from agentcron.limits.declare import Limit
+from agentcron.limits.gate import LimitGate, new_holder
+from agentcron.settings import Settings
+
+Held = list[tuple[Limit, str]]
+
+
+def open_limit_gate(settings: Settings, engine: sa.Engine, clock: Clock) -> LimitGate:
+    """Redis limits when leases are in Redis, SQL limits (the ledger) otherwise."""
+    if settings.lease_backend == "redis":
+        import redis
+
+        from agentcron.limits.redis import RedisLimitStore
+
+        store = RedisLimitStore(redis.Redis.from_url(settings.redis_url))
+        return LimitGate(store, clock, wait=settings.limit_wait, inline=True)
+    from agentcron.limits.sql import SqlLimitStore
+
+    return LimitGate(SqlLimitStore(engine, clock), clock, wait=settings.limit_wait, inline=False)
+
+
+async def hold_run_limits(gate: LimitGate, spec: JobSpec, owner: str) -> Held | None:
+    """Every limit of ``spec`` (in declared order), or None (none kept) if one is not to be
+    had within the gate's wait."""
+    held: Held = []
+    for name in spec.limits:
+        limit = spec.declared_limits[name]
+        holder = new_holder(owner)
+        if not await gate.aacquire(limit, 0, holder, gate.wait):
+            release_run_limits(gate, held)
+            return None
+        held.append((limit, holder))
+    return held
+
+
+def release_run_limits(gate: LimitGate, held: Held) -> None:
+    """Give back what :func:`hold_run_limits` took."""
+    for limit, holder in reversed(held):
+        gate.release(limit, holder)
+
+
+def requeue_delay(gate: LimitGate, rng: random.Random) -> float:
+    """How long a run that waited in vain stays away before its message comes back."""
+    return round(rng.uniform(1.0, max(1.0, min(60.0, gate.wait))), 3)
