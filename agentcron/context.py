@@ -84,8 +84,9 @@ class RunContext:
         """Record the usage of an OpenAI-compatible or Anthropic response (its ``usage``)."""
         return self.usage(*usage_of(response, model))
 
-    def limit(self, name: str, tokens: int = 0) -> Any:
-        """Hold the fleet-wide limit ``name`` for one call: ``with`` or ``async with``."""
+    def limit(self, name: str, tokens: int = 0, wait: float | None = None) -> Any:
+        """Hold the fleet-wide limit ``name`` for one call: ``with`` or ``async with``; waits
+        until it is free (or ``wait`` seconds, then raises ``LimitWaitExceeded``)."""
         if self.limits is None:
             raise ValueError(f"no limit named {name!r}: this run has no fleet-wide limits")
-        return self.limits.hold(name, tokens, owner=self.window_key)
+        return self.limits.hold(name, tokens, owner=self.window_key, wait=wait)

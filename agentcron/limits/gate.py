@@ -187,13 +187,15 @@ def new_holder(owner: str) -> str:
 class Hold:
     """``with`` / ``async with`` one limit for one call inside an agent."""
 
-    def __init__(self, gate: LimitGate, limit: Limit, tokens: int, owner: str) -> None:
+    def __init__(self, gate: LimitGate, limit: Limit, tokens: int, owner: str,
+                 wait: float | None = None) -> None:  # fmt: skip
         if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
             raise ValueError(f"tokens must be a whole number >= 0, got {tokens!r}")
         self.gate, self.limit, self.tokens = gate, limit, tokens
         self.holder = new_holder(owner)
-        # A call may always wait out one rate window (a run's hold waits only limit_wait).
-        self.wait = max(gate.wait, limit.period + 1)
+        # A call waits as long as it takes (the job's timeout bounds the run), unless told;
+        # only a whole run's hold gives up after limit_wait (and is re-queued).
+        self.wait = float("inf") if wait is None else wait
 
     def _give_up(self) -> LimitWaitExceeded:
         return LimitWaitExceeded(f"limit {self.limit.name!r} not available within "
@@ -223,9 +225,9 @@ class RunLimits:
     def __init__(self, gate: LimitGate, declared: Mapping[str, Limit]) -> None:
         self.gate, self.declared = gate, declared
 
-    def hold(self, name: str, tokens: int = 0, owner: str = "") -> Any:
+    def hold(self, name: str, tokens: int = 0, owner: str = "", wait: float | None = None) -> Any:
         limit = self.declared.get(name)
         if limit is None:
             known = ", ".join(sorted(self.declared)) or "none declared"
             raise ValueError(f"no limit named {name!r} ({known})")
-        return Hold(self.gate, limit, tokens, owner)
+        return Hold(self.gate, limit, tokens, owner, wait)
