@@ -15,6 +15,8 @@
 | ``agentcron_beat_leader`` (1 while this beat leads) | gauge | |
 | ``agentcron_beat_emission_lag_seconds`` (publish - slot) | histogram | |
 
+Spend and fleet-wide limits: see :mod:`agentcron.spend.prom`.
+
 Prefork workers: set ``PROMETHEUS_MULTIPROC_DIR`` (an empty folder) before the worker starts;
 children write their samples there and :func:`serve` aggregates them.
 """
@@ -269,6 +271,10 @@ def install(guard: Any, ledger: Ledger, alerter: Alerter | None = None) -> RunOb
 
         alerter = safe_alerter(guard.settings)
     observer = RunObserver(ledger, alerter=alerter)
+    if hasattr(guard, "spend") and hasattr(guard, "limits"):
+        from agentcron.spend.prom import install as install_spend
+
+        install_spend(guard, alerter)  # tokens, cost, budgets, limits; budget alerts
     if hasattr(guard, "observers"):
         guard.observers.append(observer)
     else:

@@ -15,6 +15,7 @@ from agentcron.cli.check import check_command
 from agentcron.cli.db import db_group
 from agentcron.cli.runs import runs_command
 from agentcron.cli.schedules import schedules_group
+from agentcron.cli.spend import limits_command, spend_command
 from agentcron.cli.status import status_command
 from agentcron.cli.timing import next_command, validate_command
 from agentcron.cli.trigger import trigger_command
@@ -39,3 +40,5 @@ main.add_command(check_command)
 main.add_command(status_command)
 main.add_command(backfill_command)
 main.add_command(jobs_command)
+main.add_command(spend_command)
+main.add_command(limits_command)

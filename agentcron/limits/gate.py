@@ -26,6 +26,7 @@ from agentcron.limits.declare import Limit
 
 log = logging.getLogger("agentcron.limits")
 LostHook = Callable[[str], None]
+Observer = Callable[[str, str, int], None]  # (limit, "waiting"|"held"|"granted"|"refused", delta)
 
 
 class LimitWaitExceeded(TimeoutError):
@@ -51,6 +52,12 @@ class LimitGate:
         self._keeper: threading.Thread | None = None
         self._stop = threading.Event()
         self._period = 10.0  # ttl/3 of the shortest-lived slot this process has held
+        self.observe: Observer | None = None  # metrics (agentcron.spend.prom)
+
+    def _count(self, counter: Counter[str], name: str, event: str, delta: int) -> None:
+        counter[name] += delta
+        if self.observe is not None:
+            self.observe(name, event, delta)
 
     # -- one step of an acquisition: 0.0 when done, else seconds to wait -------------------
     def _step(self, limit: Limit, tokens: int, holder: str, state: dict[str, int]) -> float:
@@ -70,8 +77,8 @@ class LimitGate:
 
     def _granted(self, limit: Limit, holder: str, on_lost: LostHook | None) -> None:
         with self._lock:
-            self.granted[limit.name] += 1
-            self.held[limit.name] += 1
+            self._count(self.granted, limit.name, "granted", 1)
+            self._count(self.held, limit.name, "held", 1)
             if limit.concurrency is not None:
                 self._slots[holder] = (limit, on_lost)
                 self._period = min(self._period, limit.ttl / 3)
@@ -80,7 +87,7 @@ class LimitGate:
     def release(self, limit: Limit, holder: str) -> None:
         """Give the slot back (blocking; quick)."""
         with self._lock:
-            self.held[limit.name] -= 1
+            self._count(self.held, limit.name, "held", -1)
             kept = self._slots.pop(holder, None)
         if kept is not None:
             try:
@@ -94,14 +101,14 @@ class LimitGate:
         """Take ``limit`` in this thread, waiting at most ``max_wait`` seconds."""
         deadline = self.clock.monotonic() + max_wait
         state: dict[str, int] = {}
-        self.waiting[limit.name] += 1
+        self._count(self.waiting, limit.name, "waiting", 1)
         try:
             while (wait := self._step(limit, tokens, holder, state)) > 0:
                 if self.clock.monotonic() + wait > deadline:
                     return self._refuse(limit, holder, state)
                 self.clock.sleep(wait)
         finally:
-            self.waiting[limit.name] -= 1
+            self._count(self.waiting, limit.name, "waiting", -1)
         self._granted(limit, holder, on_lost)
         return True
 
@@ -110,7 +117,7 @@ class LimitGate:
         """Take ``limit`` without blocking the event loop, waiting at most ``max_wait`` s."""
         deadline = self.clock.monotonic() + max_wait
         state: dict[str, int] = {}
-        self.waiting[limit.name] += 1
+        self._count(self.waiting, limit.name, "waiting", 1)
         try:
             while True:
                 if self.inline:
@@ -123,12 +130,12 @@ class LimitGate:
                     return self._refuse(limit, holder, state)
                 await self.clock.asleep(wait)
         finally:
-            self.waiting[limit.name] -= 1
+            self._count(self.waiting, limit.name, "waiting", -1)
         self._granted(limit, holder, on_lost)
         return True
 
     def _refuse(self, limit: Limit, holder: str, state: dict[str, int]) -> bool:
-        self.refused[limit.name] += 1
+        self._count(self.refused, limit.name, "refused", 1)
         if state.get("slot"):
             self.store.release_slot(limit, holder)
         return False

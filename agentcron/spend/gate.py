@@ -41,6 +41,7 @@ class BudgetGate:
         self.prices = prices
         self.on_exhausted: list[ExhaustedHook] = []
         self.on_usage: list[UsageHook] = []
+        self.on_skip: list[ExhaustedHook] = []  # every window a spent budget skips
 
     def spent(self, budget: Budget, jobs: tuple[str, ...], window_start: datetime) -> Spent:
         """What ``jobs`` spent in the budget's current period (blocking)."""
@@ -60,12 +61,14 @@ class BudgetGate:
         if not spent.exhausted:
             return spent, None
         reason = spent.describe()
+        hooks = list(self.on_skip)
         if self.store.mark_alerted(spec.budget.name, spent.start, self.clock.now()):
-            for hook in self.on_exhausted:
-                try:
-                    hook(spent, spec.name)
-                except Exception as exc:  # an alert must never fail a run
-                    log.warning("budget alert hook failed: %s", type(exc).__name__)
+            hooks += self.on_exhausted
+        for hook in hooks:
+            try:
+                hook(spent, spec.name)
+            except Exception as exc:  # an alert must never fail a run
+                log.warning("budget hook failed: %s", type(exc).__name__)
         return spent, reason
 
     def meter_for(self, ctx: RunContext, spent: Spent | None) -> Callable[[], UsageMeter]:

@@ -215,3 +215,31 @@ def test_named_budgets_are_shared_and_checked(tmp_path: Path) -> None:
             "from agentcron import Job\n"
             "JOBS = [Job('a', agent='agents:run', schedule='@daily', limits=['nope'])]\n")
         load_jobs(tmp_path / "bad.py")
+
+
+def test_spend_and_limit_metrics(world: World) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from agentcron.spend.prom import SpendMetrics
+
+    registry = CollectorRegistry()
+    metrics = SpendMetrics(registry)
+    guard = world.guard()
+    guard.spend.on_usage.append(metrics.usage)
+    guard.spend.on_skip.append(lambda spent, job: metrics.skips.labels(spent.budget.name,
+                                                                       job).inc())
+    guard.limits.observe = metrics.limit_event
+    spec = make_spec(spending(0.6), budget={"cost_usd": 1.0, "per": "day"})
+    for slot in ("2026-03-17T06:00:00Z", "2026-03-17T07:00:00Z", "2026-03-17T08:00:00Z"):
+        guard.run_sync(spec, world.message(spec, slot))
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert value("agentcron_llm_tokens_total", job="job", model="m", kind="input") == 200
+    assert value("agentcron_llm_cost_usd_total", job="job", model="m") == pytest.approx(1.2)
+    assert value("agentcron_budget_used_ratio", budget="job:job") == pytest.approx(1.2)
+    assert value("agentcron_budget_left_usd", budget="job:job") == 0.0
+    assert value("agentcron_budget_skips_total", budget="job:job", job="job") == 1
+    guard.limits.observe("openai", "waiting", 1)
+    assert value("agentcron_limit_waiting", limit="openai") == 1
