@@ -169,7 +169,7 @@ class Guard:
         try:
             return await self._leased(spec, message, window, mode)
         finally:
-            release_run_limits(self.limits, held)
+            await release_run_limits(self.limits, held)
 
     async def _leased(
         self, spec: JobSpec, message: RunMessage, window: NewWindow, mode: Mode

@@ -5,9 +5,10 @@ and ``OPENAI_BASE_URL`` itself (a local server such as vLLM or Ollama works too)
 usage goes to ``ctx.usage_from(response)``, so ``agentcron spend`` and the job's budget see it.
 Without the SDK or an API key it falls back to an offline, deterministic summary and says so.
 
-    Job("ticket_summary", agent="examples.llm_summary:summarise", schedule="0 7 * * *",
-        config={"model": "gpt-4o-mini", "limit": "openai"}, limits=[],
-        budget={"cost_usd": 1.0, "per": "day"})
+    LIMITS = [Limit("openai", concurrency=4, tokens_per_minute=90_000)]
+    JOBS = [Job("ticket_summary", agent="examples.llm_summary:summarise", schedule="0 7 * * *",
+                config={"model": "gpt-4o-mini", "limit": "openai"},
+                budget={"cost_usd": 1.0, "per": "day"})]
 """
 
 from __future__ import annotations

@@ -96,6 +96,13 @@ class LimitGate:
                 log.warning("releasing limit %s failed (%s); it expires in %.0fs", limit.name,
                             type(exc).__name__, limit.ttl)  # fmt: skip
 
+    async def arelease(self, limit: Limit, holder: str) -> None:
+        """:meth:`release` without blocking the event loop on a slow store."""
+        if self.inline:
+            self.release(limit, holder)
+        else:
+            await asyncio.to_thread(self.release, limit, holder)
+
     def acquire(self, limit: Limit, tokens: int, holder: str, max_wait: float,
                 on_lost: LostHook | None = None) -> bool:  # fmt: skip
         """Take ``limit`` in this thread, waiting at most ``max_wait`` seconds."""
@@ -223,7 +230,7 @@ class Hold:
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:  # fmt: skip
-        self.gate.release(self.limit, self.holder)
+        await self.gate.arelease(self.limit, self.holder)
 
 
 class RunLimits:

@@ -37,16 +37,16 @@ async def hold_run_limits(gate: LimitGate, spec: JobSpec, owner: str) -> Held | 
         limit = spec.declared_limits[name]
         holder = new_holder(owner)
         if not await gate.aacquire(limit, 0, holder, gate.wait):
-            release_run_limits(gate, held)
+            await release_run_limits(gate, held)
             return None
         held.append((limit, holder))
     return held
 
 
-def release_run_limits(gate: LimitGate, held: Held) -> None:
-    """Give back what :func:`hold_run_limits` took."""
+async def release_run_limits(gate: LimitGate, held: Held) -> None:
+    """Give back what :func:`hold_run_limits` took (a SQL store's writes off the loop)."""
     for limit, holder in reversed(held):
-        gate.release(limit, holder)
+        await gate.arelease(limit, holder)
 
 
 def requeue_delay(gate: LimitGate, rng: random.Random) -> float:

@@ -13,6 +13,7 @@ time may together overshoot it by what those concurrent runs spend.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -42,6 +43,7 @@ class BudgetGate:
         self.on_exhausted: list[ExhaustedHook] = []
         self.on_usage: list[UsageHook] = []
         self.on_skip: list[ExhaustedHook] = []  # every window a spent budget skips
+        self._plain = functools.partial(UsageMeter, prices)  # one factory for runs without budget
 
     def spent(self, budget: Budget, jobs: tuple[str, ...], window_start: datetime) -> Spent:
         """What ``jobs`` spent in the budget's current period (blocking)."""
@@ -74,7 +76,7 @@ class BudgetGate:
     def meter_for(self, ctx: RunContext, spent: Spent | None) -> Callable[[], UsageMeter]:
         """The factory of ``ctx``'s meter: priced, and watching the budget when there is one."""
         if spent is None:
-            return lambda: UsageMeter(self.prices)
+            return self._plain
 
         def watch(meter: UsageMeter) -> None:
             now = Spent(spent.budget, spent.start, spent.end, spent.cost_usd + meter.cost_usd,
