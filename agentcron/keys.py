@@ -16,6 +16,7 @@
 |                                  |             | expiry (ms, Redis TIME); limits/slot_*.lua     |
 | ``agentcron:limit:{name}:rate``  | zset, PX    | grants of a rate limit in its sliding window:  |
 |                                  |             | ``"<nonce>:<tokens>"`` scored by grant ms      |
+| ``agentcron:limit:{name}:rate:tokens`` | string, PX | the tokens of the grants in that window   |
 
 No key is ever written without a TTL except the fencing counters, which must only grow.
 """
@@ -54,3 +55,8 @@ def limit_slots(name: str) -> str:
 def limit_rate(name: str) -> str:
     """The sliding-window grant log of the fleet-wide limit ``name``."""
     return f"{PREFIX}:limit:{name}:rate"
+
+
+def limit_rate_tokens(name: str) -> str:
+    """The token sum of the grants in the sliding window of the limit ``name``."""
+    return f"{PREFIX}:limit:{name}:rate:tokens"

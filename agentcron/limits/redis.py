@@ -3,7 +3,8 @@
 Keys (see :mod:`agentcron.keys`): ``agentcron:limit:{name}:slots`` is a sorted set of holders
 scored by their lease expiry (ms, Redis TIME), PEXPIRE'd to the TTL on every write;
 ``agentcron:limit:{name}:rate`` a sorted set of grants (``"<nonce>:<tokens>"`` scored by grant
-time), PEXPIRE'd to the period. Scripts: ``slot_acquire.lua``, ``slot_renew.lua``,
+time) and ``agentcron:limit:{name}:rate:tokens`` their token sum, both PEXPIRE'd to the
+period. Scripts: ``slot_acquire.lua``, ``slot_renew.lua``,
 ``rate_take.lua`` beside this module.
 """
 
@@ -61,7 +62,7 @@ class RedisLimitStore:
 
     def take_rate(self, limit: Limit, tokens: int) -> float:
         nonce = f"{time.monotonic_ns():x}{os.getpid():x}{os.urandom(3).hex()}"
-        wait: Any = self._take(keys=[keys.limit_rate(limit.name)],
+        wait: Any = self._take(keys=[keys.limit_rate(limit.name), keys.limit_rate_tokens(limit.name)],
                                args=[limit.per_minute or 0, limit.tokens_per_minute or 0, tokens,
                                      _ms(limit.period), nonce])  # fmt: skip
         if int(wait) < 0:
