@@ -50,7 +50,7 @@ def micro(n: int) -> None:
     client = redis.Redis.from_url(REDIS_URL)
     client.flushdb()
     store = RedisLimitStore(client)
-    gate = LimitGate(store, SYSTEM_CLOCK, wait=10, inline=True)
+    gate = LimitGate(store, SYSTEM_CLOCK, wait=10)
     slot = Limit("micro", concurrency=1000, ttl=30)
     rate = Limit("micro-rate", per_minute=10**9, tokens_per_minute=10**12)
     for what, op in (

@@ -10,7 +10,6 @@ lost); a call inside an agent raises :class:`LimitWaitExceeded`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import threading
@@ -20,8 +19,10 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+from agentcron.batching import PerLoop
 from agentcron.clock import Clock
 from agentcron.limits.base import LimitStore
+from agentcron.limits.batcher import LimitBatcher
 from agentcron.limits.declare import Limit
 
 log = logging.getLogger("agentcron.limits")
@@ -36,12 +37,11 @@ class LimitWaitExceeded(TimeoutError):
 class LimitGate:
     """One process's holds of fleet-wide limits, on one store."""
 
-    def __init__(self, store: LimitStore, clock: Clock, *, wait: float, inline: bool,
+    def __init__(self, store: LimitStore, clock: Clock, *, wait: float,
                  rng: random.Random | None = None) -> None:  # fmt: skip
         self.store = store
         self.clock = clock
         self.wait = wait
-        self.inline = inline  # store calls are quick (Redis): make them on the event loop
         self.rng = rng or random.Random()
         self.waiting: Counter[str] = Counter()
         self.held: Counter[str] = Counter()
@@ -53,6 +53,7 @@ class LimitGate:
         self._stop = threading.Event()
         self._period = 10.0  # ttl/3 of the shortest-lived slot this process has held
         self.observe: Observer | None = None  # metrics (agentcron.spend.prom)
+        self._batchers: PerLoop[LimitStore, LimitBatcher] = PerLoop(LimitBatcher)
 
     def _count(self, counter: Counter[str], name: str, event: str, delta: int) -> None:
         counter[name] += delta
@@ -67,6 +68,19 @@ class LimitGate:
             state["slot"] = 1
         if limit.per_minute is not None or limit.tokens_per_minute is not None:
             wait = self.store.take_rate(limit, tokens)
+            if wait > 0:
+                return wait + self.rng.uniform(0, 0.02)
+        return 0.0
+
+    async def _astep(self, limit: Limit, tokens: int, holder: str, state: dict[str, int]) -> float:
+        """:meth:`_step` with the calls of every run on this loop batched together."""
+        batcher = self._batchers.get(self.store)
+        if limit.concurrency is not None and not state.get("slot"):
+            if not await batcher.acquire_slot(limit, holder):
+                return self._backoff(state)
+            state["slot"] = 1
+        if limit.per_minute is not None or limit.tokens_per_minute is not None:
+            wait = await batcher.take_rate(limit, tokens)
             if wait > 0:
                 return wait + self.rng.uniform(0, 0.02)
         return 0.0
@@ -86,22 +100,26 @@ class LimitGate:
 
     def release(self, limit: Limit, holder: str) -> None:
         """Give the slot back (blocking; quick)."""
-        with self._lock:
-            self._count(self.held, limit.name, "held", -1)
-            kept = self._slots.pop(holder, None)
-        if kept is not None:
+        if self._forget(limit, holder):
             try:
                 self.store.release_slot(limit, holder)
             except Exception as exc:  # the lease expires within its TTL anyway
                 log.warning("releasing limit %s failed (%s); it expires in %.0fs", limit.name,
                             type(exc).__name__, limit.ttl)  # fmt: skip
 
+    def _forget(self, limit: Limit, holder: str) -> bool:
+        with self._lock:
+            self._count(self.held, limit.name, "held", -1)
+            return self._slots.pop(holder, None) is not None
+
     async def arelease(self, limit: Limit, holder: str) -> None:
-        """:meth:`release` without blocking the event loop on a slow store."""
-        if self.inline:
-            self.release(limit, holder)
-        else:
-            await asyncio.to_thread(self.release, limit, holder)
+        """:meth:`release` from a coroutine (batched with the other runs on this loop)."""
+        if self._forget(limit, holder):
+            try:
+                await self._batchers.get(self.store).release_slot(limit, holder)
+            except Exception as exc:  # the lease expires within its TTL anyway
+                log.warning("releasing limit %s failed (%s); it expires in %.0fs", limit.name,
+                            type(exc).__name__, limit.ttl)  # fmt: skip
 
     def acquire(self, limit: Limit, tokens: int, holder: str, max_wait: float,
                 on_lost: LostHook | None = None) -> bool:  # fmt: skip
@@ -127,10 +145,7 @@ class LimitGate:
         self._count(self.waiting, limit.name, "waiting", 1)
         try:
             while True:
-                if self.inline:
-                    wait = self._step(limit, tokens, holder, state)
-                else:
-                    wait = await asyncio.to_thread(self._step, limit, tokens, holder, state)
+                wait = await self._astep(limit, tokens, holder, state)
                 if wait <= 0:
                     break
                 if self.clock.monotonic() + wait > deadline:
@@ -144,7 +159,7 @@ class LimitGate:
     def _refuse(self, limit: Limit, holder: str, state: dict[str, int]) -> bool:
         self._count(self.refused, limit.name, "refused", 1)
         if state.get("slot"):
-            self.store.release_slot(limit, holder)
+            self.store.release_slot(limit, holder)  # rare (gave up while rate-limited)
         return False
 
     # -- the keeper: renews every held slot every ttl/3 --------------------------------------

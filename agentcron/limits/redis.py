@@ -18,6 +18,8 @@ from importlib.resources import files
 from typing import Any
 
 import redis
+from redis.commands.core import Script
+from redis.exceptions import NoScriptError
 
 from agentcron import keys
 from agentcron.limits.declare import Limit
@@ -47,6 +49,44 @@ class RedisLimitStore:
                                   args=[holder, limit.concurrency or 0, _ms(limit.ttl)])
         return int(done) == 1
 
+    def acquire_slots(self, slots: Sequence[tuple[Limit, str]]) -> list[bool]:
+        """:meth:`acquire_slot` for many in one pipelined round trip."""
+        calls = [(self._acquire, [keys.limit_slots(limit.name)],
+                  [holder, limit.concurrency or 0, _ms(limit.ttl)]) for limit, holder in slots]
+        return [int(done) == 1 for done in self._pipelined(calls)]
+
+    def release_slots(self, slots: Sequence[tuple[Limit, str]]) -> list[None]:
+        """:meth:`release_slot` for many in one pipelined round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for limit, holder in slots:
+            pipe.zrem(keys.limit_slots(limit.name), holder)
+        pipe.execute()
+        return [None] * len(slots)
+
+    def take_rates(self, takes: Sequence[tuple[Limit, int]]) -> list[float | Exception]:
+        """:meth:`take_rate` for many in one pipelined round trip (errors per take)."""
+        calls = [(self._take, [keys.limit_rate(limit.name), keys.limit_rate_tokens(limit.name)],
+                  self._take_args(limit, tokens)) for limit, tokens in takes]
+        return [self._waited(limit, tokens, wait)
+                for (limit, tokens), wait in zip(takes, self._pipelined(calls), strict=True)]
+
+    def _pipelined(self, calls: Sequence[tuple[Script, list[str], list[Any]]]) -> list[Any]:
+        """The scripts by SHA in one non-transactional pipeline; on NOSCRIPT (Redis lost its
+        script cache) nothing ran: load them and send the batch again."""
+        for attempt in (1, 2):
+            pipe = self.client.pipeline(transaction=False)
+            for script, names, args in calls:
+                pipe.evalsha(script.sha, len(names), *names, *args)
+            results = pipe.execute(raise_on_error=False)
+            if not any(isinstance(r, NoScriptError) for r in results) or attempt == 2:
+                break
+            for script in {script for script, _, _ in calls}:
+                self.client.script_load(script.script)
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return list(results)
+
     def renew_slots(self, held: Sequence[tuple[Limit, str]]) -> list[bool]:
         if not held:
             return []
@@ -60,15 +100,27 @@ class RedisLimitStore:
     def release_slot(self, limit: Limit, holder: str) -> None:
         self.client.zrem(keys.limit_slots(limit.name), holder)
 
-    def take_rate(self, limit: Limit, tokens: int) -> float:
+    @staticmethod
+    def _take_args(limit: Limit, tokens: int) -> list[Any]:
         nonce = f"{time.monotonic_ns():x}{os.getpid():x}{os.urandom(3).hex()}"
-        wait: Any = self._take(keys=[keys.limit_rate(limit.name), keys.limit_rate_tokens(limit.name)],
-                               args=[limit.per_minute or 0, limit.tokens_per_minute or 0, tokens,
-                                     _ms(limit.period), nonce])  # fmt: skip
+        return [limit.per_minute or 0, limit.tokens_per_minute or 0, tokens, _ms(limit.period),
+                nonce]
+
+    @staticmethod
+    def _waited(limit: Limit, tokens: int, wait: Any) -> float | Exception:
         if int(wait) < 0:
-            raise ValueError(f"{tokens} tokens exceed limit {limit.name!r}'s "
-                             f"tokens_per_minute of {limit.tokens_per_minute}")
+            return ValueError(f"{tokens} tokens exceed limit {limit.name!r}'s "
+                              f"tokens_per_minute of {limit.tokens_per_minute}")
         return int(wait) / 1000
+
+    def take_rate(self, limit: Limit, tokens: int) -> float:
+        wait: Any = self._take(keys=[keys.limit_rate(limit.name),
+                                     keys.limit_rate_tokens(limit.name)],
+                               args=self._take_args(limit, tokens))
+        result = self._waited(limit, tokens, wait)
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     def holders(self, limit: Limit) -> list[str]:
         now_s, now_us = self.client.time()

@@ -23,10 +23,10 @@ def open_limit_gate(settings: Settings, engine: sa.Engine, clock: Clock) -> Limi
         from agentcron.limits.redis import RedisLimitStore
 
         store = RedisLimitStore(redis.Redis.from_url(settings.redis_url))
-        return LimitGate(store, clock, wait=settings.limit_wait, inline=True)
+        return LimitGate(store, clock, wait=settings.limit_wait)
     from agentcron.limits.sql import SqlLimitStore
 
-    return LimitGate(SqlLimitStore(engine, clock), clock, wait=settings.limit_wait, inline=False)
+    return LimitGate(SqlLimitStore(engine, clock), clock, wait=settings.limit_wait)
 
 
 async def hold_run_limits(gate: LimitGate, spec: JobSpec, owner: str) -> Held | None:

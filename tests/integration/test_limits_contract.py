@@ -81,7 +81,7 @@ def test_rate_window_counts_requests_and_tokens(limits: Store) -> None:
 
 
 def test_a_hold_waits_for_a_slot_and_gives_up_after_the_wait(redis_client: Any) -> None:
-    gate = LimitGate(RedisLimitStore(redis_client), SystemClock(), wait=0.3, inline=True)
+    gate = LimitGate(RedisLimitStore(redis_client), SystemClock(), wait=0.3)
     limits = RunLimits(gate, {"one": Limit("one", concurrency=1, ttl=3, period=0.1)})
     with limits.hold("one", owner="a"):
         started = time.monotonic()
@@ -96,7 +96,7 @@ def test_a_hold_waits_for_a_slot_and_gives_up_after_the_wait(redis_client: Any) 
 
 
 def test_async_holds_never_exceed_the_concurrency(redis_client: Any) -> None:
-    gate = LimitGate(RedisLimitStore(redis_client), SystemClock(), wait=10, inline=True)
+    gate = LimitGate(RedisLimitStore(redis_client), SystemClock(), wait=10)
     limits = RunLimits(gate, {"two": Limit("two", concurrency=2, ttl=3)})
     inside: list[int] = []
     peak: list[int] = []
@@ -114,3 +114,17 @@ def test_async_holds_never_exceed_the_concurrency(redis_client: Any) -> None:
     asyncio.run(main())
     assert max(peak) == 2 and len(peak) == 8
     assert gate.stats()["two"]["granted"] == 8 and gate.stats()["two"]["held"] == 0
+
+
+def test_redis_batches_keep_each_calls_meaning(redis_client: Any) -> None:
+    store = RedisLimitStore(redis_client)
+    two = Limit("two", concurrency=2, ttl=5)
+    rate = Limit("r", per_minute=2, tokens_per_minute=50)
+    assert store.acquire_slots([(two, "a"), (two, "b"), (two, "c")]) == [True, True, False]
+    store.release_slots([(two, "a"), (two, "b")])
+    assert store.holders(two) == []
+    taken = store.take_rates([(rate, 10), (rate, 60), (rate, 10), (rate, 10)])
+    assert taken[0] == 0.0 and isinstance(taken[1], ValueError) and taken[2] == 0.0
+    assert isinstance(taken[3], float) and taken[3] > 0  # the third request must wait
+    redis_client.script_flush()  # Redis lost its scripts (a restart): the batch loads them
+    assert store.acquire_slots([(two, "d"), (two, "e")]) == [True, True]
