@@ -24,13 +24,13 @@ from agentcron.jobs import JobSpec
 from agentcron.spend.budgets import Budget, Spent
 from agentcron.spend.periods import period_bounds
 from agentcron.spend.store import SpendStore
-from agentcron.spend.usage import Price, UsageMeter
+from agentcron.spend.usage import ModelUsage, Price, UsageMeter
 
 log = logging.getLogger("agentcron.spend")
 # (what was spent, the job whose window it refused); called once per budget period, fleet-wide.
 ExhaustedHook = Callable[[Spent, str], None]
 # (job, usage by model of one attempt, the budget's spend after it or None); every attempt.
-UsageHook = Callable[[str, UsageMeter, "Spent | None"], None]
+UsageHook = Callable[[str, Mapping[str, ModelUsage], "Spent | None"], None]
 
 
 class BudgetGate:
@@ -90,21 +90,22 @@ class BudgetGate:
         return lambda: UsageMeter(self.prices, watch)
 
     def record(self, spec: JobSpec, ctx: RunContext, spent: Spent | None) -> None:
-        """Write what this attempt spent (nothing if it reported nothing); blocking."""
+        """Write what this attempt spent (nothing if it reported nothing); blocking. The meter
+        keeps the run's total across attempts, so a budget watches every attempt's spend."""
         meter: UsageMeter | None = ctx.__dict__.get("meter")  # made only if the agent used it
-        if meter is None or not meter.by_model:
+        usage = meter.unrecorded() if meter is not None else {}
+        if meter is None or not usage:
             return
-        self.store.record(ctx.job, ctx.window_start, ctx.window_key, ctx.attempt,
-                          meter.snapshot(), self.clock.now())  # fmt: skip
+        self.store.record(ctx.job, ctx.window_start, ctx.window_key, ctx.attempt, usage,
+                          self.clock.now())  # fmt: skip
         after = None if spent is None else Spent(
             spent.budget, spent.start, spent.end, spent.cost_usd + meter.cost_usd,
             spent.tokens + meter.tokens)  # fmt: skip
         for hook in self.on_usage:
             try:
-                hook(spec.name, meter, after)
+                hook(spec.name, usage, after)
             except Exception as exc:
                 log.warning("usage hook failed: %s", type(exc).__name__)
-        del ctx.__dict__["meter"]  # a retried attempt starts a meter of its own
 
 
 def open_gate(engine: object, clock: Clock, prices_json: str) -> BudgetGate:

@@ -13,12 +13,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from agentcron.spend.budgets import Spent
-from agentcron.spend.usage import UsageMeter
+from agentcron.spend.usage import ModelUsage
 
 if TYPE_CHECKING:
     from agentcron.alerts import Alerter
@@ -50,9 +51,9 @@ class SpendMetrics:
         self.refused = Counter("agentcron_limit_refused", "Holds given up after their wait.",
                                ["limit"], **kw)  # fmt: skip
 
-    def usage(self, job: str, meter: UsageMeter, after: Spent | None) -> None:
+    def usage(self, job: str, usage: Mapping[str, ModelUsage], after: Spent | None) -> None:
         """One attempt's usage (a ``BudgetGate.on_usage`` hook)."""
-        for model, used in meter.snapshot().items():
+        for model, used in usage.items():
             self.tokens.labels(job, model, "input").inc(used.input_tokens)
             self.tokens.labels(job, model, "output").inc(used.output_tokens)
             self.cost.labels(job, model).inc(used.cost_usd)

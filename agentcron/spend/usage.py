@@ -97,6 +97,7 @@ class UsageMeter:
         self.prices = prices or {}
         self.watcher = watcher
         self.by_model: dict[str, ModelUsage] = {}
+        self._recorded: dict[str, ModelUsage] = {}
         self._lock = threading.Lock()
 
     def add(self, model: str, input_tokens: int = 0, output_tokens: int = 0,
@@ -134,6 +135,21 @@ class UsageMeter:
     def tokens(self) -> int:
         with self._lock:
             return sum(u.tokens for u in self.by_model.values())
+
+    def unrecorded(self) -> dict[str, ModelUsage]:
+        """What was added since the last call (by model), now counted as recorded: an
+        attempt's share of a run's usage (the meter keeps adding up across retries)."""
+        with self._lock:
+            delta: dict[str, ModelUsage] = {}
+            for model, now in self.by_model.items():
+                was = self._recorded.get(model, ModelUsage())
+                if now.calls != was.calls:
+                    delta[model] = ModelUsage(now.input_tokens - was.input_tokens,
+                                              now.output_tokens - was.output_tokens,
+                                              now.cost_usd - was.cost_usd, now.calls - was.calls)
+                self._recorded[model] = ModelUsage(now.input_tokens, now.output_tokens,
+                                                   now.cost_usd, now.calls)  # fmt: skip
+            return delta
 
     def snapshot(self) -> dict[str, ModelUsage]:
         """A copy of the totals by model."""

@@ -243,3 +243,25 @@ def test_spend_and_limit_metrics(world: World) -> None:
     assert value("agentcron_budget_skips_total", budget="job:job", job="job") == 1
     guard.limits.observe("openai", "waiting", 1)
     assert value("agentcron_limit_waiting", limit="openai") == 1
+
+
+def test_each_attempt_records_its_share_and_the_budget_sees_all_of_them(world: World) -> None:
+    seen: list[bool] = []
+
+    def flaky(ctx: RunContext) -> str:
+        ctx.usage("m", 10, 0, cost_usd=0.6)
+        seen.append(ctx.cancel_requested)
+        if ctx.attempt == 1:
+            raise RuntimeError("first attempt fails after spending")
+        return "ok"
+
+    spec = make_spec(flaky, max_retries=2, backoff_base=0, backoff_cap=0,
+                     budget={"cost_usd": 1.0, "per": "day"})  # fmt: skip
+    outcome = world.guard().run_sync(spec, world.message(spec))
+    assert outcome.state is RunState.SUCCEEDED and outcome.attempts == 2
+    assert seen == [False, True]  # the retry's spend crossed the budget with the first one's
+    store = world.guard().spend.store
+    usage = store.of_window("job", world.message(spec).window_start)
+    assert usage["m"].calls == 2 and usage["m"].cost_usd == pytest.approx(1.2)
+    assert store.spent(("job",), utc("2026-03-17T00:00:00Z"), utc("2026-03-18T00:00:00Z")) == \
+        (pytest.approx(1.2), 20)
