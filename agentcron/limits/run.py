@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import random
 
 import sqlalchemy as sa
 
 from agentcron.clock import Clock
+from agentcron.errors import ConfigError, Problem
 from agentcron.jobs import JobSpec
 from agentcron.limits.declare import Limit
 from agentcron.limits.gate import LimitGate, new_holder
 from agentcron.settings import Settings
 
 Held = list[tuple[Limit, str]]
+log = logging.getLogger("agentcron.limits")
 
 
 def open_limit_gate(settings: Settings, engine: sa.Engine, clock: Clock) -> LimitGate:
     """Redis limits when leases are in Redis, SQL limits (the ledger) otherwise."""
+    if not math.isfinite(settings.limit_wait) or not 0 <= settings.limit_wait <= 86400:
+        raise ConfigError([Problem(None, "AGENTCRON_LIMIT_WAIT", str(settings.limit_wait),
+                                   "seconds between 0 and 86400")])  # fmt: skip
     if settings.lease_backend == "redis":
         import redis
 
@@ -36,7 +43,13 @@ async def hold_run_limits(gate: LimitGate, spec: JobSpec, owner: str) -> Held | 
     for name in spec.limits:
         limit = spec.declared_limits[name]
         holder = new_holder(owner)
-        if not await gate.aacquire(limit, 0, holder, gate.wait):
+        try:
+            got = await gate.aacquire(limit, 0, holder, gate.wait)
+        except Exception as exc:  # the store is unreachable: re-queue, as for a busy limit
+            log.warning("limit %s unavailable (%s): the run is re-queued", name,
+                        type(exc).__name__)  # fmt: skip
+            got = False
+        if not got:
             await release_run_limits(gate, held)
             return None
         held.append((limit, holder))

@@ -7,8 +7,9 @@ by the ``budget_alerts`` primary key) is alerted. During the run every ``ctx.usa
 the period's spend at the start plus this run's own: once over, ``ctx.cancel_requested`` turns
 True and, for a ``hard`` budget, ``ctx.usage`` raises :class:`BudgetExceeded`. What each attempt
 spent is written before its completion (and before the lease is released), so the next run of
-the job sees it: runs of one job are counted exactly; jobs sharing a budget that run at the same
-time may together overshoot it by what those concurrent runs spend.
+the job sees it: runs that the job's overlap lease serialises are counted exactly; runs that
+overlap (``overlap="allow"``, or jobs sharing a budget) may together overshoot it by what the
+concurrent runs spend.
 """
 
 from __future__ import annotations

@@ -83,3 +83,24 @@ def test_ctx_limit_in_agents(tmp_path: Path) -> None:
     spec = spec_of(unknown, name="bad", max_retries=1)
     outcome = guard.run_sync(spec, world.message(spec))
     assert outcome.state is RunState.FAILED and "no limit named 'nope'" in (outcome.error or "")
+
+
+def test_an_unreachable_limit_store_requeues_and_a_bad_wait_is_rejected(tmp_path: Path) -> None:
+    import pytest
+
+    from agentcron.errors import ConfigError
+    from agentcron.limits.run import open_limit_gate
+
+    world = World(tmp_path, FrozenClock("2026-03-17T06:00:00Z"))
+    guard = world.guard()
+
+    def broken(*_: Any) -> bool:
+        raise ConnectionError("store down")
+
+    guard.limits.store.acquire_slot = broken  # type: ignore[method-assign]
+    spec = spec_of(lambda ctx: "never", limits=["one"])
+    outcome = guard.run_sync(spec, world.message(spec))
+    assert outcome.state is None and outcome.requeue_after is not None
+    with pytest.raises(ConfigError, match="AGENTCRON_LIMIT_WAIT"):
+        open_limit_gate(world.settings.with_overrides(limit_wait=-1.0), world.ledger.engine,
+                        world.clock)
