@@ -70,6 +70,8 @@ JOBS = [
         budget={"cost_usd": 1.0, "per": "day"}),
     Job("hanger", agent="limit_agents:hangs", schedule="@yearly", overlap="allow",
         limits=["solo"], lease_ttl=3),
+    Job("slow_solo", agent="limit_agents:held", schedule="@yearly", overlap="allow",
+        limits=["solo"], config={"seconds": 4}),
 ]
 '''
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -156,7 +158,6 @@ def test_three_workers_never_hold_a_limit_of_two_more_than_twice(fleet: Fleet) -
     found = spans(fleet)
     assert len(found) == 12
     assert most_at_once(found) == 2  # six prefork children were free; two ran at a time
-    # some runs waited longer than limit_wait (2 s) and were re-queued: late, not lost
     assert fleet.redis.zcard("agentcron:limit:two:slots") == 0  # every slot given back
 
 
@@ -203,3 +204,17 @@ def test_a_holder_killed_with_kill_9_frees_its_slot_within_its_ttl(fleet: Fleet)
     fleet.start(1)  # a fresh worker (named w1) takes the slot for the next window
     publish(second)
     wait_for(lambda: fleet.redis.llen("hung") == 2, timeout=60, what="the next holder started")
+
+
+def test_a_run_that_waits_longer_than_limit_wait_is_requeued_not_lost(fleet: Fleet) -> None:
+    fleet.start(1)  # -c 2: both windows start at once; one holds "solo" for 4 s
+    msgs = [message("slow_solo", n) for n in range(2)]
+    for msg in msgs:
+        publish(msg)
+    assert fleet.wait_terminal(msgs, timeout=90) == [RunState.SUCCEEDED] * 2
+    (first, second) = sorted(spans(fleet))
+    assert second[0] >= first[1]  # never both at once
+    log = (fleet.root / "w0.log").read_text()
+    assert "requeued in" in log and "limits solo busy for 2s" in log  # waited 2 s, sent again
+    records = [fleet.ledger.get_by_key(m.window_key) for m in msgs]
+    assert all(r is not None and r.attempt == 1 for r in records)  # the same windows, once each

@@ -104,3 +104,26 @@ def test_an_unreachable_limit_store_requeues_and_a_bad_wait_is_rejected(tmp_path
     with pytest.raises(ConfigError, match="AGENTCRON_LIMIT_WAIT"):
         open_limit_gate(world.settings.with_overrides(limit_wait=-1.0), world.ledger.engine,
                         world.clock)
+
+
+def test_limits_from_the_environment_and_bad_declarations() -> None:
+    import pytest
+
+    from agentcron.errors import ConfigError
+    from agentcron.limits import named_limits
+
+    listed = named_limits([], '[{"name": "openai", "concurrency": 4, "per_minute": 60}]')
+    keyed = named_limits([Limit("anthropic", tokens_per_minute=1000)],
+                         '{"openai": {"concurrency": 4, "per_minute": 60}}')
+    assert listed["openai"] == keyed["openai"] == Limit("openai", concurrency=4, per_minute=60)
+    assert set(keyed) == {"anthropic", "openai"}
+    file_wins = named_limits([Limit("openai", concurrency=1)], '{"openai": {"concurrency": 9}}')
+    assert file_wins["openai"].concurrency == 1
+    for bad in ('[{', '[{"name": "x"}]', '[{"name": "x", "concurrency": 0}]',
+                '[{"name": "x", "per_minute": 1.5}]', '[{"name": "x", "color": 1}]', '3'):
+        with pytest.raises(ConfigError):
+            named_limits([], bad)
+    for limit in (Limit("bad name", concurrency=1), Limit("x", concurrency=True),
+                  Limit("x", per_minute=5, ttl=0), Limit("x", per_minute=5, period=float("inf"))):
+        with pytest.raises(ConfigError):
+            named_limits([limit])
