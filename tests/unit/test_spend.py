@@ -265,3 +265,22 @@ def test_each_attempt_records_its_share_and_the_budget_sees_all_of_them(world: W
     assert usage["m"].calls == 2 and usage["m"].cost_usd == pytest.approx(1.2)
     assert store.spent(("job",), utc("2026-03-17T00:00:00Z"), utc("2026-03-18T00:00:00Z")) == \
         (pytest.approx(1.2), 20)
+
+
+def test_a_spent_budget_alerts_through_the_alerter_once_per_period(world: World) -> None:
+    from agentcron.alerts import Alert, Alerter
+    from agentcron.spend.prom import install
+
+    sent: list[Alert] = []
+
+    class Notifier:
+        def notify(self, alert: Alert) -> None:
+            sent.append(alert)
+
+    guard = world.guard()
+    install(guard, Alerter([Notifier()]))
+    spec = make_spec(spending(1.0), budget={"cost_usd": 1.0, "per": "day"})
+    for hour in (6, 7, 8, 9):
+        guard.run_sync(spec, world.message(spec, f"2026-03-17T{hour:02d}:00:00Z"))
+    assert [(a.job, a.window, a.state) for a in sent] == [("job", "job:job", "skipped")]
+    assert "resets 2026-03-18T00:00:00Z" in sent[0].reason
