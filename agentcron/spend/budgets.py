@@ -113,8 +113,10 @@ def job_budget(job: str, value: object, tz: str, named: Mapping[str, Budget]) ->
             raise ConfigError([Problem(None, "budget", value, f"no BUDGETS entry of that name "
                                                               f"({known})")])
         return found
-    if isinstance(value, Budget):
-        return check_budget(value)
+    if isinstance(value, Budget):  # a Job is data (it is stored as JSON): refer to it by name
+        raise ConfigError([Problem(None, "budget", value.name,
+                                   "declare it in BUDGETS and give its name: budget="
+                                   f"{value.name!r}")])
     if not isinstance(value, Mapping) or set(value) - {"cost_usd", "tokens", "per", "hard"}:
         raise ConfigError([Problem(None, "budget", repr(value)[:80],
                                    "a budget name or {'cost_usd'|'tokens': n, 'per': ...}")])

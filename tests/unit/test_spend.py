@@ -210,6 +210,11 @@ def test_named_budgets_are_shared_and_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_jobs(tmp_path / "bad.py")
     assert "fortnight" in str(err.value)
+    (tmp_path / "obj.py").write_text(
+        "from agentcron import Job, Budget\n"
+        "JOBS = [Job('a', agent='agents:run', schedule='@daily', budget=Budget('x', tokens=1))]\n")
+    with pytest.raises(ConfigError, match="declare it in BUDGETS"):
+        load_jobs(tmp_path / "obj.py")
     with pytest.raises(ConfigError, match="no such limit"):
         (tmp_path / "bad.py").write_text(
             "from agentcron import Job\n"
