@@ -19,7 +19,7 @@ import sqlalchemy
 
 from agentcron.ledger.records import RunState
 from agentcron.ledger.store import Ledger
-from agentcron.messages import SYNC_TASK, RunMessage
+from agentcron.messages import ASYNC_TASK, SYNC_TASK, RunMessage
 from agentcron.windows import window_key
 from tests.faults.harness import children_of
 from tests.integration.test_workers_support import celery_worker, use_broker, wait_ready, worker_env
@@ -53,6 +53,15 @@ def spends(ctx):
     time.sleep(0.1)
     return "ok"
 
+async def aheld(ctx):
+    import asyncio
+    start = time.time()
+    await asyncio.sleep(0.3)
+    store().rpush("spans", f"{start}:{time.time()}")
+    async with ctx.limit("rpm", tokens=5):
+        store().rpush("calls", time.time())
+    return "ok"
+
 def hangs(ctx):
     store().rpush("hung", os.getpid())
     time.sleep(600)
@@ -71,6 +80,8 @@ JOBS = [
         budget={"cost_usd": 1.0, "per": "day"}),
     Job("hanger", agent="limit_agents:hangs", schedule="@yearly", overlap="allow",
         limits=["solo"], lease_ttl=3),
+    Job("async_held", agent="limit_agents:aheld", schedule="@yearly", overlap="allow",
+        limits=["two"]),
     Job("slow_solo", agent="limit_agents:held", schedule="@yearly", overlap="allow",
         limits=["solo"], config={"seconds": 4}),
 ]
@@ -101,6 +112,13 @@ class Fleet:
                 log=self.root / f"{name}.log")))  # fmt: skip
         for name in names:
             wait_ready(f"{name}@limits", timeout=60)
+
+    def start_async(self) -> None:
+        name = f"w{len(self.procs)}"
+        self.procs.append(self.stack.enter_context(celery_worker(
+            "-Q", "agentcron.async", "-n", f"{name}@limits",
+            env={**self.env, "AGENTCRON_WORKER_POOL": "async"}, log=self.root / f"{name}.log")))
+        wait_ready(f"{name}@limits", timeout=60)
 
     def states(self, msgs: list[RunMessage]) -> list[RunState | None]:
         found = self.ledger.get_many([m.window_key for m in msgs])
@@ -239,3 +257,14 @@ def test_a_run_that_waits_longer_than_limit_wait_is_requeued_not_lost(fleet: Fle
     assert "requeued in" in log and "limits solo busy for 2s" in log  # waited 2 s, sent again
     records = [fleet.ledger.get_by_key(m.window_key) for m in msgs]
     assert all(r is not None and r.attempt == 1 for r in records)  # the same windows, once each
+
+
+def test_an_async_worker_holds_limits_for_its_many_runs_in_flight(fleet: Fleet) -> None:
+    fleet.start_async()  # one event loop, up to 1000 runs in flight
+    msgs = [message("async_held", n) for n in range(10)]
+    for msg in msgs:
+        app.send_task(ASYNC_TASK, kwargs=msg.to_kwargs(), queue="agentcron.async")
+    assert fleet.wait_terminal(msgs, timeout=120) == [RunState.SUCCEEDED] * 10
+    assert most_at_once(spans(fleet)) == 2
+    assert fleet.redis.llen("calls") == 10
+    assert fleet.redis.zcard("agentcron:limit:two:slots") == 0
