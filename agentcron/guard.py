@@ -2,7 +2,10 @@
 
 claim the window (ledger) -> apply the job's overlap policy (lease per job) -> run with lease
 renewal every TTL/3 and in-process retries -> fenced completion -> release (compare-and-delete)
--> callbacks, once per window outcome.
+-> callbacks, once per window outcome. A job's fleet-wide limits are held around all of that
+(re-queued after ``limit_wait``: agentcron.limits.run); its budget is checked under the overlap
+lease, before the claim, and each attempt's LLM usage is written before its completion
+(agentcron.spend.gate).
 
 The SQL ledger is the authority (``UNIQUE(job, window_start)``, fenced ``UPDATE ... WHERE token``);
 the lease only saves duplicate work. A stale holder (paused, its lease taken over) finds its
