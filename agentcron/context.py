@@ -43,7 +43,7 @@ class RunContext:
     _cancelled: bool = field(default=False, repr=False)
     # Spend and limits, made on first use (the guard's meter knows prices and budgets).
     meter_factory: Callable[[], UsageMeter] = field(default=UsageMeter, repr=False)
-    limits: Any = field(default=None, repr=False)  # agentcron.limits.LimitGate, from the guard
+    limits: Any = field(default=None, repr=False)  # agentcron.limits.RunLimits, from the guard
 
     @cached_property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:

@@ -17,6 +17,8 @@
 | ``agentcron:limit:{name}:rate``  | zset, PX    | grants of a rate limit in its sliding window:  |
 |                                  |             | ``"<nonce>:<tokens>"`` scored by grant ms      |
 | ``agentcron:limit:{name}:rate:tokens`` | string, PX | the tokens of the grants in that window   |
+| ``agentcron:limit:{name}:waiting`` | zset, PX  | holders waiting for the limit, scored by the   |
+|                                  |             | expiry of that note (``agentcron limits``)     |
 
 No key is ever written without a TTL except the fencing counters, which must only grow.
 """
@@ -60,3 +62,8 @@ def limit_rate(name: str) -> str:
 def limit_rate_tokens(name: str) -> str:
     """The token sum of the grants in the sliding window of the limit ``name``."""
     return f"{PREFIX}:limit:{name}:rate:tokens"
+
+
+def limit_waiting(name: str) -> str:
+    """The holders waiting for the limit ``name`` (for ``agentcron limits``)."""
+    return f"{PREFIX}:limit:{name}:waiting"

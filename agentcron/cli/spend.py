@@ -106,7 +106,7 @@ def spend_command(job: str | None, per: str, as_json: bool) -> None:
 @click.command("limits")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def limits_command(as_json: bool) -> None:
-    """Each fleet-wide limit: holders now, and requests and tokens in its rate window."""
+    """Each fleet-wide limit: holders and waiters now, requests and tokens in its window."""
     settings, specs = _setup()
     declared = dict(specs[0].declared_limits) if specs else {}
     if not declared and settings.limits:
@@ -127,7 +127,8 @@ def limits_command(as_json: bool) -> None:
             holders = store.holders(limit) if limit.concurrency is not None else []
             requests, tokens = store.recent(limit)
             out.append({"limit": limit.name, "concurrency": limit.concurrency,
-                        "holders": sorted(holders), "per_minute": limit.per_minute,
+                        "holders": sorted(holders), "waiters": sorted(store.waiters(limit)),
+                        "per_minute": limit.per_minute,
                         "tokens_per_minute": limit.tokens_per_minute, "period": limit.period,
                         "requests": requests, "tokens": tokens})  # fmt: skip
     except Exception as exc:  # the ledger or Redis is down
@@ -140,9 +141,8 @@ def limits_command(as_json: bool) -> None:
     if not out:
         click.echo("no limits declared (LIMITS in the schedule file, or AGENTCRON_LIMITS)")
         return
-    click.echo(_table(("limit", "held", "requests", "tokens", "holders"), [
-        (o["limit"], f"{len(o['holders'])}/{o['concurrency'] or '-'}",
+    click.echo(_table(("limit", "held", "waiting", "requests", "tokens", "holders"), [
+        (o["limit"], f"{len(o['holders'])}/{o['concurrency'] or '-'}", str(len(o["waiters"])),
          f"{o['requests']}/{o['per_minute'] or '-'} per {o['period']:g}s",
          f"{o['tokens']}/{o['tokens_per_minute'] or '-'}", ", ".join(o["holders"]))
         for o in out]))  # fmt: skip
-    click.echo("(waiting holds are per process: agentcron_limit_waiting in the metrics)")

@@ -30,6 +30,18 @@ class LimitStore(Protocol):
         """
         ...
 
+    def mark_waiting(self, limit: Limit, holder: str, seconds: float) -> None:
+        """Note ``holder`` as waiting for ``limit`` (the note expires after ``seconds``)."""
+        ...
+
+    def unmark_waiting(self, limit: Limit, holder: str) -> None:
+        """``holder`` waits no more."""
+        ...
+
+    def waiters(self, limit: Limit) -> list[str]:
+        """The holders waiting for ``limit`` now (fleet-wide)."""
+        ...
+
     def holders(self, limit: Limit) -> list[str]:
         """The live holders of ``limit``'s slots."""
         ...

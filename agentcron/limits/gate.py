@@ -10,6 +10,7 @@ lost); a call inside an agent raises :class:`LimitWaitExceeded`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import threading
@@ -131,9 +132,13 @@ class LimitGate:
             while (wait := self._step(limit, tokens, holder, state)) > 0:
                 if self.clock.monotonic() + wait > deadline:
                     return self._refuse(limit, holder, state)
+                if not state.get("noted"):
+                    state["noted"] = self._note(limit, holder, deadline, True)
                 self.clock.sleep(wait)
         finally:
             self._count(self.waiting, limit.name, "waiting", -1)
+            if state.get("noted"):
+                self._note(limit, holder, deadline, False)
         self._granted(limit, holder, on_lost)
         return True
 
@@ -150,11 +155,29 @@ class LimitGate:
                     break
                 if self.clock.monotonic() + wait > deadline:
                     return self._refuse(limit, holder, state)
+                if not state.get("noted"):
+                    state["noted"] = await asyncio.to_thread(self._note, limit, holder, deadline,
+                                                             True)  # fmt: skip
                 await self.clock.asleep(wait)
         finally:
             self._count(self.waiting, limit.name, "waiting", -1)
+            if state.get("noted"):
+                await asyncio.to_thread(self._note, limit, holder, deadline, False)
         self._granted(limit, holder, on_lost)
         return True
+
+    def _note(self, limit: Limit, holder: str, deadline: float, waiting: bool) -> int:
+        """Show (or stop showing) ``holder`` as a waiter fleet-wide; never fails the hold."""
+        try:
+            if waiting:
+                left = min(deadline - self.clock.monotonic(), 3600.0)
+                self.store.mark_waiting(limit, holder, max(left, 0.0) + 5.0)
+            else:
+                self.store.unmark_waiting(limit, holder)
+        except Exception as exc:
+            log.warning("limit %s: noting a waiter failed: %s", limit.name, type(exc).__name__)
+            return 0
+        return 1
 
     def _refuse(self, limit: Limit, holder: str, state: dict[str, int]) -> bool:
         self._count(self.refused, limit.name, "refused", 1)

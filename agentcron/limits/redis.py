@@ -5,7 +5,8 @@ scored by their lease expiry (ms, Redis TIME), PEXPIRE'd to the TTL on every wri
 ``agentcron:limit:{name}:rate`` a sorted set of grants (``"<nonce>:<tokens>"`` scored by grant
 time) and ``agentcron:limit:{name}:rate:tokens`` their token sum, both PEXPIRE'd to the
 period. Scripts: ``slot_acquire.lua``, ``slot_renew.lua``,
-``rate_take.lua`` beside this module.
+``rate_take.lua``, ``wait_mark.lua`` beside this module; ``agentcron:limit:{name}:waiting``
+notes the waiters (scored by expiry) for ``agentcron limits``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class RedisLimitStore:
         self._acquire = client.register_script(script_text("slot_acquire"))
         self._renew = client.register_script(script_text("slot_renew"))
         self._take = client.register_script(script_text("rate_take"))
+        self._mark = client.register_script(script_text("wait_mark"))
 
     def acquire_slot(self, limit: Limit, holder: str) -> bool:
         done: Any = self._acquire(keys=[keys.limit_slots(limit.name)],
@@ -122,10 +124,22 @@ class RedisLimitStore:
             raise result
         return result
 
+    def mark_waiting(self, limit: Limit, holder: str, seconds: float) -> None:
+        self._mark(keys=[keys.limit_waiting(limit.name)], args=[holder, _ms(seconds)])
+
+    def unmark_waiting(self, limit: Limit, holder: str) -> None:
+        self.client.zrem(keys.limit_waiting(limit.name), holder)
+
+    def waiters(self, limit: Limit) -> list[str]:
+        return self._live(keys.limit_waiting(limit.name))
+
     def holders(self, limit: Limit) -> list[str]:
+        return self._live(keys.limit_slots(limit.name))
+
+    def _live(self, key: str) -> list[str]:
         now_s, now_us = self.client.time()
         now = int(now_s) * 1000 + int(now_us) // 1000
-        found: Any = self.client.zrangebyscore(keys.limit_slots(limit.name), now + 1, "+inf")
+        found: Any = self.client.zrangebyscore(key, now + 1, "+inf")
         return [h.decode() if isinstance(h, bytes) else str(h) for h in found]
 
     def recent(self, limit: Limit) -> tuple[int, int]:

@@ -92,8 +92,28 @@ class SqlLimitStore:
             conn.execute(sa.insert(GRANTS).values(name=limit.name, granted_at=now, tokens=tokens))
         return 0.0
 
+    def mark_waiting(self, limit: Limit, holder: str, seconds: float) -> None:
+        # Waiters are rows of the slots table under "{name}:waiting" (a limit name has no ':').
+        expires = self.clock.now() + timedelta(seconds=seconds)
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(SLOTS).where(SLOTS.c.name == _waiting(limit),
+                                                SLOTS.c.holder == holder))
+            conn.execute(sa.insert(SLOTS).values(name=_waiting(limit), holder=holder,
+                                                 expires_at=expires))
+
+    def unmark_waiting(self, limit: Limit, holder: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(SLOTS).where(SLOTS.c.name == _waiting(limit),
+                                                SLOTS.c.holder == holder))
+
+    def waiters(self, limit: Limit) -> list[str]:
+        return self._live(_waiting(limit))
+
     def holders(self, limit: Limit) -> list[str]:
-        query = sa.select(SLOTS.c.holder).where(SLOTS.c.name == limit.name,
+        return self._live(limit.name)
+
+    def _live(self, name: str) -> list[str]:
+        query = sa.select(SLOTS.c.holder).where(SLOTS.c.name == name,
                                                 SLOTS.c.expires_at > self.clock.now())
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
             return [str(h) for (h,) in conn.execute(query)]
@@ -105,6 +125,10 @@ class SqlLimitStore:
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
             count, tokens = conn.execute(query).one()
         return int(count), int(tokens)
+
+
+def _waiting(limit: Limit) -> str:
+    return f"{limit.name}:waiting"
 
 
 def _wait(limit: Limit, grants: list[tuple[datetime, int]], tokens: int, now: datetime) -> float:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,6 +64,17 @@ def test_slots_are_capped_renewed_released_and_expire(limits: Store) -> None:
     assert store.acquire_slot(limit, "d") and not store.acquire_slot(limit, "e")
 
 
+def test_waiters_are_noted_fleet_wide_and_expire(limits: Store) -> None:
+    limit = Limit("slots", concurrency=1)
+    store = limits.store
+    store.mark_waiting(limit, "w1", 1.0)
+    store.mark_waiting(limit, "w2", 5.0)
+    assert sorted(store.waiters(limit)) == ["w1", "w2"] and store.holders(limit) == []
+    store.unmark_waiting(limit, "w2")
+    limits.advance(1.1)  # w1 died without saying so: its note expired
+    assert store.waiters(limit) == []
+
+
 def test_rate_window_counts_requests_and_tokens(limits: Store) -> None:
     limit = Limit("rate", per_minute=3, tokens_per_minute=100, period=1.0)
     store = limits.store
@@ -84,10 +96,16 @@ def test_a_hold_waits_for_a_slot_and_gives_up_after_the_wait(redis_client: Any) 
     gate = LimitGate(RedisLimitStore(redis_client), SystemClock(), wait=0.3)
     limits = RunLimits(gate, {"one": Limit("one", concurrency=1, ttl=3, period=0.1)})
     with limits.hold("one", owner="a"):
+        seen: list[list[str]] = []
+        peek = threading.Timer(0.15, lambda: seen.append(gate.store.waiters(Limit("one"))))
+        peek.start()
         started = time.monotonic()
         with pytest.raises(LimitWaitExceeded), limits.hold("one", owner="b", wait=0.3):
             pass
         assert 0.1 < time.monotonic() - started < 3  # gives up before overshooting
+        peek.join()
+        assert len(seen[0]) == 1 and seen[0][0].startswith("b#")  # shown as waiting meanwhile
+        assert gate.store.waiters(Limit("one")) == []  # and no more
         assert gate.stats()["one"]["refused"] == 1 and gate.stats()["one"]["held"] == 1
     with limits.hold("one", owner="c"):  # released on exit
         pass

@@ -61,7 +61,7 @@ def test_limits_shows_holders_and_recent_use(env: dict[str, str]) -> None:
     result = CliRunner().invoke(main, ["limits", "--json"], env=env)
     assert result.exit_code == 0, result.output
     (limit,) = json.loads(result.output)
-    assert limit["limit"] == "openai" and limit["holders"] == ["a@x#1"]
+    assert limit["limit"] == "openai" and limit["holders"] == ["a@x#1"] and limit["waiters"] == []
     assert "1/4" in CliRunner().invoke(main, ["limits"], env=env).output
 
 
