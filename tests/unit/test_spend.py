@@ -144,6 +144,17 @@ def test_a_spent_budget_skips_windows_until_its_day_rolls_over_in_local_time(
     assert record is not None and record.state is RunState.SUCCEEDED
     usage = guard.spend.store.of_window("job", here.message(spec, slot).window_start)
     assert usage["m"].cost_usd == pytest.approx(0.3) and usage["m"].input_tokens == 100
+    # 2026-03-08 springs forward at 02:00 local: that day is 23 hours, the next midnight is EDT
+    for slot in ("2026-03-08T12:00:00Z", "2026-03-08T20:00:00Z", "2026-03-09T01:00:00Z"):
+        clock.set(slot)
+        assert guard.run_sync(spec, here.message(spec, slot)).state is RunState.SUCCEEDED
+    clock.set("2026-03-09T03:50:00Z")  # 23:50 EDT, still 2026-03-08 in New York: spent
+    late = guard.run_sync(spec, here.message(spec, "2026-03-09T03:50:00Z"))
+    assert late.state is RunState.SKIPPED and "resets 2026-03-09T04:00:00Z" in (late.error or "")
+    clock.set("2026-03-09T04:00:00Z")  # local midnight after the change: a fresh budget
+    fresh = guard.run_sync(spec, here.message(spec, "2026-03-09T04:00:00Z"))
+    assert fresh.state is RunState.SUCCEEDED
+    assert alerts == [("job:job", "job")] * 2  # once per period
 
 
 def test_a_token_budget_and_usage_are_recorded_for_async_agents(world: World) -> None:
