@@ -300,3 +300,12 @@ def test_a_spent_budget_alerts_through_the_alerter_once_per_period(world: World)
         guard.run_sync(spec, world.message(spec, f"2026-03-17T{hour:02d}:00:00Z"))
     assert [(a.job, a.window, a.state) for a in sent] == [("job", "job:job", "skipped")]
     assert "resets 2026-03-18T00:00:00Z" in sent[0].reason
+
+
+def test_the_alert_mark_is_once_per_budget_period_for_every_guard(world: World) -> None:
+    first, second = world.guard("w1").spend, world.guard("w2").spend
+    period = utc("2026-03-17T00:00:00Z")
+    now = utc("2026-03-17T06:00:00Z")
+    assert first.store.mark_alerted("prod", period, now) is True
+    assert second.store.mark_alerted("prod", period, now) is False
+    assert second.store.mark_alerted("prod", utc("2026-03-18T00:00:00Z"), now) is True
