@@ -4,11 +4,13 @@ from agentcron.agents import Agent, AgentKind, resolve_agent
 from agentcron.backoff import backoff_delay
 from agentcron.callbacks import asafe_call, safe_call
 from agentcron.clock import Clock, FrozenClock, SystemClock
-from agentcron.context import RunCancelled, RunContext
+from agentcron.context import BudgetExceeded, RunCancelled, RunContext
 from agentcron.errors import ConfigError, Problem
 from agentcron.inprocess import AgentScheduler, AsyncAgentScheduler, SchedulerOptions
 from agentcron.jobs import Job, JobSpec, compile_jobs, load_jobs
+from agentcron.limits.declare import Limit
 from agentcron.schedules import Schedule, parse_schedule
+from agentcron.spend.budgets import Budget
 from agentcron.windows import parse_window_key, window_key, window_start
 
 __all__ = [
@@ -16,11 +18,14 @@ __all__ = [
     "AgentKind",
     "AgentScheduler",
     "AsyncAgentScheduler",
+    "Budget",
+    "BudgetExceeded",
     "Clock",
     "ConfigError",
     "FrozenClock",
     "Job",
     "JobSpec",
+    "Limit",
     "Problem",
     "RunCancelled",
     "RunContext",

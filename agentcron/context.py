@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from typing import Any
 
 from agentcron.runlog import RunLogAdapter
+from agentcron.spend.usage import UsageMeter, usage_of
 
 
 class RunCancelled(Exception):
     """Raised by :meth:`RunContext.raise_if_cancelled` when the run was asked to stop."""
+
+
+class BudgetExceeded(RunCancelled):
+    """Raised by ``ctx.usage`` when a ``hard=True`` budget is spent mid-run (the run ends
+    ``cancelled``, without retries)."""
 
 
 @dataclass
@@ -36,6 +42,9 @@ class RunContext:
     # A plain flag, not a threading.Event: setting and reading one attribute is atomic, and ten
     # thousand runs in flight should not carry ten thousand Conditions and Locks.
     _cancelled: bool = field(default=False, repr=False)
+    # Spend and limits, made on first use (the guard's meter knows prices and budgets).
+    meter_factory: Callable[[], UsageMeter] = field(default=UsageMeter, repr=False)
+    limits: Any = field(default=None, repr=False)  # agentcron.limits.RunLimits, from the guard
 
     @cached_property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -45,6 +54,11 @@ class RunContext:
             logging.getLogger(f"agentcron.agent.{self.job}"),
             {"job": self.job, "window_key": self.window_key, "attempt": self.attempt},
         )
+
+    @cached_property
+    def meter(self) -> UsageMeter:
+        """This run's usage by model (what ``ctx.usage`` added up)."""
+        return self.meter_factory()
 
     @property
     def cancel_requested(self) -> bool:
@@ -61,3 +75,20 @@ class RunContext:
         """Raise :class:`RunCancelled` if cancellation was requested."""
         if self._cancelled:
             raise RunCancelled(self.cancel_reason or "cancelled")
+
+    def usage(self, model: str, input_tokens: int = 0, output_tokens: int = 0,
+              cost_usd: float | None = None) -> float:  # fmt: skip
+        """Record one LLM call's tokens (cost from ``AGENTCRON_PRICES`` unless given); any
+        number of times per run. Returns the call's cost in USD."""
+        return self.meter.add(model, input_tokens, output_tokens, cost_usd)
+
+    def usage_from(self, response: Any, model: str | None = None) -> float:
+        """Record the usage of an OpenAI-compatible or Anthropic response (its ``usage``)."""
+        return self.usage(*usage_of(response, model))
+
+    def limit(self, name: str, tokens: int = 0, wait: float | None = None) -> Any:
+        """Hold the fleet-wide limit ``name`` for one call: ``with`` or ``async with``; waits
+        until it is free (or ``wait`` seconds, then raises ``LimitWaitExceeded``)."""
+        if self.limits is None:
+            raise ValueError(f"no limit named {name!r}: this run has no fleet-wide limits")
+        return self.limits.hold(name, tokens, owner=self.window_key, wait=wait)

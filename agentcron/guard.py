@@ -2,7 +2,10 @@
 
 claim the window (ledger) -> apply the job's overlap policy (lease per job) -> run with lease
 renewal every TTL/3 and in-process retries -> fenced completion -> release (compare-and-delete)
--> callbacks, once per window outcome.
+-> callbacks, once per window outcome. A job's fleet-wide limits are held around all of that
+(re-queued after ``limit_wait``: agentcron.limits.run); its budget is checked under the overlap
+lease, before the claim, and each attempt's LLM usage is written before its completion
+(agentcron.spend.gate).
 
 The SQL ledger is the authority (``UNIQUE(job, window_start)``, fenced ``UPDATE ... WHERE token``);
 the lease only saves duplicate work. A stale holder (paused, its lease taken over) finds its
@@ -40,10 +43,14 @@ from agentcron.ledger.records import (
     RunState,
 )
 from agentcron.ledger.store import Ledger, ResultError
+from agentcron.limits.gate import RunLimits
+from agentcron.limits.run import hold_run_limits, open_limit_gate, release_run_limits, requeue_delay
 from agentcron.messages import RunMessage
 from agentcron.runlog import captured_lines, keep_run_log
 from agentcron.secrets import resolve_config, scrub, scrub_value
 from agentcron.settings import Settings, read_environment
+from agentcron.spend.budgets import Spent
+from agentcron.spend.gate import open_gate
 from agentcron.stats import RunStats
 
 log = logging.getLogger("agentcron.guard")
@@ -67,6 +74,7 @@ class Outcome:
     detail: str
     duration: float | None = None
     started_at: datetime | None = None
+    requeue_after: float | None = None  # waited in vain for a fleet-wide limit: publish again
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,8 @@ class Guard:
         self._async_mode = AsyncMode()
         self._loops = threading.local()
         self.hub = LeaseHub(leases, cancels, clock)
+        self.spend = open_gate(ledger.engine, clock, settings.prices)  # budgets, usage records
+        self.limits = open_limit_gate(settings, ledger.engine, clock)  # fleet-wide limits
         self.observers: list[Callable[[Outcome, JobSpec, RunMessage], None]] = []  # metrics, alerts
 
     def stats(self) -> dict[str, float]:
@@ -153,6 +163,22 @@ class Guard:
             late = (now - window.slot).total_seconds()
             reason = f"misfire: would start {late:.0f}s after its slot, grace {spec.misfire_grace}"
             return await self._terminal(mode, spec, window, RunState.MISSED, reason)
+        if not spec.limits:
+            return await self._leased(spec, message, window, mode)
+        held = await hold_run_limits(self.limits, spec, window.window_key)
+        if held is None:
+            delay = requeue_delay(self.limits, self.rng)
+            return Outcome(None, False, 0, None, None, f"requeued in {delay:g}s: limits "
+                           f"{', '.join(spec.limits)} busy for {self.limits.wait:g}s",
+                           requeue_after=delay)  # fmt: skip
+        try:
+            return await self._leased(spec, message, window, mode)
+        finally:
+            await release_run_limits(self.limits, held)
+
+    async def _leased(
+        self, spec: JobSpec, message: RunMessage, window: NewWindow, mode: Mode
+    ) -> Outcome:
         name = window.window_key if spec.job.overlap == "allow" else spec.name
         owner = lease_owner(window)
 
@@ -168,7 +194,11 @@ class Guard:
         if isinstance(acquired, Skip):
             return await self._terminal(mode, spec, window, RunState.SKIPPED, acquired.reason)
         try:
-            return await self._claimed(spec, message, window, mode, acquired)
+            spent, refused = (await self._commit(mode, self.spend.check, spec, window.window_start)
+                              if spec.budget is not None else (None, None))  # fmt: skip
+            if refused is not None:
+                return await self._terminal(mode, spec, window, RunState.SKIPPED, refused)
+            return await self._claimed(spec, message, window, mode, acquired, spent)
         finally:
             await mode.release(self.leases, acquired)
 
@@ -189,7 +219,7 @@ class Guard:
 
     async def _claimed(
         self, spec: JobSpec, message: RunMessage, window: NewWindow, mode: Mode,
-        lease: Lease,
+        lease: Lease, spent: Spent | None = None,
     ) -> Outcome:  # fmt: skip
         max_attempts = spec.job.max_retries
         request = ClaimRequest(window, lease.token, self.worker_id, max_attempts, message.force,
@@ -211,11 +241,11 @@ class Guard:
                                       "TimeLimitExceeded")  # fmt: skip
         attempt = claim.record.attempt
         del claim  # its two ledger rows need not live as long as the run
-        return await self._attempts(spec, message, window, mode, lease, attempt)
+        return await self._attempts(spec, message, window, mode, lease, attempt, spent)
 
     async def _attempts(
         self, spec: JobSpec, message: RunMessage, window: NewWindow, mode: Mode,
-        lease: Lease, attempt: int,
+        lease: Lease, attempt: int, spent: Spent | None = None,
     ) -> Outcome:  # fmt: skip
         started_at = self.clock.now()
         try:  # env:NAME values are read here, in the worker, right before the agent runs
@@ -226,6 +256,9 @@ class Guard:
         ctx = RunContext(job=spec.name, task=spec.job.task, config=config,
                          window_key=window.window_key, window_start=window.window_start,
                          slot=window.slot, attempt=attempt, trigger=window.trigger)  # fmt: skip
+        ctx.meter_factory = self.spend.meter_for(ctx, spent)
+        if spec.declared_limits:
+            ctx.limits = RunLimits(self.limits, spec.declared_limits)
         timeout = spec.timeout.total_seconds() if spec.timeout else None
         started = self.clock.monotonic()
 
@@ -236,6 +269,7 @@ class Guard:
                          error_type: str | None) -> Outcome:  # fmt: skip
             took = self.clock.monotonic() - started
             self.run_stats.observe(took)
+            await self._keep_usage(mode, spec, ctx, spent)
             if captured_lines(ctx):  # what the agent logged through ctx.log, kept with the run
                 await mode.io(keep_run_log, self.ledger, ctx, self.clock)
             return await self._finish(mode, spec, window, lease, ctx.attempt, state, result,
@@ -253,10 +287,18 @@ class Guard:
                     if isinstance(exc, ConfigError) or ctx.attempt >= spec.job.max_retries:
                         error = f"{type(exc).__name__}: {exc}"
                         return await finish(RunState.FAILED, None, error, type(exc).__name__)
+                    await self._keep_usage(mode, spec, ctx, spent)
                     if await self._retry(mode, spec, window, lease, ctx, exc) is None:
                         return _duplicate("fenced out while retrying (a newer holder took over)")
                     continue
                 return await finish(RunState.SUCCEEDED, result, None, None)
+
+    async def _keep_usage(
+        self, mode: Mode, spec: JobSpec, ctx: RunContext, spent: Spent | None
+    ) -> None:
+        """The attempt's usage, written before its completion or retry (when it reported any)."""
+        if "meter" in ctx.__dict__:
+            await self._commit(mode, self.spend.record, spec, ctx, spent)
 
     async def _retry(
         self, mode: Mode, spec: JobSpec, window: NewWindow, lease: Lease, ctx: RunContext,

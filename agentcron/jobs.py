@@ -7,6 +7,7 @@ returns nothing at all from a half-valid file.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
 import json
@@ -20,8 +21,10 @@ from typing import Any
 
 from agentcron.agents import Agent, AgentKind, DeclaredModules, import_object, resolve_agent
 from agentcron.errors import ConfigError, Problem
+from agentcron.limits.declare import Limit, job_limits, named_limits
 from agentcron.schedules import MAX_INTERVAL, Schedule, parse_instant, parse_schedule
 from agentcron.secrets import check_config, redact
+from agentcron.spend.budgets import Budget, job_budget, named_budgets
 from agentcron.windows import GRANULARITIES, is_job_name, is_queue_name
 
 Duration = int | float | timedelta | str
@@ -64,6 +67,8 @@ class Job:
     queue: str | None = None
     enabled: bool = True
     start: datetime | str | None = None
+    budget: Mapping[str, Any] | str | None = None
+    limits: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,10 @@ class JobSpec:
     jitter: timedelta
     on_success: Callable[..., Any] | None
     on_failure: Callable[..., Any] | None
+    budget: Budget | None = None  # resolved; a named one is shared by budget_jobs
+    budget_jobs: tuple[str, ...] = ()
+    limits: tuple[str, ...] = ()  # held for the whole run
+    declared_limits: Mapping[str, Limit] = field(default_factory=dict)  # for ctx.limit(name)
 
     @property
     def name(self) -> str:
@@ -202,10 +211,14 @@ def _scalar_checks(job: Job, limit: int) -> list[Callable[[], None]]:
 
 def compile_job(
     job: Job, search_paths: Sequence[Path] = (), config_max_bytes: int = DEFAULT_CONFIG_MAX_BYTES,
-    declared: DeclaredModules | None = None,
+    declared: DeclaredModules | None = None, declarations: Declared | None = None,
 ) -> JobSpec:
     """Validate one job; raise a ConfigError naming every problem with it. With ``declared``
-    (a runtime schedule), its agent and callbacks must come from declared modules."""
+    (a runtime schedule), its agent and callbacks must come from declared modules.
+
+    ``declarations`` holds the schedule file's BUDGETS and LIMITS; without it, a budget or
+    limit given by name is not resolved (beat only needs the schedule).
+    """
     problems: list[Problem] = []
 
     def attempt(step: Callable[[], Any]) -> Any:
@@ -239,6 +252,9 @@ def compile_job(
         for name in ("on_success", "on_failure")
     }
     queue = attempt(lambda: _queue_for(job, agent.kind)) if agent is not None else None
+    budget: Budget | None = attempt(lambda: _budget_of(job, declarations))
+    limits: tuple[str, ...] = attempt(lambda: job_limits(
+        job.limits, declarations.limits if declarations else None)) or ()
     if problems or schedule is None or agent is None or queue is None:
         raise ConfigError(problems)
     period = schedule.period or timedelta(days=1)
@@ -258,7 +274,35 @@ def compile_job(
         jitter=durations["jitter"] or zero,
         on_success=callbacks["on_success"],
         on_failure=callbacks["on_failure"],
+        budget=budget,
+        budget_jobs=(job.name,) if budget is not None else (),
+        limits=limits,
+        declared_limits=declarations.limits if declarations else {},
     )
+
+
+@dataclass(frozen=True)
+class Declared:
+    """A schedule file's named BUDGETS and LIMITS (the latter with ``AGENTCRON_LIMITS``)."""
+
+    budgets: Mapping[str, Budget] = field(default_factory=dict)
+    limits: Mapping[str, Limit] = field(default_factory=dict)
+
+
+def _budget_of(job: Job, declared: Declared | None) -> Budget | None:
+    if isinstance(job.budget, str) and declared is None:
+        return None  # resolved where the schedule file's BUDGETS are known
+    return job_budget(job.name, job.budget, job.tz, declared.budgets if declared else {})
+
+
+def _share_budgets(specs: list[JobSpec]) -> list[JobSpec]:
+    """Each spec with the names of every job that spends from its budget."""
+    sharing: dict[str, list[str]] = {}
+    for spec in specs:
+        if spec.budget is not None:
+            sharing.setdefault(spec.budget.name, []).append(spec.name)
+    return [dataclasses.replace(s, budget_jobs=tuple(sharing[s.budget.name]))
+            if s.budget is not None else s for s in specs]  # fmt: skip
 
 
 def _optional_duration(job: Job, name: str) -> timedelta | None:
@@ -282,6 +326,7 @@ def compile_jobs(
     jobs: Iterable[Job],
     search_paths: Sequence[Path] = (),
     config_max_bytes: int = DEFAULT_CONFIG_MAX_BYTES,
+    declarations: Declared | None = None,
 ) -> list[JobSpec]:
     """Validate every job; all problems of all jobs in one ConfigError, or every spec."""
     problems: list[Problem] = []
@@ -295,16 +340,22 @@ def compile_jobs(
             problems.append(Problem(job.name, "name", job.name, "duplicate job name"))
         seen.add(job.name)
         try:
-            specs.append(compile_job(job, search_paths, config_max_bytes))
+            specs.append(compile_job(job, search_paths, config_max_bytes, declarations=declarations))
         except ConfigError as exc:
             problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
-    return specs
+    return _share_budgets(specs)
 
 
 def load_schedule_file(path: Path | str) -> list[Job]:
     """Execute a schedule file and return its ``JOBS`` list (not yet validated)."""
+    return load_declarations(path)[0]
+
+
+def load_declarations(path: Path | str, limits_json: str = "") -> tuple[list[Job], Declared]:
+    """Execute a schedule file: its ``JOBS`` (not yet validated), its ``BUDGETS`` and
+    ``LIMITS`` (validated, with ``limits_json`` from ``AGENTCRON_LIMITS``)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError([Problem(None, "schedule file", str(path), "no such file")])
@@ -326,14 +377,20 @@ def load_schedule_file(path: Path | str) -> list[Job]:
     if not isinstance(jobs, list | tuple):
         reason = "must define JOBS = [Job(...), ...]"
         raise ConfigError([Problem(None, "schedule file", str(path), reason)])
-    return list(jobs)
+    budgets, limits = getattr(module, "BUDGETS", ()), getattr(module, "LIMITS", ())
+    for name, value in (("BUDGETS", budgets), ("LIMITS", limits)):
+        if not isinstance(value, list | tuple):
+            raise ConfigError([Problem(None, name, repr(value)[:80], "must be a list")])
+    declared = Declared(named_budgets(budgets), named_limits(limits, limits_json))
+    return list(jobs), declared
 
 
 def load_jobs(
-    path: Path | str, config_max_bytes: int = DEFAULT_CONFIG_MAX_BYTES
+    path: Path | str, config_max_bytes: int = DEFAULT_CONFIG_MAX_BYTES, limits_json: str = ""
 ) -> list[JobSpec]:
     """Load and validate a schedule file; agent paths resolve from its folder and the cwd."""
     path = Path(path)
-    return compile_jobs(load_schedule_file(path), [path.parent.resolve()], config_max_bytes)
+    jobs, declared = load_declarations(path, limits_json)
+    return compile_jobs(jobs, [path.parent.resolve()], config_max_bytes, declared)
 
 

@@ -12,6 +12,13 @@
 |                                  |             | the fencing token of the holder to cancel;    |
 |                                  |             | TTL 1 h (leases/cancel.py)                     |
 | ``agentcron:heartbeat:{role}:{id}`` | string, PX | liveness of a beat or worker process          |
+| ``agentcron:limit:{name}:slots`` | zset, PX    | holders of a fleet-wide limit scored by lease  |
+|                                  |             | expiry (ms, Redis TIME); limits/slot_*.lua     |
+| ``agentcron:limit:{name}:rate``  | zset, PX    | grants of a rate limit in its sliding window:  |
+|                                  |             | ``"<nonce>:<tokens>"`` scored by grant ms      |
+| ``agentcron:limit:{name}:rate:tokens`` | string, PX | the tokens of the grants in that window   |
+| ``agentcron:limit:{name}:waiting`` | zset, PX  | holders waiting for the limit, scored by the   |
+|                                  |             | expiry of that note (``agentcron limits``)     |
 
 No key is ever written without a TTL except the fencing counters, which must only grow.
 """
@@ -40,3 +47,23 @@ def cancel(job: str) -> str:
 def heartbeat(role: str, ident: str) -> str:
     """The heartbeat key of a beat or worker process."""
     return f"{PREFIX}:heartbeat:{role}:{ident}"
+
+
+def limit_slots(name: str) -> str:
+    """The held slots of the fleet-wide limit ``name``."""
+    return f"{PREFIX}:limit:{name}:slots"
+
+
+def limit_rate(name: str) -> str:
+    """The sliding-window grant log of the fleet-wide limit ``name``."""
+    return f"{PREFIX}:limit:{name}:rate"
+
+
+def limit_rate_tokens(name: str) -> str:
+    """The token sum of the grants in the sliding window of the limit ``name``."""
+    return f"{PREFIX}:limit:{name}:rate:tokens"
+
+
+def limit_waiting(name: str) -> str:
+    """The holders waiting for the limit ``name`` (for ``agentcron limits``)."""
+    return f"{PREFIX}:limit:{name}:waiting"

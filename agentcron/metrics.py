@@ -16,6 +16,8 @@
 | ``agentcron_beat_emission_lag_seconds`` (publish - slot) | histogram | |
 | ``agentcron_dead_letters_total`` (agentcron.deadletters) | counter | queue, kind |
 
+Spend and fleet-wide limits: see :mod:`agentcron.spend.prom`.
+
 Prefork workers: set ``PROMETHEUS_MULTIPROC_DIR`` (an empty folder) before the worker starts;
 children write their samples there and :func:`serve` aggregates them.
 """
@@ -273,6 +275,10 @@ def install(guard: Any, ledger: Ledger, alerter: Alerter | None = None) -> RunOb
 
         alerter = safe_alerter(guard.settings)
     observer = RunObserver(ledger, alerter=alerter)
+    if hasattr(guard, "spend") and hasattr(guard, "limits"):
+        from agentcron.spend.prom import install as install_spend
+
+        install_spend(guard, alerter)  # tokens, cost, budgets, limits; budget alerts
     if hasattr(guard, "observers"):
         guard.observers.append(observer)
     else:

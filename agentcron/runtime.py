@@ -37,7 +37,7 @@ def file_specs(runtime: Runtime) -> list[JobSpec]:
     path = runtime.settings.schedule_path
     if not path.exists():
         return []
-    specs = load_jobs(path, runtime.settings.config_max_bytes)
+    specs = load_jobs(path, runtime.settings.config_max_bytes, runtime.settings.limits)
     runtime.file_jobs = [spec.job for spec in specs]
     return specs
 

@@ -70,6 +70,9 @@ class Settings:
     web_readonly: bool = False  # the console hides and refuses actions
     agent_modules: str = ""
     signing_key: str = field(default="", repr=False)
+    prices: str = ""  # JSON: model -> {"input": usd_per_million, "output": usd_per_million}
+    limits: str = ""  # JSON: fleet-wide limits besides the schedule file's LIMITS
+    limit_wait: float = 30.0  # a run waiting longer for a limit is re-queued with a delay
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -17,6 +17,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from agentcron.admission import Admitted, admit, confirm_async
 from agentcron.messages import ASYNC_TASK, SYNC_TASK
 from agentcron.settings import Settings
+from agentcron.signing import signed_kwargs
 from workers.app import app
 from workers.pool import defer
 
@@ -52,6 +53,17 @@ def prepare(kwargs: dict[str, Any]) -> tuple[Runtime, JobSpec, RunMessage] | Non
     return None if admitted is None else admitted.parts()
 
 
+def requeue(task: str, spec: JobSpec, message: RunMessage, outcome: Outcome) -> None:
+    """Publish the window again, later, when it waited in vain for a fleet-wide limit (before
+    this delivery is acknowledged: late, not lost; same window key)."""
+    if outcome.requeue_after is not None:
+        key = worker_runtime().settings.signing_key
+        kwargs = signed_kwargs(message, key) if key else message.to_kwargs()
+        app.send_task(task, kwargs=kwargs, queue=spec.queue,
+                      countdown=outcome.requeue_after, argsrepr="()",
+                      kwargsrepr=message.short())  # fmt: skip
+
+
 def summary(outcome: Outcome) -> dict[str, Any]:
     """What the task returns (and Flower shows): the state and a short text, no result."""
     state = outcome.state.value if outcome.state is not None else None
@@ -66,7 +78,9 @@ def run_sync(**kwargs: Any) -> dict[str, Any] | None:
     if prepared is None:
         return None
     runtime, spec, message = prepared
-    return summary(runtime.guard.run_sync(spec, message))
+    outcome = runtime.guard.run_sync(spec, message)
+    requeue(SYNC_TASK, spec, message, outcome)
+    return summary(outcome)
 
 
 async def _run_async(pending: Admitted) -> dict[str, Any] | None:
@@ -74,7 +88,9 @@ async def _run_async(pending: Admitted) -> dict[str, Any] | None:
     if admitted is None:
         return None
     runtime, spec, message = admitted.parts()
-    return summary(await runtime.guard.run_async(spec, message))
+    outcome = await runtime.guard.run_async(spec, message)
+    requeue(ASYNC_TASK, spec, message, outcome)
+    return summary(outcome)
 
 
 @app.task(name=ASYNC_TASK, runs_on_loop=True)  # type: ignore[untyped-decorator]

@@ -14,7 +14,7 @@ from agentcron.beat.service import BeatConfig, BeatService
 from agentcron.beat.sources import SpecSource
 from agentcron.clock import SYSTEM_CLOCK, Clock
 from agentcron.dynamic import ScheduleStore
-from agentcron.jobs import Job, compile_jobs, load_schedule_file
+from agentcron.jobs import Job, compile_jobs, load_declarations
 from agentcron.leases.factory import open_lease_store
 from agentcron.ledger.store import Ledger
 from agentcron.settings import Settings, is_redis_url, redact_url
@@ -66,8 +66,8 @@ def file_jobs(settings: Settings) -> list[Job]:
     if not path.is_file():
         log.warning("no schedule file at %s; only dynamic schedules run", path)
         return []
-    jobs = load_schedule_file(path)
-    compile_jobs(jobs, [path.parent.resolve()], settings.config_max_bytes)
+    jobs, declared = load_declarations(path, settings.limits)
+    compile_jobs(jobs, [path.parent.resolve()], settings.config_max_bytes, declared)
     return jobs
 
 

@@ -18,6 +18,7 @@ from agentcron.cli.dead_letters import dead_letters_command
 from agentcron.cli.failures import GuardedGroup
 from agentcron.cli.runs import runs_command
 from agentcron.cli.schedules import schedules_group
+from agentcron.cli.spend import limits_command, spend_command
 from agentcron.cli.status import status_command
 from agentcron.cli.timing import next_command, validate_command
 from agentcron.cli.trigger import trigger_command
@@ -46,3 +47,5 @@ main.add_command(backfill_command)
 main.add_command(jobs_command)
 main.add_command(web_command)
 main.add_command(dead_letters_command)
+main.add_command(spend_command)
+main.add_command(limits_command)

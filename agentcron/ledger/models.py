@@ -112,6 +112,7 @@ class ReportRow(Base):
 
 
 from agentcron.ledger import run_logs as _run_logs  # noqa: E402,F401  (the run_logs table)
+from agentcron.ledger import spend_models as spend_models  # noqa: E402  (run_usage, limits: 0005)
 from agentcron.ledger.dead_letter_rows import DeadLetterRow  # noqa: E402  (the dead_letters table)
 from agentcron.ledger.history_models import ForceGrantRow, RunHistoryRow  # noqa: E402
 

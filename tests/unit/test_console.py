@@ -125,7 +125,7 @@ def test_trigger_is_deduped_and_backfill_shows_the_count_first(runtime: Runtime)
     assert runtime.ledger.count_by_state("daily_digest") == {"scheduled": 6}
     huge = client.post("/jobs/secret_named_job/backfill",
                        data={"csrf": token, "from": "2000-01-01T00:00Z", "to": "2026-01-01T00:00Z"})
-    assert huge.status_code == 400 and "more than 1000 windows" in huge.text
+    assert huge.status_code == 400 and "more than --limit 1000" in huge.text
 
 
 def test_read_only_hides_and_refuses_actions(runtime: Runtime) -> None:

@@ -17,7 +17,8 @@ from agentcron.migrations import alembic_config, current_revision, upgrade
 from tests.services import reset_postgres
 
 EXPECTED_TABLES = {"runs", "schedules", "leases", "reports", "dead_letters", "run_logs",
-                   "run_history", "force_grants"}
+                   "run_history", "force_grants",
+                   "run_usage", "budget_alerts", "limit_slots", "limit_grants"}
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 

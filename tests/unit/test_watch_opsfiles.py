@@ -10,6 +10,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from agentcron.metrics import Metrics
+from agentcron.spend.prom import SpendMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 SERIES = re.compile(r"\bagentcron_[a-z_]+\b")
@@ -18,6 +19,7 @@ SERIES = re.compile(r"\bagentcron_[a-z_]+\b")
 def exported() -> set[str]:
     registry = CollectorRegistry()
     Metrics(registry)
+    SpendMetrics(registry)
     names: set[str] = set()
     for family in registry.collect():
         names.add(family.name)
@@ -39,3 +41,12 @@ def test_dashboard_queries_use_real_series() -> None:
     exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
     used = {series for expr in exprs for series in SERIES.findall(expr)}
     assert len(used) >= 10 and used <= exported(), used - exported()
+
+
+def test_spend_alert_rules_use_real_series() -> None:
+    groups = yaml.safe_load((ROOT / "ops/prometheus/alerts.yml").read_text())["groups"]
+    (spend,) = [g for g in groups if g["name"] == "agentcron-spend"]
+    names = {rule["alert"] for rule in spend["rules"]}
+    assert {"AgentcronBudgetAt80Percent", "AgentcronRunsSkippedByBudget"} <= names
+    used = {series for rule in spend["rules"] for series in SERIES.findall(rule["expr"])}
+    assert used and used <= exported(), used - exported()
