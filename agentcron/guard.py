@@ -41,6 +41,7 @@ from agentcron.ledger.records import (
 )
 from agentcron.ledger.store import Ledger, ResultError
 from agentcron.messages import RunMessage
+from agentcron.misfire import lateness, misfire_reason
 from agentcron.settings import Settings
 from agentcron.stats import RunStats
 
@@ -148,9 +149,10 @@ class Guard:
         now = self.clock.now()
         if (not message.force and message.trigger in _MISFIRE_TRIGGERS
                 and now > window.slot + spec.misfire_grace):  # fmt: skip
-            late = (now - window.slot).total_seconds()
-            reason = f"misfire: would start {late:.0f}s after its slot, grace {spec.misfire_grace}"
-            return await self._terminal(mode, spec, window, RunState.MISSED, reason)
+            row = await self._commit(mode, self.ledger.get, window.job, window.window_start)
+            reason = misfire_reason(lateness(window.slot, row, now), spec.misfire_grace)
+            if reason is not None:  # emitted late by the scheduler (agentcron.misfire)
+                return await self._terminal(mode, spec, window, RunState.MISSED, reason)
         name = window.window_key if spec.job.overlap == "allow" else spec.name
         owner = lease_owner(window)
 

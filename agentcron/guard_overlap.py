@@ -127,7 +127,9 @@ async def _outlive(w: OverlapWait, name: str, owner: str, ttl: float) -> Lease |
 async def _wait(
     w: OverlapWait, name: str, owner: str, ttl: float, buffer: Lease | None
 ) -> Lease | None:
-    deadline = w.window.slot + w.spec.misfire_grace
+    # up to the misfire grace from the slot, or from this delivery when it comes later (a
+    # window the broker held back through an outage still waits for its predecessor)
+    deadline = max(w.window.slot, w.clock.now()) + w.spec.misfire_grace
     if w.spec.job.overlap == "cancel_other":
         deadline = min(deadline, w.clock.now() + w.spec.lease_ttl * 2)
     interval = min(1.0, ttl / 10)
