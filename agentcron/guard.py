@@ -26,6 +26,7 @@ from agentcron.context import RunCancelled, RunContext
 from agentcron.errors import ConfigError
 from agentcron.guard_modes import AsyncMode, Mode, RunTimedOut, SyncMode
 from agentcron.guard_overlap import Duplicate, OverlapWait, Skip, acquire_with_policy, lease_owner
+from agentcron.guard_release import release_quietly
 from agentcron.guard_stale import end_stale_run
 from agentcron.jobs import JobSpec
 from agentcron.leases.base import Lease, LeaseStore
@@ -169,7 +170,7 @@ class Guard:
         try:
             return await self._claimed(spec, message, window, mode, acquired)
         finally:
-            await mode.release(self.leases, acquired)
+            await release_quietly(mode, self.leases, acquired, window.window_key)
 
     async def _terminal(
         self, mode: Mode, spec: JobSpec, window: NewWindow, state: RunState, reason: str

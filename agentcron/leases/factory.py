@@ -26,6 +26,20 @@ from agentcron.leases.redis import AsyncRedisLeaseStore, RedisLeaseStore
 from agentcron.leases.sql import SqlLeaseStore
 from agentcron.settings import Settings
 
+SOCKET_TIMEOUT = 5.0
+"""Seconds a lease command waits on Redis (a stalled Redis fails the call instead of hanging a
+run forever; a renewal that fails stops the run only once its lease would have expired)."""
+
+
+def _redis(settings: Settings) -> redis.Redis:
+    return redis.Redis.from_url(settings.redis_url, socket_timeout=SOCKET_TIMEOUT,
+                                socket_connect_timeout=SOCKET_TIMEOUT)  # fmt: skip
+
+
+def _aredis(settings: Settings) -> redis.asyncio.Redis:
+    return redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=SOCKET_TIMEOUT,
+                                        socket_connect_timeout=SOCKET_TIMEOUT)  # fmt: skip
+
 
 def _need_engine(engine: sa.Engine | None) -> sa.Engine:
     if engine is None:
@@ -36,7 +50,7 @@ def _need_engine(engine: sa.Engine | None) -> sa.Engine:
 def open_lease_store(settings: Settings, engine: sa.Engine | None, clock: Clock) -> LeaseStore:
     """The lease store for ``settings``: Redis, or SQL on ``engine``."""
     if settings.lease_backend == "redis":
-        return RedisLeaseStore(redis.Redis.from_url(settings.redis_url))
+        return RedisLeaseStore(_redis(settings))
     return SqlLeaseStore(_need_engine(engine), clock)
 
 
@@ -45,7 +59,7 @@ def open_cancel_signals(
 ) -> CancelSignals:
     """The cancel signals for ``settings``: Redis keys, or rows of the SQL ``leases`` table."""
     if settings.lease_backend == "redis":
-        return RedisCancelSignals(redis.Redis.from_url(settings.redis_url))
+        return RedisCancelSignals(_redis(settings))
     return SqlCancelSignals(_need_engine(engine), clock)
 
 
@@ -54,7 +68,7 @@ def open_async_lease_store(
 ) -> AsyncLeaseStore:
     """The asyncio lease store for ``settings`` (call inside the event loop that will use it)."""
     if settings.lease_backend == "redis":
-        return AsyncRedisLeaseStore(redis.asyncio.Redis.from_url(settings.redis_url))
+        return AsyncRedisLeaseStore(_aredis(settings))
     return ThreadedLeaseStore(SqlLeaseStore(_need_engine(engine), clock))
 
 
@@ -63,7 +77,7 @@ def open_async_cancel_signals(
 ) -> AsyncCancelSignals:
     """The asyncio cancel signals for ``settings``."""
     if settings.lease_backend == "redis":
-        return AsyncRedisCancelSignals(redis.asyncio.Redis.from_url(settings.redis_url))
+        return AsyncRedisCancelSignals(_aredis(settings))
     return ThreadedCancelSignals(SqlCancelSignals(_need_engine(engine), clock))
 
 
