@@ -32,6 +32,7 @@ from agentcron.jobs import JobSpec
 from agentcron.leases.base import Lease, LeaseStore
 from agentcron.leases.cancel import CancelSignals
 from agentcron.leases.hub import LeaseHub
+from agentcron.leases.reacquire import Reacquire
 from agentcron.ledger.records import (
     ACTIVE_STATES,
     ClaimRequest,
@@ -40,6 +41,7 @@ from agentcron.ledger.records import (
     RunRecord,
     RunState,
 )
+from agentcron.ledger.retoken import retoken
 from agentcron.ledger.store import Ledger, ResultError
 from agentcron.messages import RunMessage
 from agentcron.misfire import lateness, misfire_reason
@@ -231,10 +233,11 @@ class Guard:
                          error_type: str | None) -> Outcome:  # fmt: skip
             took = self.clock.monotonic() - started
             self.run_stats.observe(took)
-            return await self._finish(mode, spec, window, lease, ctx.attempt, state, result,
-                                      error, error_type, took, started_at)  # fmt: skip
+            return await self._finish(mode, spec, window, holding.lease, ctx.attempt, state,
+                                      result, error, error_type, took, started_at)  # fmt: skip
 
-        with self.hub.hold(lease, spec.lease_ttl.total_seconds(), stop):
+        ttl = spec.lease_ttl.total_seconds()
+        with self.hub.hold(lease, ttl, stop, self._reacquire(window, ttl)) as holding:
             while True:
                 try:
                     result = await mode.invoke(spec.agent, ctx, timeout)
@@ -246,10 +249,17 @@ class Guard:
                     if isinstance(exc, ConfigError) or ctx.attempt >= spec.job.max_retries:
                         error = f"{type(exc).__name__}: {exc}"
                         return await finish(RunState.FAILED, None, error, type(exc).__name__)
-                    if await self._retry(mode, spec, window, lease, ctx, exc) is None:
+                    if await self._retry(mode, spec, window, holding.lease, ctx, exc) is None:
                         return _duplicate("fenced out while retrying (a newer holder took over)")
                     continue
                 return await finish(RunState.SUCCEEDED, result, None, None)
+
+    def _reacquire(self, window: NewWindow, ttl: float) -> Reacquire:
+        """Take a vanished lease back if the window's row still names this run (hub thread)."""
+        def move(old: int, new: int) -> bool:
+            return retoken(self.ledger.engine, window.window_key, old, new, self.clock.now())
+
+        return Reacquire(self.leases, ttl, move)
 
     async def _retry(
         self, mode: Mode, spec: JobSpec, window: NewWindow, lease: Lease, ctx: RunContext,

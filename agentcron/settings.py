@@ -68,6 +68,7 @@ class Settings:
     heartbeat_interval: float = 10.0
     heartbeat_ttl: float = 30.0
     log_level: str = "INFO"
+    allow_eviction: bool = False  # start even if Redis' maxmemory-policy can evict (eviction.py)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
