@@ -69,6 +69,8 @@ class Settings:
     heartbeat_ttl: float = 30.0
     log_level: str = "INFO"
     allow_eviction: bool = False  # start even if Redis' maxmemory-policy can evict (eviction.py)
+    clock_refresh_interval: float = 30.0  # reference clock offset refresh (refclock.py)
+    clock_skew_warn: float = 1.0  # warn when a process's clock is off by more (seconds)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -16,6 +16,7 @@ from agentcron.clock import SYSTEM_CLOCK, Clock
 from agentcron.dynamic import ScheduleStore
 from agentcron.jobs import Job, compile_jobs, load_schedule_file
 from agentcron.ledger.store import Ledger
+from agentcron.refclock import ReferenceClock, attach_reference
 from agentcron.settings import Settings, is_redis_url, redact_url
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,13 @@ def build_beat(
 ) -> BeatService:
     """A beat on ``settings``' ledger and leases, publishing through ``app``."""
     settings = settings or Settings.from_env()
+    if clock is SYSTEM_CLOCK:  # decide on the reference time, never on this host's clock
+        clock = ReferenceClock(refresh=settings.clock_refresh_interval,
+                               warn_after=settings.clock_skew_warn)  # fmt: skip
     ledger = Ledger.from_settings(settings, clock)
     ledger.upgrade()
+    if isinstance(clock, ReferenceClock):
+        attach_reference(clock, settings, ledger.engine)
     jobs = file_jobs(settings)
     folder = settings.schedule_path.parent.resolve()
     store = ScheduleStore(ledger.engine, clock)
