@@ -10,8 +10,6 @@ breaks Python 3.11's sleeps).
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +17,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy
 
+from tests.faults.clockshift import clock_shift_env
 from tests.faults.harness import Cluster, JobDecl, all_terminal, aware, poll, recorded, slot_windows
 from tests.faults.oracle import check
 from tests.services import POSTGRES_URL, missing
@@ -33,14 +32,7 @@ SKEW = 90
 @pytest.fixture
 def shim(tmp_path: Path) -> dict[str, str]:
     """Environment that runs a process 90 s fast."""
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        missing("a C compiler (cc)")
-    library = tmp_path / "clockshift.so"
-    source = Path(__file__).with_name("clockshift.c")
-    subprocess.run([str(compiler), "-shared", "-fPIC", "-O2", "-o", str(library), str(source),
-                    "-ldl"], check=True)  # fmt: skip
-    return {"LD_PRELOAD": str(library), "CLOCKSHIFT_SECONDS": str(SKEW)}
+    return clock_shift_env(tmp_path, SKEW)
 
 
 @pytest.fixture

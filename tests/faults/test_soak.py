@@ -2,8 +2,11 @@
 
 ``FAULTS_SOAK_SECONDS`` sets how long the chaos lasts (default 60). Every 2-4 s a random worker
 process (a prefork child, or the whole asyncio worker, restarted at once) is killed with -9;
-every ~10 s the beat is killed or stopped and started again. Then the chaos stops and the
-windows drain; the oracle runs over every slot between the first and the last recorded one.
+every ~10 s the beat is killed or stopped and started again; every 15-25 s Redis is restarted
+(down 1-3 s, AOF kept); half-way the asyncio worker's clock steps 60 s ahead (LD_PRELOAD shim,
+kept by its later restarts). Then the chaos stops and the windows drain; the oracle runs over
+every slot between the first and the last recorded one, and the report gives availability too
+(windows expected, succeeded, and ended otherwise with each reason).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 import pytest
 
 from agentcron.clock import SYSTEM_CLOCK
+from tests.faults.clockshift import clock_shift_env
 from tests.faults.harness import (
     Cluster,
     JobDecl,
@@ -27,11 +31,12 @@ from tests.faults.harness import (
     recorded,
     slot_windows,
 )
-from tests.faults.oracle import check
+from tests.faults.oracle import availability, check
 
 pytestmark = [pytest.mark.soak, pytest.mark.injects(
     "kill -9 of a random prefork child or the whole asyncio worker every 2-4 s, beat kill -9 / "
-    "SIGTERM + restart every 8-12 s, 12 jobs on 1-2 s schedules")]
+    "SIGTERM + restart every 8-12 s, redis-server restart every 15-25 s, the asyncio worker's "
+    "clock stepped 60 s ahead half-way, 12 jobs on 1-2 s schedules")]
 SECONDS = float(os.environ.get("FAULTS_SOAK_SECONDS", "60"))
 JOBS = [(f"sync{n}", "*/2s" if n % 2 else "*/1s", False) for n in range(6)]
 JOBS += [(f"async{n}", "*/1s" if n % 2 else "*/2s", True) for n in range(6)]
@@ -52,7 +57,8 @@ class Chaos:
         self.sync_workers = [cluster.worker(f"s{n}", concurrency=3) for n in range(2)]
         self.async_worker = cluster.worker("a0", asynchronous=True)
         self.beat = cluster.beat("beat0")
-        self.kills = self.beat_restarts = 0
+        self.kills = self.beat_restarts = self.redis_restarts = self.clock_steps = 0
+        self.clock_env: dict[str, str] = {}  # the asyncio worker's host clock, once stepped
         self.killed: set[int] = set()  # pids killed with -9 (see tests.faults.oracle)
 
     def kill_worker(self) -> None:
@@ -68,7 +74,22 @@ class Chaos:
         self.killed.update(self.async_worker.family())
         self.async_worker.signal(signal.SIGKILL)
         self.async_worker.popen.wait(10)
-        self.async_worker = self.cluster.worker(f"a{self.kills}", asynchronous=True, ready=False)
+        self.async_worker = self.cluster.worker(f"a{self.kills}", asynchronous=True, ready=False,
+                                                **self.clock_env)  # fmt: skip
+
+    def restart_redis(self) -> None:
+        self.redis_restarts += 1
+        self.cluster.stop_redis(signal.SIGTERM)
+        time.sleep(self.rng.uniform(1, 3))
+        self.cluster.start_redis()
+
+    def step_clock(self) -> None:
+        """The asyncio worker's host clock steps 60 s ahead (a warm restart under the shim)."""
+        self.clock_steps += 1
+        self.clock_env = clock_shift_env(self.cluster.root, 60)
+        self.cluster.stop(self.async_worker)
+        self.async_worker = self.cluster.worker(f"a-step{self.clock_steps}", asynchronous=True,
+                                                ready=False, **self.clock_env)  # fmt: skip
 
     def restart_beat(self) -> None:
         self.beat_restarts += 1
@@ -90,9 +111,13 @@ def windows_ended(cluster: Cluster, names: list[str], until: datetime) -> bool:
 def test_soak_random_kills(cluster: Cluster, record_property: Any) -> None:
     rng = random.Random(int(os.environ.get("FAULTS_SOAK_SEED", "8")))
     cluster.write_jobs(jobs())
+    cluster.stop_redis()  # restarts keep the data (AOF); the watchdog re-enqueues what is lost
+    cluster.start_redis("--appendonly", "yes", "--appendfsync", "everysec")
+    cluster.settings |= {"watchdog_interval": 5, "watchdog_min_age": 5}
     chaos = Chaos(cluster, rng)
     started = time.monotonic()
     next_kill, next_beat = started + 3, started + 10
+    next_redis, step_at = started + 15, started + SECONDS / 2
     while time.monotonic() - started < SECONDS:
         now = time.monotonic()
         if now >= next_kill:
@@ -101,6 +126,11 @@ def test_soak_random_kills(cluster: Cluster, record_property: Any) -> None:
         if now >= next_beat:
             chaos.restart_beat()
             next_beat = now + rng.uniform(8, 12)
+        if now >= next_redis:
+            chaos.restart_redis()
+            next_redis = time.monotonic() + rng.uniform(15, 25)
+        if now >= step_at and not chaos.clock_steps:
+            chaos.step_clock()
         time.sleep(0.2)
     ended = SYSTEM_CLOCK.now()
     names = [name for name, _, _ in JOBS]
@@ -123,7 +153,9 @@ def test_soak_random_kills(cluster: Cluster, record_property: Any) -> None:
               f"successes={verdict.succeeded} other={dict(verdict.terminal_other)} "
               f"duplicates={len(verdict.duplicates)} lost={len(verdict.lost)} "
               f"redone_after_kill={len(verdict.redone_after_kill)} "
-              f"kills={chaos.kills} beat_restarts={chaos.beat_restarts}")  # fmt: skip
+              f"kills={chaos.kills} beat_restarts={chaos.beat_restarts} "
+              f"redis_restarts={chaos.redis_restarts} clock_steps={chaos.clock_steps}; "
+              f"{availability(verdict)}")  # fmt: skip
     print(report)
     record_property("figures", report)
     (cluster.root.parent / "soak-report.txt").write_text(report + "\n")
