@@ -45,6 +45,7 @@ class ReferenceClock:
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._warned = False
+        self._lock = threading.Lock()
         if measure is not None:
             self.attach(measure)
 
@@ -98,9 +99,13 @@ class ReferenceClock:
         self._warned = off
 
     def _start(self) -> None:
-        self._pid = os.getpid()
-        self._thread = threading.Thread(target=self._loop, name="agentcron-refclock", daemon=True)
-        self._thread.start()
+        with self._lock:  # one refresh thread per process, however many threads ask at once
+            if self._pid == os.getpid():
+                return
+            self._pid = os.getpid()
+            self._thread = threading.Thread(target=self._loop, name="agentcron-refclock",
+                                            daemon=True)  # fmt: skip
+            self._thread.start()
 
     def _loop(self) -> None:
         pid, wake = os.getpid(), threading.Event()
