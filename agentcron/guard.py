@@ -29,11 +29,13 @@ from agentcron.context import RunCancelled, RunContext
 from agentcron.errors import ConfigError
 from agentcron.guard_modes import AsyncMode, Mode, RunTimedOut, SyncMode
 from agentcron.guard_overlap import Duplicate, OverlapWait, Skip, acquire_with_policy, lease_owner
+from agentcron.guard_release import release_quietly
 from agentcron.guard_stale import end_stale_run
 from agentcron.jobs import JobSpec
 from agentcron.leases.base import Lease, LeaseStore
 from agentcron.leases.cancel import CancelSignals
 from agentcron.leases.hub import LeaseHub
+from agentcron.leases.reacquire import Reacquire
 from agentcron.ledger.records import (
     ACTIVE_STATES,
     ClaimRequest,
@@ -42,10 +44,12 @@ from agentcron.ledger.records import (
     RunRecord,
     RunState,
 )
+from agentcron.ledger.retoken import retoken
 from agentcron.ledger.store import Ledger, ResultError
 from agentcron.limits.gate import RunLimits
 from agentcron.limits.run import hold_run_limits, open_limit_gate, release_run_limits, requeue_delay
 from agentcron.messages import RunMessage
+from agentcron.misfire import lateness, misfire_reason
 from agentcron.runlog import captured_lines, keep_run_log
 from agentcron.secrets import resolve_config, scrub, scrub_value
 from agentcron.settings import Settings, read_environment
@@ -160,9 +164,10 @@ class Guard:
         now = self.clock.now()
         if (not message.force and message.trigger in _MISFIRE_TRIGGERS
                 and now > window.slot + spec.misfire_grace):  # fmt: skip
-            late = (now - window.slot).total_seconds()
-            reason = f"misfire: would start {late:.0f}s after its slot, grace {spec.misfire_grace}"
-            return await self._terminal(mode, spec, window, RunState.MISSED, reason)
+            row = await self._commit(mode, self.ledger.get, window.job, window.window_start)
+            reason = misfire_reason(lateness(window.slot, row, now), spec.misfire_grace)
+            if reason is not None:  # emitted late by the scheduler (agentcron.misfire)
+                return await self._terminal(mode, spec, window, RunState.MISSED, reason)
         if not spec.limits:
             return await self._leased(spec, message, window, mode)
         held = await hold_run_limits(self.limits, spec, window.window_key)
@@ -200,7 +205,7 @@ class Guard:
                 return await self._terminal(mode, spec, window, RunState.SKIPPED, refused)
             return await self._claimed(spec, message, window, mode, acquired, spent)
         finally:
-            await mode.release(self.leases, acquired)
+            await release_quietly(mode, self.leases, acquired, window.window_key)
 
     async def _terminal(
         self, mode: Mode, spec: JobSpec, window: NewWindow, state: RunState, reason: str
@@ -272,10 +277,11 @@ class Guard:
             await self._keep_usage(mode, spec, ctx, spent)
             if captured_lines(ctx):  # what the agent logged through ctx.log, kept with the run
                 await mode.io(keep_run_log, self.ledger, ctx, self.clock)
-            return await self._finish(mode, spec, window, lease, ctx.attempt, state, result,
-                                      error, error_type, took, started_at)  # fmt: skip
+            return await self._finish(mode, spec, window, holding.lease, ctx.attempt, state,
+                                      result, error, error_type, took, started_at)  # fmt: skip
 
-        with self.hub.hold(lease, spec.lease_ttl.total_seconds(), stop):
+        ttl = spec.lease_ttl.total_seconds()
+        with self.hub.hold(lease, ttl, stop, self._reacquire(window, ttl)) as holding:
             while True:
                 try:
                     result = await mode.invoke(spec.agent, ctx, timeout)
@@ -288,7 +294,7 @@ class Guard:
                         error = f"{type(exc).__name__}: {exc}"
                         return await finish(RunState.FAILED, None, error, type(exc).__name__)
                     await self._keep_usage(mode, spec, ctx, spent)
-                    if await self._retry(mode, spec, window, lease, ctx, exc) is None:
+                    if await self._retry(mode, spec, window, holding.lease, ctx, exc) is None:
                         return _duplicate("fenced out while retrying (a newer holder took over)")
                     continue
                 return await finish(RunState.SUCCEEDED, result, None, None)
@@ -299,6 +305,13 @@ class Guard:
         """The attempt's usage, written before its completion or retry (when it reported any)."""
         if "meter" in ctx.__dict__:
             await self._commit(mode, self.spend.record, spec, ctx, spent)
+
+    def _reacquire(self, window: NewWindow, ttl: float) -> Reacquire:
+        """Take a vanished lease back if the window's row still names this run (hub thread)."""
+        def move(old: int, new: int) -> bool:
+            return retoken(self.ledger.engine, window.window_key, old, new, self.clock.now())
+
+        return Reacquire(self.leases, ttl, move)
 
     async def _retry(
         self, mode: Mode, spec: JobSpec, window: NewWindow, lease: Lease, ctx: RunContext,

@@ -144,7 +144,9 @@ async def _outlive(w: OverlapWait, name: str, owner: str, ttl: float) -> Lease |
 async def _wait(
     w: OverlapWait, name: str, owner: str, ttl: float, buffer: Lease | None, policy: str
 ) -> Lease | None:
-    deadline = w.window.slot + w.spec.misfire_grace
+    # up to the misfire grace from the slot, or from this delivery when it comes later (a
+    # window the broker held back through an outage still waits for its predecessor)
+    deadline = max(w.window.slot, w.clock.now()) + w.spec.misfire_grace
     if w.window.trigger in QUEUEING_TRIGGERS:  # a past window: not late for anything
         deadline = w.clock.now() + w.queue_wait
     if policy == "cancel_other":

@@ -6,8 +6,8 @@
 |                                  |             | renewed every TTL/3 (compare-and-extend);      |
 |                                  |             | released by compare-and-delete                 |
 | ``agentcron:fence:{job}``        | counter     | fencing tokens (INCR)                          |
-| ``agentcron:beat:leader``        | string, PX  | beat leader lease; a standby takes over after  |
-|                                  |             | the TTL                                        |
+| ``agentcron:beat:leader``        | SQL row     | beat leader lease, in the ledger's ``leases``  |
+|                                  |             | table (not Redis); standby takes over at TTL  |
 | ``agentcron:cancel:{job}``       | string, PX  | cooperative cancellation (``cancel_other``):  |
 |                                  |             | the fencing token of the holder to cancel;    |
 |                                  |             | TTL 1 h (leases/cancel.py)                     |

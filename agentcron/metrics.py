@@ -13,6 +13,7 @@
 | ``agentcron_queue_depth`` | gauge | queue |
 | ``agentcron_queue_workers`` (from heartbeats, set by the leading beat) | gauge | queue |
 | ``agentcron_beat_leader`` (1 while this beat leads) | gauge | |
+| ``agentcron_clock_offset_seconds`` (reference time - this process's clock) | gauge | |
 | ``agentcron_beat_emission_lag_seconds`` (publish - slot) | histogram | |
 | ``agentcron_dead_letters_total`` (agentcron.deadletters) | counter | queue, kind |
 
@@ -78,6 +79,9 @@ class Metrics:
                                    ["queue"], multiprocess_mode="livemax", **kw)  # fmt: skip
         self.beat_leader = Gauge("agentcron_beat_leader", "1 while this beat leads, else 0.",
                                  multiprocess_mode="livemax", **kw)  # fmt: skip
+        self.clock_offset = Gauge("agentcron_clock_offset_seconds",
+                                  "Reference time minus this process's clock (refclock.py).",
+                                  multiprocess_mode="liveall", **kw)  # fmt: skip
         self.beat_lag = Histogram("agentcron_beat_emission_lag_seconds",
                                   "Publish time minus the window's due time.",
                                   buckets=LAG_BUCKETS, **kw)  # fmt: skip

@@ -156,7 +156,7 @@ class BeatOps:
             return 60.0
         if now >= self._next_watch:
             self._next_watch = now + interval
-            if self.service.active:
+            if self.service.active and not getattr(self.service.emitter, "owed", False):  # broker down
                 self._watch()
         return max(self._next_watch - now, 0.0)
 

@@ -13,13 +13,14 @@ import socket
 import threading
 from collections.abc import Callable
 
-from agentcron.clock import SYSTEM_CLOCK, Clock
+from agentcron.clock import Clock
 from agentcron.errors import ConfigError
 from agentcron.guard import Guard
 from agentcron.jobs import Job, JobSpec, load_jobs
 from agentcron.leases.base import LeaseStore
 from agentcron.leases.factory import open_cancel_signals, open_lease_store
 from agentcron.ledger.store import Ledger
+from agentcron.refclock import ReferenceClock, attach_reference
 from agentcron.settings import Settings
 
 log = logging.getLogger("agentcron.runtime")
@@ -56,7 +57,7 @@ class Runtime:
     def __init__(
         self,
         settings: Settings,
-        clock: Clock = SYSTEM_CLOCK,
+        clock: Clock | None = None,
         *,
         worker_id: str | None = None,
         ledger: Ledger | None = None,
@@ -65,9 +66,15 @@ class Runtime:
         timeout_errors: tuple[type[BaseException], ...] = (),
     ) -> None:
         self.settings = settings
-        self.clock = clock
+        reference = None
+        if clock is None:  # decide on the reference time (ledger or Redis), not this host's
+            clock = reference = ReferenceClock(refresh=settings.clock_refresh_interval,
+                                               warn_after=settings.clock_skew_warn)  # fmt: skip
+        self.clock: Clock = clock
         self.worker_id = worker_id or default_worker_id()
         self.ledger = ledger or Ledger.from_settings(settings, clock)
+        if reference is not None:
+            attach_reference(reference, settings, self.ledger.engine)
         self.leases = leases or open_lease_store(settings, self.ledger.engine, clock)
         self.cancels = open_cancel_signals(settings, self.ledger.engine, clock)
         self.guard = Guard(self.ledger, self.leases, self.cancels, clock,
@@ -81,10 +88,11 @@ class Runtime:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings | None = None, clock: Clock = SYSTEM_CLOCK,
+        cls, settings: Settings | None = None, clock: Clock | None = None,
         worker_id: str | None = None,
     ) -> Runtime:  # fmt: skip
-        """A runtime from ``settings`` (default: the environment)."""
+        """A runtime from ``settings`` (default: the environment); without ``clock``, on the
+        reference clock of :mod:`agentcron.refclock` (the ledger's or Redis' time)."""
         return cls(settings or Settings.from_env(), clock, worker_id=worker_id)
 
     def reload(self) -> None:

@@ -73,6 +73,9 @@ class Settings:
     prices: str = ""  # JSON: model -> {"input": usd_per_million, "output": usd_per_million}
     limits: str = ""  # JSON: fleet-wide limits besides the schedule file's LIMITS
     limit_wait: float = 30.0  # a run waiting longer for a limit is re-queued with a delay
+    allow_eviction: bool = False  # start even if Redis' maxmemory-policy can evict (eviction.py)
+    clock_refresh_interval: float = 30.0  # reference clock offset refresh (refclock.py)
+    clock_skew_warn: float = 1.0  # warn when a process's clock is off by more (seconds)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -19,19 +19,20 @@ from typing import Any
 from celery import Celery, signals
 from kombu.entity import Queue
 
+from agentcron.eviction import eviction_warning, exit_if_evicting
 from agentcron.flower_auth import check_flower
 from agentcron.jobs import ASYNC_QUEUE, SYNC_QUEUE
 from agentcron.messages import ASYNC_TASK, SYNC_TASK
 from agentcron.operate import register as register_operations
 from agentcron.secrets import install_log_scrubber
-from agentcron.settings import Settings, is_redis_url, redact_url
-from agentcron.timeouts import broker_options, redis_client
+from agentcron.settings import Settings, is_redis_url
+from agentcron.timeouts import broker_options
 from workers import sqla_transport
 
 log = logging.getLogger("agentcron.workers")
+__all__ = ["app", "celery_config", "eviction_warning", "settings"]
 ASYNC_POOL = "workers.pool:AsyncIOPool"
 TRANSPORT = "workers.transport:Transport"
-EVICTING_POLICIES_OK = ("noeviction",)
 
 settings = Settings.from_env()
 
@@ -92,29 +93,10 @@ app.conf.update(celery_config(settings))
 register_operations(app, settings)  # watchdog task, heartbeats, metrics server, pings
 
 
-def eviction_warning(redis_url: str) -> str | None:
-    """A warning text when the Redis at ``redis_url`` may evict keys, else None."""
-    import redis
-
-    client = redis_client(redis_url)
-    try:
-        policy = str(client.config_get("maxmemory-policy").get("maxmemory-policy", ""))
-    except redis.RedisError as exc:
-        return f"could not read maxmemory-policy of {redact_url(redis_url)}: {exc}"
-    finally:
-        client.close()
-    if policy in EVICTING_POLICIES_OK:
-        return None
-    return (f"Redis {redact_url(redis_url)} has maxmemory-policy={policy}: it can evict queued "
-            "messages and leases; set maxmemory-policy noeviction")
-
-
-@signals.worker_ready.connect  # type: ignore[untyped-decorator]
-def _warn_on_eviction(**_: Any) -> None:
-    if is_redis_url(settings.broker_url):
-        warning = eviction_warning(settings.broker_url)
-        if warning:
-            log.warning(warning)
+@signals.worker_init.connect  # type: ignore[untyped-decorator]
+def _refuse_eviction(**_: Any) -> None:
+    """Workers refuse an evicting Redis (broker and leases) at start (beat: workers/beat.py)."""
+    exit_if_evicting(settings)
 
 
 # Flower through this app: never without authentication (agentcron.flower_auth).

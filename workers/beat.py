@@ -14,7 +14,9 @@ from celery.beat import Scheduler
 from agentcron.beat.factory import build_beat
 from agentcron.beat.service import BeatService
 from agentcron.clock import SYSTEM_CLOCK, Clock
+from agentcron.eviction import exit_if_evicting
 from agentcron.operate import BeatOps
+from agentcron.settings import Settings
 
 
 class AgentcronScheduler(Scheduler):  # type: ignore[misc]
@@ -30,6 +32,7 @@ class AgentcronScheduler(Scheduler):  # type: ignore[misc]
 
     def setup_schedule(self) -> None:
         """Build the beat service (ledger, leases, jobs) once per process."""
+        exit_if_evicting(Settings.from_env())  # before anything is written or led
         self.service = build_beat(self.app, clock=self.clock)
         self.ops = BeatOps(self.app, self.service)  # heartbeat, watchdog task, metrics
 

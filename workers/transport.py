@@ -40,6 +40,7 @@ from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps
+from redis.exceptions import OutOfMemoryError
 
 from agentcron.deadletters import PoisonEntry, dead_letter, decode_entry, max_message_bytes
 from workers.deliveries import DELIVERY_ERRORS, drop_poison_delivery
@@ -227,9 +228,16 @@ class Channel(kombu_redis.Channel):
 
 
 class Transport(kombu_redis.Transport):
-    """kombu's Redis transport with :class:`Channel`; flushes acks every loop iteration."""
+    """kombu's Redis transport with :class:`Channel`; flushes acks every loop iteration.
+
+    An ``OutOfMemoryError`` reply (Redis at ``maxmemory`` with ``noeviction``) counts as a
+    connection error: the worker backs off and reconnects (Celery's connection retry) instead of
+    exiting with "Unrecoverable error"; acks it could not write come back as duplicates after the
+    visibility timeout (issue 20, scenario S21).
+    """
 
     Channel = Channel
+    connection_errors = (*kombu_redis.Transport.connection_errors, OutOfMemoryError)
 
     def register_with_event_loop(self, connection: Any, loop: Any) -> None:
         super().register_with_event_loop(connection, loop)

@@ -68,6 +68,7 @@ class Emitter:
         self.pending_batch = pending_batch
         self.owed_until: datetime | None = None
         self.stats = EmitStats()
+        self._failing = 0  # publishes failed in a row
 
     @property
     def owed(self) -> bool:
@@ -172,10 +173,15 @@ class Emitter:
         except Exception as exc:
             self.owe(self.clock.now())
             self.stats.publish_failures += 1
-            log.warning("publishing %d window(s) failed (%s: %s); they stay 'scheduled' and "
-                        "are re-published when the broker answers", len(batch),
-                        type(exc).__name__, exc)  # fmt: skip
+            self._failing += 1
+            level = logging.DEBUG if self._failing > 1 else logging.WARNING
+            log.log(level, "publishing %d window(s) failed (%s: %s); they stay 'scheduled' and "
+                    "are re-published when the broker answers", len(batch),
+                    type(exc).__name__, exc)  # fmt: skip
             return 0
+        if self._failing:  # one warning per outage, not one per tick
+            log.info("the broker answers again after %d failed publish(es)", self._failing)
+            self._failing = 0
         if counts_as_new:
             self.stats.published += len(batch)
         return len(batch)

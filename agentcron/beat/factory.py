@@ -8,15 +8,15 @@ from typing import Any
 from agentcron.beat.bulk import BulkRecorder
 from agentcron.beat.emitter import Emitter, WindowLedger
 from agentcron.beat.fastpublish import RedisListPublisher, header_template
-from agentcron.beat.leader import LeaderElection
+from agentcron.beat.leader import LeaderElection, leader_leases
 from agentcron.beat.publisher import CeleryPublisher, Publisher
 from agentcron.beat.service import BeatConfig, BeatService
 from agentcron.beat.sources import SpecSource
 from agentcron.clock import SYSTEM_CLOCK, Clock
 from agentcron.dynamic import ScheduleStore
 from agentcron.jobs import Job, compile_jobs, load_declarations
-from agentcron.leases.factory import open_lease_store
 from agentcron.ledger.store import Ledger
+from agentcron.refclock import ReferenceClock, attach_reference
 from agentcron.settings import Settings, is_redis_url, redact_url
 
 log = logging.getLogger(__name__)
@@ -76,17 +76,23 @@ def build_beat(
 ) -> BeatService:
     """A beat on ``settings``' ledger and leases, publishing through ``app``."""
     settings = settings or Settings.from_env()
+    if clock is SYSTEM_CLOCK:  # decide on the reference time, never on this host's clock
+        clock = ReferenceClock(refresh=settings.clock_refresh_interval,
+                               warn_after=settings.clock_skew_warn)  # fmt: skip
     ledger = Ledger.from_settings(settings, clock)
     ledger.upgrade()
+    if isinstance(clock, ReferenceClock):
+        attach_reference(clock, settings, ledger.engine)
     jobs = file_jobs(settings)
     folder = settings.schedule_path.parent.resolve()
     store = ScheduleStore(ledger.engine, clock)
     source = SpecSource(store, jobs, [folder], settings.config_max_bytes, settings)
     recorder: WindowLedger = BulkRecorder(ledger, clock) if BulkRecorder.supports(ledger) else ledger
     emitter = Emitter(recorder, open_publisher(app, settings), clock)
-    leader = LeaderElection(open_lease_store(settings, ledger.engine, clock), clock, settings.beat_leader_ttl)
+    leader = LeaderElection(leader_leases(ledger.engine, clock), clock, settings.beat_leader_ttl)
+    leader.start()
     config = BeatConfig(max_interval=settings.beat_max_loop_interval,
                         refresh_interval=settings.schedule_refresh_interval)  # fmt: skip
-    log.info("beat %s: ledger %s, leases %s", leader.owner, redact_url(settings.database_url),
-             settings.lease_backend)  # fmt: skip
+    log.info("beat %s: ledger %s (leader lease in its leases table), run leases %s",
+             leader.owner, redact_url(settings.database_url), settings.lease_backend)  # fmt: skip
     return BeatService(source, emitter, clock, engine=ledger.engine, leader=leader, config=config)

@@ -108,6 +108,7 @@ class BeatService:
     def close(self) -> None:
         """Give up leadership (a standby takes over without waiting for the TTL)."""
         if self.leader is not None:
+            self.leader.stop()
             self.leader.step_down("shutting down")
 
     def _sleep_time(self) -> float:

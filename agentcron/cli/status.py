@@ -51,10 +51,11 @@ class StatusReport:
 
 def collect(runtime: Any, heartbeats: list[Heartbeat], depths: dict[str, int]) -> StatusReport:
     """Build the report from the runtime (ledger, leases, jobs) and the live heartbeats."""
+    from agentcron.beat.leader import leader_leases
     from agentcron.watchdog import enabled_specs
 
     try:
-        holder = runtime.leases.holder(keys.BEAT_LEADER)
+        holder = leader_leases(runtime.ledger.engine, runtime.clock).holder(keys.BEAT_LEADER)
     except Exception:
         holder = None
     beats = [h.ident for h in heartbeats if h.role == BEAT]

@@ -29,6 +29,8 @@ from agentcron.leases.cancel import CancelSignals
 
 log = logging.getLogger(__name__)
 Stop = Callable[[str], None]
+Reacquirer = Callable[[Lease], Lease | None]
+"""Given the lease that vanished, a fresh one for the same run, or None (leases/reacquire.py)."""
 
 
 @dataclass
@@ -43,6 +45,8 @@ class Holding:
     lost: bool = False
     cancelled: bool = False
     stopped: bool = field(default=False, repr=False)
+    reacquire: Reacquirer | None = field(default=None, repr=False)
+    first: Lease | None = field(default=None, repr=False)
 
     def halt(self, reason: str) -> None:
         if self.stopped:
@@ -73,10 +77,14 @@ class LeaseHub:
         self._pid_started = 0
 
     @contextmanager
-    def hold(self, lease: Lease, ttl: float, stop: Stop) -> Iterator[Holding]:
-        """Keep ``lease`` alive (renewed every ttl/3) while the block runs."""
+    def hold(self, lease: Lease, ttl: float, stop: Stop,
+             reacquire: Reacquirer | None = None) -> Iterator[Holding]:  # fmt: skip
+        """Keep ``lease`` alive (renewed every ttl/3) while the block runs. With ``reacquire``,
+        a lease that vanished is taken again and ``holding.lease`` becomes the new one (which the
+        hub releases when the block ends; the caller releases the lease it passed in)."""
         now = self.clock.monotonic()
-        holding = Holding(lease, ttl, stop, last_ok=now, next_renew=now + ttl / 3)
+        holding = Holding(lease, ttl, stop, last_ok=now, next_renew=now + ttl / 3,
+                          reacquire=reacquire, first=lease)  # fmt: skip
         key = next(self._ids)
         with self._lock:
             self._held[key] = holding
@@ -86,6 +94,8 @@ class LeaseHub:
         finally:
             with self._lock:
                 self._held.pop(key, None)
+            if holding.lease != holding.first and not holding.lost:
+                _release(self.store, holding.lease)
 
     def tick(self) -> float:
         """How long the thread sleeps between beats."""
@@ -115,6 +125,8 @@ class LeaseHub:
         now = self.clock.monotonic()
         for holding, ok in zip(due, results, strict=True):
             holding.next_renew = now + holding.ttl / 3
+            if ok is False and _taken_again(holding):
+                ok = True
             if ok:
                 holding.last_ok = started
             elif ok is False or now - holding.last_ok >= holding.ttl:
@@ -158,6 +170,28 @@ class LeaseHub:
                 self.beat()
             except Exception:
                 log.exception("lease hub beat failed")
+
+
+def _taken_again(holding: Holding) -> bool:
+    """Reacquire a lease that vanished (not taken over); True if ``holding`` has a new one."""
+    if holding.reacquire is None:
+        return False
+    try:
+        fresh = holding.reacquire(holding.lease)
+    except Exception as exc:
+        log.warning("reacquiring lease %s failed: %r", holding.lease.name, exc)
+        return False
+    if fresh is None:
+        return False
+    holding.lease = fresh
+    return True
+
+
+def _release(store: LeaseStore, lease: Lease) -> None:
+    try:
+        store.release(lease)
+    except Exception as exc:  # the TTL frees it
+        log.warning("releasing reacquired lease %s failed: %r", lease.name, exc)
 
 
 def _renew_many(store: LeaseStore, leases: list[tuple[Lease, float]]) -> list[bool | None]:

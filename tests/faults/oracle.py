@@ -13,6 +13,7 @@ kills at random (the soak) passes the pids it killed; effects written by those c
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,6 +36,7 @@ class Verdict:
     redone_after_kill: list[str] = field(default_factory=list)
     unexplained: list[str] = field(default_factory=list)
     leases_without_ttl: list[str] = field(default_factory=list)
+    reasons: Counter[str] = field(default_factory=Counter)  # "state: reason" of the non-successes
 
     @property
     def problems(self) -> list[str]:
@@ -83,12 +85,27 @@ def check(cluster: Cluster, windows: list[str], killed: frozenset[int] = frozens
                                                  f"{by_killed[key]} by killed processes")
         else:
             verdict.terminal_other[record.state.value] += 1
+            verdict.reasons[f"{record.state.value}: {_reason(record.error_message)}"] += 1
             if not record.error_message:
                 verdict.unexplained.append(f"{key} {record.state.value}")
             if others > 1:
                 verdict.duplicates.append(f"{key}: {effects[key]} side effects")
     verdict.leases_without_ttl = keys_without_ttl(cluster)
     return verdict
+
+
+def _reason(text: str | None) -> str:
+    """A reason with its numbers and tokens blanked, so that like reasons count together."""
+    return re.sub(r"\d+(\.\d+)?", "N", (text or "no reason")[:80])
+
+
+def availability(verdict: Verdict) -> str:
+    """Windows expected, succeeded, and ended otherwise with each reason (one line)."""
+    rate = verdict.succeeded / verdict.expected if verdict.expected else 1.0
+    reasons = "; ".join(f"{n}x {reason}" for reason, n in verdict.reasons.most_common())
+    return (f"availability {rate:.1%}: expected={verdict.expected} "
+            f"succeeded={verdict.succeeded} otherwise={sum(verdict.reasons.values())}"
+            + (f" ({reasons})" if reasons else ""))
 
 
 def keys_without_ttl(cluster: Cluster) -> list[str]:

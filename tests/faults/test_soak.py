@@ -2,10 +2,13 @@
 
 ``FAULTS_SOAK_SECONDS`` sets how long the chaos lasts (default 60). Every 2-4 s a random worker
 process (a prefork child, or the whole asyncio worker, restarted at once) is killed with -9;
-every ~10 s the beat is killed or stopped and started again; every 1-3 s a poison entry (not
-JSON, over the size limit, pickle, YAML, an unknown task: tests.poison_entries) is pushed onto a
-random queue. Then the chaos stops and the windows drain; the oracle runs over every slot between
-the first and the last recorded one, and every poison entry must be in the dead-letter store.
+every ~10 s the beat is killed or stopped and started again; every 15-25 s Redis is restarted
+(down 1-3 s, AOF kept); half-way the asyncio worker's clock steps 60 s ahead (LD_PRELOAD shim,
+kept by its later restarts); every 1-3 s a poison entry (not JSON, over the size limit, pickle,
+YAML, an unknown task: tests.poison_entries) is pushed onto a random queue. Then the chaos stops
+and the windows drain; the oracle runs over every slot between the first and the last recorded
+one, every poison entry must be in the dead-letter store, and the report gives availability too
+(windows expected, succeeded, and ended otherwise with each reason).
 
 A poison entry goes onto the asyncio queue only while that worker is up and at least 1.5 s
 before its next kill -9: a worker killed between popping an entry and storing it loses it (the
@@ -26,6 +29,7 @@ import pytest
 
 from agentcron.clock import SYSTEM_CLOCK
 from agentcron.deadletters import DeadLetterStore
+from tests.faults.clockshift import clock_shift_env
 from tests.faults.harness import (
     Cluster,
     JobDecl,
@@ -35,12 +39,13 @@ from tests.faults.harness import (
     recorded,
     slot_windows,
 )
-from tests.faults.oracle import check
+from tests.faults.oracle import availability, check
 from tests.poison_entries import kind_of_label, poison_entries, push
 
 pytestmark = [pytest.mark.soak, pytest.mark.injects(
     "kill -9 of a random prefork child or the whole asyncio worker every 2-4 s, beat kill -9 / "
-    "SIGTERM + restart every 8-12 s, 12 jobs on 1-2 s schedules, a poison entry on a random "
+    "SIGTERM + restart every 8-12 s, redis-server restart every 15-25 s, the asyncio worker's "
+    "clock stepped 60 s ahead half-way, 12 jobs on 1-2 s schedules, a poison entry on a random "
     "queue every 1-3 s")]
 SECONDS = float(os.environ.get("FAULTS_SOAK_SECONDS", "60"))
 JOBS = [(f"sync{n}", "*/2s" if n % 2 else "*/1s", False) for n in range(6)]
@@ -63,7 +68,8 @@ class Chaos:
         self.sync_workers = [cluster.worker(f"s{n}", concurrency=3) for n in range(2)]
         self.async_worker = cluster.worker("a0", asynchronous=True)
         self.beat = cluster.beat("beat0")
-        self.kills = self.beat_restarts = 0
+        self.kills = self.beat_restarts = self.redis_restarts = self.clock_steps = 0
+        self.clock_env: dict[str, str] = {}  # the asyncio worker's host clock, once stepped
         self.killed: set[int] = set()  # pids killed with -9 (see tests.faults.oracle)
 
     def kill_worker(self) -> None:
@@ -79,7 +85,22 @@ class Chaos:
         self.killed.update(self.async_worker.family())
         self.async_worker.signal(signal.SIGKILL)
         self.async_worker.popen.wait(10)
-        self.async_worker = self.cluster.worker(f"a{self.kills}", asynchronous=True, ready=False)
+        self.async_worker = self.cluster.worker(f"a{self.kills}", asynchronous=True, ready=False,
+                                                **self.clock_env)  # fmt: skip
+
+    def restart_redis(self) -> None:
+        self.redis_restarts += 1
+        self.cluster.stop_redis(signal.SIGTERM)
+        time.sleep(self.rng.uniform(1, 3))
+        self.cluster.start_redis()
+
+    def step_clock(self) -> None:
+        """The asyncio worker's host clock steps 60 s ahead (a warm restart under the shim)."""
+        self.clock_steps += 1
+        self.clock_env = clock_shift_env(self.cluster.root, 60)
+        self.cluster.stop(self.async_worker)
+        self.async_worker = self.cluster.worker(f"a-step{self.clock_steps}", asynchronous=True,
+                                                ready=False, **self.clock_env)  # fmt: skip
 
     def restart_beat(self) -> None:
         self.beat_restarts += 1
@@ -123,10 +144,14 @@ def test_soak_random_kills(cluster: Cluster, record_property: Any) -> None:
     rng = random.Random(int(os.environ.get("FAULTS_SOAK_SEED", "8")))
     cluster.settings["message_max_bytes"] = MESSAGE_MAX_BYTES
     cluster.write_jobs(jobs())
+    cluster.stop_redis()  # restarts keep the data (AOF); the watchdog re-enqueues what is lost
+    cluster.start_redis("--appendonly", "yes", "--appendfsync", "everysec")
+    cluster.settings |= {"watchdog_interval": 5, "watchdog_min_age": 5}
     chaos = Chaos(cluster, rng)
     garbage = Garbage(cluster, rng)
     started = time.monotonic()
     next_kill, next_beat, next_garbage = started + 3, started + 10, started + 1
+    next_redis, step_at = started + 15, started + SECONDS / 2
     while time.monotonic() - started < SECONDS:
         now = time.monotonic()
         if now >= next_kill:
@@ -138,6 +163,11 @@ def test_soak_random_kills(cluster: Cluster, record_property: Any) -> None:
         if now >= next_garbage:
             garbage.push(chaos, next_kill - now)
             next_garbage = now + rng.uniform(1, 3)
+        if now >= next_redis:
+            chaos.restart_redis()
+            next_redis = time.monotonic() + rng.uniform(15, 25)
+        if now >= step_at and not chaos.clock_steps:
+            chaos.step_clock()
         time.sleep(0.2)
     ended = SYSTEM_CLOCK.now()
     names = [name for name, _, _ in JOBS]
@@ -163,7 +193,9 @@ def test_soak_random_kills(cluster: Cluster, record_property: Any) -> None:
               f"duplicates={len(verdict.duplicates)} lost={len(verdict.lost)} "
               f"redone_after_kill={len(verdict.redone_after_kill)} "
               f"kills={chaos.kills} beat_restarts={chaos.beat_restarts} "
-              f"poison={garbage.pushed.total()} dead_letters={garbage.dead_lettered().total()}")  # fmt: skip
+              f"redis_restarts={chaos.redis_restarts} clock_steps={chaos.clock_steps} "
+              f"poison={garbage.pushed.total()} dead_letters={garbage.dead_lettered().total()}; "
+              f"{availability(verdict)}")  # fmt: skip
     print(report)
     record_property("figures", report)
     (cluster.root.parent / "soak-report.txt").write_text(report + "\n")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from agentcron.beat.leader import LeaderElection
 from agentcron.clock import FrozenClock
 from agentcron.keys import BEAT_LEADER
@@ -58,3 +60,33 @@ def test_close_releases_so_a_standby_need_not_wait() -> None:
     assert a.ensure()
     a.step_down("shutting down")
     assert b.ensure()
+
+
+def test_beat_leads_through_the_ledger_even_with_redis_leases(tmp_path: Path) -> None:
+    """Leadership lives where windows are recorded: a Redis outage cannot end it (issue 20)."""
+    from celery import Celery
+
+    from agentcron.beat.factory import build_beat
+    from agentcron.leases.sql import SqlLeaseStore
+    from agentcron.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, broker_url="redis://127.0.0.1:9/0",
+                        database_url=f"sqlite:///{tmp_path / 'ledger.sqlite'}",
+                        schedule_path=tmp_path / "none.py")  # fmt: skip
+    assert settings.lease_backend == "redis"
+    service = build_beat(Celery("t"), settings, FrozenClock())
+    try:
+        assert service.leader is not None and isinstance(service.leader.leases, SqlLeaseStore)
+        assert service.leader.ensure()
+    finally:
+        service.close()
+
+
+def test_renew_from_another_thread_steps_down_when_the_lease_was_taken() -> None:
+    clock = FrozenClock()
+    store = MemoryLeaseStore(clock)
+    a = LeaderElection(store, clock, ttl=9, owner="a")
+    assert a.ensure() and a.renew()
+    clock.advance(9.5)
+    assert LeaderElection(store, clock, ttl=9, owner="b").ensure()
+    assert not a.renew() and a.lease is None and not a.leading

@@ -475,3 +475,24 @@ async def test_async_interrupt_cancels_only_the_agent_and_only_while_it_runs() -
         return str(result)
 
     assert await finished_then_interrupted() == "done"
+
+
+def test_misfire_counts_from_when_the_window_was_recorded_not_from_delivery(world: World) -> None:
+    """A window recorded in time runs however late it is delivered (a broker outage, a worker
+    clock ahead); one recorded after its grace is missed (issue 20, S19/S20)."""
+    from agentcron.ledger.records import NewWindow
+
+    agent, calls = counting()
+    spec = make_spec(agent, misfire_grace=60)
+    on_time = world.message(spec)
+    world.ledger.record_scheduled([NewWindow(spec.name, on_time.window_start, on_time.window_key,
+                                             on_time.slot)])  # fmt: skip
+    world.clock.advance(600)  # delivered ten minutes late
+    outcome = world.guard().run_sync(spec, on_time)
+    assert outcome.state is RunState.SUCCEEDED and calls == [1]
+    late = world.message(spec, slot="2026-03-17T06:01:00Z")
+    world.ledger.record_scheduled([NewWindow(spec.name, late.window_start, late.window_key,
+                                             late.slot)])  # fmt: skip
+    outcome = world.guard().run_sync(spec, late)
+    assert outcome.state is RunState.MISSED and "emitted 540s after its slot" in (outcome.error or "")
+    assert calls == [1]

@@ -120,3 +120,43 @@ def test_tick_follows_the_shortest_ttl(store: FailingStore, clock: FrozenClock) 
     with hub.hold(take(store, "short", 0.6), 0.6, lambda r: None):
         assert hub.tick() == pytest.approx(0.2)
     assert hub.tick() == 1.0
+
+
+def test_a_vanished_lease_is_reacquired_with_a_fresh_token_when_the_row_names_us(
+    store: FailingStore, clock: FrozenClock,
+) -> None:
+    """Evicted (gone, nobody else holds it) and the ledger row still names the holder: the run
+    goes on under a fresh token, released when the holding ends (issue 20, item 3)."""
+    from agentcron.leases.reacquire import Reacquire
+
+    hub = LeaseHub(store, None, clock)
+    lease = take(store)
+    moves: list[tuple[int, int]] = []
+    stops: list[str] = []
+    reacquire = Reacquire(store, 3.0, lambda old, new: moves.append((old, new)) or True)
+    with hub.hold(lease, 3.0, stops.append, reacquire) as holding:
+        store._held.pop("job")  # evicted
+        clock.advance(1.1)
+        hub.beat()
+        assert stops == [] and moves == [(lease.token, lease.token + 1)]
+        assert holding.lease.token == lease.token + 1 and store.holder("job") == holding.lease
+    assert store.holder("job") is None  # the hub released the lease it took
+
+
+def test_a_lease_taken_over_or_a_row_moved_on_still_stops_the_run(
+    store: FailingStore, clock: FrozenClock,
+) -> None:
+    from agentcron.leases.reacquire import Reacquire
+
+    hub = LeaseHub(store, None, clock)
+    for taken_over in (True, False):
+        lease = take(store)
+        stops: list[str] = []
+        with hub.hold(lease, 3.0, stops.append, Reacquire(store, 3.0, lambda old, new: False)):
+            store._held.pop("job")
+            if taken_over:
+                take(store)  # another holder got it meanwhile
+            clock.advance(1.1)
+            hub.beat()
+            assert stops and "was lost" in stops[0]
+        store._held.pop("job", None)
