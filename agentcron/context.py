@@ -9,6 +9,8 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
+from agentcron.reports.content import REPORTS_PER_RUN, PendingReport, ReportError, make_report
+
 
 class RunCancelled(Exception):
     """Raised by :meth:`RunContext.raise_if_cancelled` when the run was asked to stop."""
@@ -34,6 +36,8 @@ class RunContext:
     # A plain flag, not a threading.Event: setting and reading one attribute is atomic, and ten
     # thousand runs in flight should not carry ten thousand Conditions and Locks.
     _cancelled: bool = field(default=False, repr=False)
+    # Reports of the current attempt: written with the run's success, dropped when it fails.
+    _reports: list[PendingReport] = field(default_factory=list, repr=False)
 
     @cached_property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -42,6 +46,26 @@ class RunContext:
             logging.getLogger(f"agentcron.agent.{self.job}"),
             {"job": self.job, "window_key": self.window_key, "attempt": self.attempt},
         )
+
+    def report(self, title: str, body: Any, *, format: str = "markdown",
+               attachments: Mapping[str, bytes] | None = None) -> None:  # fmt: skip
+        """Keep a report for this window (``body``: text, or a dict/list kept as JSON).
+
+        It is stored, and sent to the job's ``deliver`` targets, only if this attempt succeeds.
+        Raises :class:`~agentcron.reports.ReportError` for a bad title, body or attachment.
+        """
+        if len(self._reports) >= REPORTS_PER_RUN:
+            raise ReportError(f"at most {REPORTS_PER_RUN} reports per run")
+        self._reports.append(make_report(title, body, format, attachments))
+
+    @property
+    def reports(self) -> tuple[PendingReport, ...]:
+        """The reports this attempt has made so far."""
+        return tuple(self._reports)
+
+    def discard_reports(self) -> None:
+        """Forget this attempt's reports (the attempt failed; a retry starts afresh)."""
+        self._reports.clear()
 
     @property
     def cancel_requested(self) -> bool:

@@ -41,6 +41,7 @@ from agentcron.ledger.records import (
 )
 from agentcron.ledger.store import Ledger, ResultError
 from agentcron.messages import RunMessage
+from agentcron.reports.content import PendingReport
 from agentcron.settings import Settings
 from agentcron.stats import RunStats
 
@@ -229,7 +230,8 @@ class Guard:
             took = self.clock.monotonic() - started
             self.run_stats.observe(took)
             return await self._finish(mode, spec, window, lease, ctx.attempt, state, result,
-                                      error, error_type, took, started_at)  # fmt: skip
+                                      error, error_type, took, started_at,
+                                      ctx.reports)  # fmt: skip
 
         with self.hub.hold(lease, spec.lease_ttl.total_seconds(), stop):
             while True:
@@ -261,6 +263,7 @@ class Guard:
         )
         if attempt is None:
             return None
+        ctx.discard_reports()  # only the succeeded attempt's reports are kept
         self.run_stats.add("retries")
         await self.clock.asleep(delay)
         ctx.attempt = attempt
@@ -270,11 +273,13 @@ class Guard:
         self, mode: Mode, spec: JobSpec, window: NewWindow, lease: Lease, attempt: int,
         state: RunState, result: Any, error: str | None, error_type: str | None,
         duration: float | None = None, started_at: datetime | None = None,
+        reports: tuple[PendingReport, ...] = (),
     ) -> Outcome:  # fmt: skip
         try:
             request = self.ledger.complete_request(
                 window.job, window.window_start, lease.token, state, result=result,
-                error_type=error_type, error_message=error, duration=duration)
+                error_type=error_type, error_message=error, duration=duration, reports=reports,
+                deliver=[t.text for t in spec.targets])
         except ResultError as exc:
             state, result, error = RunState.FAILED, None, str(exc)
             request = self.ledger.complete_request(

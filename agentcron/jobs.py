@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from agentcron.agents import Agent, AgentKind, import_object, resolve_agent
+from agentcron.delivery.targets import Target, parse_targets
 from agentcron.errors import ConfigError, Problem
 from agentcron.schedules import Schedule, parse_instant, parse_schedule
 from agentcron.windows import GRANULARITIES, is_job_name
@@ -62,6 +63,7 @@ class Job:
     queue: str | None = None
     enabled: bool = True
     start: datetime | str | None = None
+    deliver: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class JobSpec:
     jitter: timedelta
     on_success: Callable[..., Any] | None
     on_failure: Callable[..., Any] | None
+    targets: tuple[Target, ...] = ()  # where the run's reports are delivered (``Job.deliver``)
 
     @property
     def name(self) -> str:
@@ -216,6 +219,7 @@ def compile_job(
         for name in ("on_success", "on_failure")
     }
     queue = attempt(lambda: _queue_for(job, agent.kind)) if agent is not None else None
+    targets: tuple[Target, ...] = attempt(lambda: parse_targets(job.deliver)) or ()
     if problems or schedule is None or agent is None or queue is None:
         raise ConfigError(problems)
     period = schedule.period or timedelta(days=1)
@@ -235,6 +239,7 @@ def compile_job(
         jitter=durations["jitter"] or zero,
         on_success=callbacks["on_success"],
         on_failure=callbacks["on_failure"],
+        targets=targets,
     )
 
 

@@ -15,6 +15,8 @@ from agentcron.ledger.engine import create_engine_for
 from agentcron.migrations import current_revision, upgrade
 from tests.services import reset_postgres
 
+HEAD = "0004"  # the newest migration (the merge chains every branch's)
+
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> sqlalchemy.Engine:
@@ -29,7 +31,7 @@ def test_upgrade_twice_is_idempotent(engine: sqlalchemy.Engine) -> None:
     assert current_revision(engine) is None
     upgrade(engine)
     upgrade(engine)
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == HEAD
     engine.dispose()
 
 
@@ -37,7 +39,7 @@ def test_migrated_schema_matches_the_models(engine: sqlalchemy.Engine) -> None:
     upgrade(engine)
     inspector = sqlalchemy.inspect(engine)
     tables = set(inspector.get_table_names()) - {"alembic_version"}
-    assert tables == {"runs", "schedules", "leases", "reports"} == set(Base.metadata.tables)
+    assert tables == {"runs", "schedules", "leases", "reports", "deliveries"} == set(Base.metadata.tables)
     for name, table in Base.metadata.tables.items():
         columns = {c["name"]: c["nullable"] for c in inspector.get_columns(name)}
         assert columns == {c.name: c.nullable for c in table.columns}, name
@@ -53,7 +55,7 @@ def test_sqlite_ledger_migrates_itself_and_creates_its_folder(tmp_path: Path) ->
     path = tmp_path / "deep" / "er" / "ledger.sqlite"
     ledger = Ledger(f"sqlite:///{path}")
     assert path.exists()
-    assert current_revision(ledger.engine) == "0001"
+    assert current_revision(ledger.engine) == HEAD
     ledger.close()
 
 
@@ -61,7 +63,7 @@ def test_auto_migrate_false_leaves_the_database_alone(tmp_path: Path) -> None:
     ledger = Ledger(f"sqlite:///{tmp_path / 'l.sqlite'}", auto_migrate=False)
     assert current_revision(ledger.engine) is None
     ledger.upgrade()
-    assert current_revision(ledger.engine) == "0001"
+    assert current_revision(ledger.engine) == HEAD
     ledger.close()
 
 
