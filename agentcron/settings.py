@@ -68,6 +68,14 @@ class Settings:
     heartbeat_interval: float = 10.0
     heartbeat_ttl: float = 30.0
     log_level: str = "INFO"
+    # Delivery of reports (agentcron.delivery): no SMTP URL writes email as .eml files to
+    # <data_dir>/outbox/. The URL's password is never printed (redact_url).
+    smtp_url: str = ""
+    mail_from: str = "agentcron@localhost"
+    delivery_max_age: float = 86400.0
+    delivery_interval: float = 2.0
+    delivery_lease: float = 60.0
+    delivery_timeout: float = 30.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -1,0 +1,254 @@
+"""The outbox against a real SMTP server (aiosmtpd) and a real HTTP receiver.
+
+The guard runs windows on a real ledger (SQLite, and PostgreSQL); the sender sends to servers
+started here. Time is an injected clock: backoff and the maximum age are crossed by moving it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentcron.alerts import Alert, Alerter
+from agentcron.clock import SYSTEM_CLOCK, FrozenClock
+from agentcron.context import RunContext
+from agentcron.delivery.mail import FolderMailer, SmtpMailer
+from agentcron.delivery.outbox import Outbox
+from agentcron.delivery.sender import Sender, SenderOptions, Transports
+from agentcron.delivery.webhook import WebhookPoster
+from agentcron.ledger.records import RunState
+from agentcron.ledger.store import Ledger
+from tests.delivery_servers import HttpReceiver, SmtpServer, http_receiver, smtp_server
+from tests.services import reset_postgres
+from tests.unit.test_guard import World, make_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.alerts: list[Alert] = []
+
+    def notify(self, alert: Alert) -> None:
+        self.alerts.append(alert)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def world(request: pytest.FixtureRequest, tmp_path: Path, clock: FrozenClock) -> Iterator[World]:
+    world = World(tmp_path, clock)
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("postgres_url")
+        reset_postgres(url)
+        world.ledger.close()
+        world.ledger = Ledger(url, clock)
+        world.ledger.upgrade()
+    yield world
+    world.ledger.close()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    with smtp_server() as server:
+        yield server
+
+
+@pytest.fixture
+def http() -> Iterator[HttpReceiver]:
+    with http_receiver() as receiver:
+        yield receiver
+
+
+def sender(world: World, mailer: Any, recorder: Recorder | None = None,
+           owner: str = "s1", max_age: float = 86400) -> Sender:  # fmt: skip
+    transports = Transports(mailer, WebhookPoster(5.0), "reports@example.com")
+    options = SenderOptions(max_age=max_age, lease=30, backoff_base=10, backoff_cap=60)
+    return Sender(world.ledger.engine, world.clock, transports, owner, options=options,
+                  alerter=Alerter([recorder] if recorder else []))  # fmt: skip
+
+
+def run_window(world: World, spec: Any, slot: str = "2026-03-17T06:00:00Z") -> str:
+    message = world.message(spec, slot)
+    assert world.guard().run_sync(spec, message).state is RunState.SUCCEEDED
+    return message.window_key
+
+
+def drain(s: Sender, world: World, passes: int = 20, step: float = 61.0) -> None:
+    """Sender passes, moving the clock past any backoff between them."""
+    for _ in range(passes):
+        s.run_once()
+        world.clock.advance(step)
+
+
+def test_one_email_per_succeeded_window_across_retries(world: World, smtp: SmtpServer) -> None:
+    def agent(ctx: RunContext) -> None:
+        ctx.report("Weekly churn", f"# Churn\n\n*attempt* {ctx.attempt}",
+                   attachments={"top.csv": b"customer,risk\nacme,0.9\n"})
+        if ctx.attempt == 1:
+            raise RuntimeError("the first attempt reports, then fails")
+
+    spec = make_spec(agent, max_retries=2, backoff_base=0, deliver=["mailto:team@example.com"])
+    key = run_window(world, spec)
+    s = sender(world, SmtpMailer(smtp.url, 5))
+    drain(s, world, passes=3)
+    [msg] = smtp.messages
+    assert msg["X-Agentcron-Window"] == key and msg["To"] == "team@example.com"
+    assert msg["Message-ID"].endswith("@example.com>")
+    parts = {p.get_content_type(): p for p in msg.walk()}
+    assert "attempt* 2" in parts["text/plain"].get_payload(decode=True).decode()
+    assert "<em>attempt</em> 2" in parts["text/html"].get_payload(decode=True).decode()
+    assert parts["text/csv"].get_filename() == "top.csv"
+    [row] = Outbox(world.ledger.engine, world.clock).list()
+    assert (row.state, row.attempts) == ("sent", 1)
+
+
+def test_an_smtp_outage_of_several_periods_delivers_late_and_loses_nothing(
+    world: World, smtp: SmtpServer,
+) -> None:
+    spec = make_spec(lambda ctx: ctx.report(f"Daily {ctx.window_key}", "body"),
+                     schedule="0 * * * *", deliver=["mailto:team@example.com"])
+    s = sender(world, SmtpMailer(smtp.url, 5))
+    smtp.stop()
+    keys = []
+    for hour in range(4):  # four windows while the server is down
+        keys.append(run_window(world, spec, f"2026-03-17T{6 + hour:02d}:00:00Z"))
+        drain(s, world, passes=3, step=600)
+    assert smtp.messages == []
+    pending = Outbox(world.ledger.engine, world.clock).list(state="pending")
+    assert len(pending) == 4 and all(r.attempts >= 2 for r in pending[1:])
+    smtp.start()
+    drain(s, world, passes=10)
+    assert sorted(m["X-Agentcron-Window"] for m in smtp.messages) == sorted(keys)
+    assert {r.state for r in Outbox(world.ledger.engine, world.clock).list()} == {"sent"}
+
+
+def test_a_webhook_answering_500_three_times_gets_one_delivery_after_four_attempts(
+    world: World, http: HttpReceiver,
+) -> None:
+    http.statuses = {"/hook": [500, 500, 500]}
+    spec = make_spec(lambda ctx: ctx.report("Market", {"up": 3}),
+                     deliver=[http.url(), "slack:" + http.url("/slack")])
+    key = run_window(world, spec)
+    drain(sender(world, FolderMailer(world.settings.data_dir)), world)
+    hooks = [r for r in http.requests if r["path"] == "/hook"]
+    assert [r["status"] for r in hooks] == [500, 500, 500, 200]
+    assert len({r["headers"]["Idempotency-Key"] for r in hooks}) == 1
+    assert hooks[-1]["json"]["window_key"] == key and hooks[-1]["json"]["body"] == {"up": 3}
+    [slack] = [r for r in http.requests if r["path"] == "/slack"]
+    assert slack["json"]["text"].startswith("*Market*\n")
+    rows = {r.kind: r for r in Outbox(world.ledger.engine, world.clock).list()}
+    assert (rows["webhook"].state, rows["webhook"].attempts) == ("sent", 4)
+    assert (rows["slack"].state, rows["slack"].attempts) == ("sent", 1)
+
+
+def test_a_permanent_refusal_fails_at_once_and_alerts(world: World, http: HttpReceiver) -> None:
+    http.statuses = {"/secret-path": [404]}
+    recorder = Recorder()
+    spec = make_spec(lambda ctx: ctx.report("t", "b"), deliver=[http.url("/secret-path")])
+    key = run_window(world, spec)
+    drain(sender(world, FolderMailer(world.settings.data_dir), recorder), world, passes=3)
+    [row] = Outbox(world.ledger.engine, world.clock).list()
+    assert (row.state, row.attempts, row.last_error) == ("failed", 1, "HTTP 404")
+    [alert] = recorder.alerts
+    assert (alert.window, alert.state) == (key, "delivery failed")
+    assert "secret-path" not in alert.reason
+
+
+def test_past_the_maximum_age_a_delivery_fails_and_alerts(world: World, smtp: SmtpServer) -> None:
+    smtp.stop()
+    recorder = Recorder()
+    spec = make_spec(lambda ctx: ctx.report("t", "b"), deliver=["mailto:team@example.com"])
+    run_window(world, spec)
+    drain(sender(world, SmtpMailer(smtp.url, 5), recorder, max_age=3600), world, passes=100,
+          step=120)
+    [row] = Outbox(world.ledger.engine, world.clock).list()
+    assert row.state == "failed" and "still failing after" in (row.last_error or "")
+    assert len(recorder.alerts) == 1
+    assert Outbox(world.ledger.engine, world.clock).retry(row.id)
+    smtp.start()
+    drain(sender(world, SmtpMailer(smtp.url, 5)), world, passes=2)
+    assert len(smtp.messages) == 1
+
+
+def test_without_smtp_email_lands_in_the_outbox_folder_once(world: World) -> None:
+    spec = make_spec(lambda ctx: ctx.report("Audit", "- [x] done"),
+                     deliver=["mailto:a@example.com", "mailto:b@example.com"])
+    run_window(world, spec)
+    folder = world.settings.data_dir / "outbox"
+    drain(sender(world, FolderMailer(folder)), world, passes=2)
+    files = sorted(folder.glob("*.eml"))
+    assert len(files) == 2 and all(b"X-Agentcron-Window: job@" in f.read_bytes() for f in files)
+
+
+KILLED_SENDER = '''
+import os, sys
+from agentcron.clock import SYSTEM_CLOCK
+from agentcron.delivery.mail import SmtpMailer
+from agentcron.delivery.outbox import Outbox
+from agentcron.delivery.sender import Sender, Transports
+from agentcron.delivery.webhook import WebhookPoster
+from agentcron.ledger.store import Ledger
+
+def killed(*args, **kwargs):
+    os._exit(9)  # the process dies after its send, before it records it
+
+Outbox.mark_sent = killed
+ledger = Ledger(sys.argv[1])
+transports = Transports(SmtpMailer(sys.argv[2], 5), WebhookPoster(5), "reports@example.com")
+Sender(ledger.engine, SYSTEM_CLOCK, transports, "doomed").run_once()
+'''
+
+
+def test_a_sender_killed_between_send_and_commit_repeats_once_with_the_same_message_id(
+    world: World, smtp: SmtpServer, tmp_path: Path,
+) -> None:
+    spec = make_spec(lambda ctx: ctx.report("t", "b"), deliver=["mailto:team@example.com"])
+    run_window(world, spec)
+    script = tmp_path / "killed_sender.py"
+    script.write_text(textwrap.dedent(KILLED_SENDER))
+    url = world.ledger.engine.url.render_as_string(hide_password=False)
+    done = subprocess.run([sys.executable, str(script), url, smtp.url], cwd=ROOT, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert done.returncode == 9 and len(smtp.messages) == 1
+    # The dead sender claimed the row at the real time: move past its lease from there.
+    world.clock.advance(SYSTEM_CLOCK.now() - world.clock.now() + timedelta(seconds=120))
+    drain(sender(world, SmtpMailer(smtp.url, 5)), world, passes=3)
+    assert len(smtp.messages) == 2
+    assert smtp.messages[0]["Message-ID"] == smtp.messages[1]["Message-ID"]
+    [row] = Outbox(world.ledger.engine, world.clock).list()
+    assert (row.state, row.attempts) == ("sent", 2)
+
+
+def test_two_senders_never_send_one_row_twice(world: World, smtp: SmtpServer) -> None:
+    spec = make_spec(lambda ctx: [ctx.report(f"r{i}", "b") for i in range(10)] and None,
+                     deliver=["mailto:team@example.com"])
+    run_window(world, spec)
+    a, b = sender(world, SmtpMailer(smtp.url, 5), owner="a"), sender(
+        world, SmtpMailer(smtp.url, 5), owner="b")
+    first = a.outbox.claim("a", 30, limit=6)
+    second = b.outbox.claim("b", 30, limit=10)
+    assert {r.id for r in first}.isdisjoint({r.id for r in second})
+    assert len(first) + len(second) == 10
+    for item in first:
+        a.deliver(item)
+    for item in second:
+        b.deliver(item)
+    assert len(smtp.messages) == 10
+
+
+def test_smtp_url_password_is_kept_out_of_errors() -> None:
+    from agentcron.delivery.errors import DeliveryError
+
+    mailer = SmtpMailer("smtp+starttls://me:s3cret@127.0.0.1:1", timeout=2)
+    with pytest.raises(DeliveryError) as caught:
+        mailer.send(__import__("email.message").message.EmailMessage())
+    assert caught.value.transient and "s3cret" not in str(caught.value)
+
+
