@@ -13,6 +13,7 @@ import click
 from agentcron.cli.backfill import backfill_command, jobs_command
 from agentcron.cli.check import check_command
 from agentcron.cli.db import db_group
+from agentcron.cli.reports import deliveries_group, reports_group
 from agentcron.cli.runs import runs_command
 from agentcron.cli.schedules import schedules_group
 from agentcron.cli.status import status_command
@@ -39,3 +40,5 @@ main.add_command(check_command)
 main.add_command(status_command)
 main.add_command(backfill_command)
 main.add_command(jobs_command)
+main.add_command(reports_group)
+main.add_command(deliveries_group)

@@ -13,6 +13,7 @@ loads extra commands. Each sub-command is the very click command of ``agentcron 
 | ``check`` | ``agentcron check`` |
 | ``backfill JOB --from ISO --to ISO`` | ``agentcron backfill`` |
 | ``status`` | ``agentcron status`` |
+| ``reports [show ID]`` / ``deliveries [retry ID]`` | ``agentcron reports`` / ``deliveries`` |
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import click
 
 from agentcron.cli.backfill import backfill_command, jobs_command
 from agentcron.cli.check import check_command
+from agentcron.cli.reports import deliveries_group, reports_group
 from agentcron.cli.runs import runs_command
 from agentcron.cli.schedules import pause_command, resume_command
 from agentcron.cli.status import status_command
@@ -30,7 +32,7 @@ from agentcron.cli.trigger import trigger_command
 
 @click.group("agents")
 def agents() -> None:
-    """agentcron: list, next, runs, trigger, pause, resume, check, backfill, status."""
+    """agentcron: list, next, runs, trigger, pause, resume, check, backfill, status, reports, deliveries."""
 
 
 agents.add_command(jobs_command, "list")
@@ -42,3 +44,5 @@ agents.add_command(resume_command, "resume")
 agents.add_command(check_command, "check")
 agents.add_command(backfill_command, "backfill")
 agents.add_command(status_command, "status")
+agents.add_command(reports_group, "reports")
+agents.add_command(deliveries_group, "deliveries")

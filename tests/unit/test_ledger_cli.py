@@ -37,7 +37,7 @@ def seed(url: str) -> None:
 def test_db_upgrade_migrates_and_redacts(env: dict[str, str], tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["db", "upgrade"], env=env)
     assert result.exit_code == 0, result.output
-    assert "at revision 0001" in result.output
+    assert "at revision 0004" in result.output
     assert (tmp_path / "cli" / "ledger.sqlite").exists()
     again = CliRunner().invoke(main, ["db", "upgrade"], env=env)
     assert again.exit_code == 0, again.output
@@ -89,4 +89,4 @@ def test_runs_on_an_empty_default_ledger_creates_it(env: dict[str, str]) -> None
     result = CliRunner().invoke(main, ["runs", "--json"], env=env)
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == []
-    assert current_revision(Ledger(env["AGENTCRON_DATABASE_URL"]).engine) == "0001"
+    assert current_revision(Ledger(env["AGENTCRON_DATABASE_URL"]).engine) == "0004"
