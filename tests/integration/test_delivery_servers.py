@@ -252,3 +252,28 @@ def test_smtp_url_password_is_kept_out_of_errors() -> None:
     assert caught.value.transient and "s3cret" not in str(caught.value)
 
 
+
+
+def test_metrics_count_deliveries_by_state_and_kind_and_their_lag(world: World,
+                                                                   http: HttpReceiver) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from agentcron.delivery.metrics import DeliveryMetrics
+
+    registry = CollectorRegistry()
+    s = sender(world, FolderMailer(world.settings.data_dir / "outbox"))
+    s.metrics = DeliveryMetrics(registry)
+    spec = make_spec(lambda ctx: ctx.report("t", "b"),
+                     deliver=["mailto:a@example.com", http.url()])
+    run_window(world, spec)
+    world.clock.advance(5)
+    s.metrics.refresh(s.outbox, world.clock.now())
+    assert registry.get_sample_value("agentcron_deliveries", {"state": "pending",
+                                                               "kind": "email"}) == 1
+    assert registry.get_sample_value("agentcron_delivery_oldest_pending_seconds") == 5
+    s.run_once()
+    s.metrics.refresh(s.outbox, world.clock.now())
+    assert registry.get_sample_value("agentcron_deliveries", {"state": "sent",
+                                                               "kind": "webhook"}) == 1
+    assert registry.get_sample_value("agentcron_delivery_lag_seconds_sum", {"kind": "email"}) == 5
+    assert registry.get_sample_value("agentcron_delivery_oldest_pending_seconds") == 0

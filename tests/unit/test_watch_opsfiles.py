@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 from prometheus_client import CollectorRegistry
 
+from agentcron.delivery.metrics import DeliveryMetrics
 from agentcron.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,6 +19,7 @@ SERIES = re.compile(r"\bagentcron_[a-z_]+\b")
 def exported() -> set[str]:
     registry = CollectorRegistry()
     Metrics(registry)
+    DeliveryMetrics(registry)
     names: set[str] = set()
     for family in registry.collect():
         names.add(family.name)
@@ -29,7 +31,7 @@ def test_alert_rules_cover_the_required_cases_with_real_series() -> None:
     rules = yaml.safe_load((ROOT / "ops/prometheus/alerts.yml").read_text())["groups"][0]["rules"]
     names = {rule["alert"] for rule in rules}
     assert {"AgentcronWindowMissed", "AgentcronBeatDown", "AgentcronNoWorkerOnQueue",
-            "AgentcronFailureRatio", "AgentcronStartLag"} <= names
+            "AgentcronFailureRatio", "AgentcronStartLag", "AgentcronDeliveryFailed"} <= names
     used = {series for rule in rules for series in SERIES.findall(rule["expr"])}
     assert used and used <= exported(), used - exported()
 
