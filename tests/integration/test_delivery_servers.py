@@ -277,3 +277,23 @@ def test_metrics_count_deliveries_by_state_and_kind_and_their_lag(world: World,
                                                                "kind": "webhook"}) == 1
     assert registry.get_sample_value("agentcron_delivery_lag_seconds_sum", {"kind": "email"}) == 5
     assert registry.get_sample_value("agentcron_delivery_oldest_pending_seconds") == 0
+
+
+def test_the_success_and_its_reports_commit_together(world: World,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure while writing the reports rolls the success back too (one transaction)."""
+    from agentcron.ledger import store
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("disk full while writing the outbox")
+
+    monkeypatch.setattr(store, "write_outputs", broken)
+    spec = make_spec(lambda ctx: ctx.report("t", "b"), deliver=["mailto:a@example.com"])
+    message = world.message(spec)
+    with pytest.raises(RuntimeError, match="disk full"):
+        world.guard().run_sync(spec, message)
+    record = world.ledger.get(spec.name, message.window_start)
+    assert record is not None and record.state is RunState.RUNNING
+    monkeypatch.undo()
+    plain = make_spec(lambda ctx: None, name="plain")
+    assert world.guard().run_sync(plain, world.message(plain)).state is RunState.SUCCEEDED
