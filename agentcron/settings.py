@@ -74,7 +74,7 @@ class Settings:
     mail_from: str = "agentcron@localhost"
     delivery_max_age: float = 86400.0
     delivery_interval: float = 2.0
-    delivery_lease: float = 60.0
+    delivery_lease: float = 300.0
     delivery_timeout: float = 30.0
     extra: Mapping[str, str] = field(default_factory=dict)
 

@@ -137,10 +137,10 @@ class Sender:
 def sender_from_settings(settings: Settings, engine: Engine, clock: Clock, owner: str,
                          alerter: Alerter | None = None) -> Sender:  # fmt: skip
     """A sender configured by ``settings``."""
-    batch = SenderOptions.batch
-    # The lease outlasts a whole batch of sends that each run into the timeout: a slow batch
-    # must not be claimed again (and sent twice) by another sender while it is still going.
-    lease = max(settings.delivery_lease, settings.delivery_timeout * batch + 30)
+    # A pass claims no more rows than it can send within the lease, each send running into
+    # the timeout: a slow batch is not claimed again (and sent twice) by another sender.
+    lease = settings.delivery_lease
+    batch = max(1, min(SenderOptions.batch, int((lease - 5) // max(settings.delivery_timeout, 0.1))))
     options = SenderOptions(max_age=settings.delivery_max_age, lease=lease, batch=batch)
     return Sender(engine, clock, Transports.from_settings(settings), owner, options=options,
                   alerter=alerter)  # fmt: skip
