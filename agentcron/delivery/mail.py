@@ -14,6 +14,7 @@ written to ``<data-dir>/outbox/<window>-<n>-<key>.eml``.
 
 from __future__ import annotations
 
+import functools
 import html
 import mimetypes
 import os
@@ -23,6 +24,7 @@ import ssl
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from agentcron.delivery.errors import DeliveryError
@@ -42,10 +44,16 @@ def render_html(report: StoredReport) -> str | None:
     if report.format == "html":
         return str(report.body)
     if report.format == "markdown":
-        from markdown_it import MarkdownIt
-
-        return str(MarkdownIt("commonmark", {"html": False}).render(report.text()))
+        return str(_markdown().render(report.text()))
     return f"<pre>{html.escape(report.text())}</pre>"
+
+
+@functools.cache
+def _markdown() -> Any:
+    """One CommonMark renderer for the process (raw HTML escaped)."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False})
 
 
 def message_id(item: Delivery, mail_from: str) -> str:
@@ -119,16 +127,20 @@ class SmtpMailer:
             raise DeliveryError(self._scrub(f"SMTP {type(exc).__name__}: {exc}"),
                                 transient=True) from None
 
+    @functools.cached_property
+    def _tls(self) -> ssl.SSLContext:
+        """Made once (loading the CA certificates costs tens of milliseconds)."""
+        return ssl.create_default_context()
+
     def _send(self, msg: EmailMessage) -> None:
-        context = ssl.create_default_context()
         smtp: smtplib.SMTP
         if self.scheme == "smtps":
-            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self._tls)
         else:
             smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
         with smtp:
             if self.scheme == "smtp+starttls":
-                smtp.starttls(context=context)
+                smtp.starttls(context=self._tls)
             if self.user:
                 smtp.login(self.user, self._password)
             smtp.send_message(msg)
