@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from agentcron.clock import SYSTEM_CLOCK, Clock
+from agentcron.delivery.service import describe_delivery
 from agentcron.jobs import JobSpec, load_jobs
 from agentcron.ledger.records import RunRecord
 from agentcron.ledger.store import Ledger
@@ -163,6 +164,7 @@ class Supervisor:
             f"ledger {redact_url(self.settings.database_url)}")
         self.echo(f"agentcron up: {len(specs)} job(s) from {self.settings.schedule_path}; {mode}")
         self.echo(f"logs in {self.log_dir}; Ctrl-C stops everything")
+        self.echo(describe_delivery(self.settings))
         for line in describe_next(specs, self.clock):
             self.echo(line)
 

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from agentcron.backoff import backoff_delay
 from agentcron.clock import Clock
 from agentcron.delivery.sender import Sender
+from agentcron.errors import ConfigError
+from agentcron.settings import Settings, redact_url
 
 log = logging.getLogger("agentcron.delivery")
 
@@ -40,8 +42,10 @@ async def run_sender(make: Callable[[], Sender], clock: Clock, interval: float,
                 failures = 0
             except Exception as exc:
                 failures += 1
-                delay = backoff_delay(failures, interval, 60.0, rng)
-                log.warning("delivery pass failed (%s); again in %.1fs", type(exc).__name__, delay)
+                delay = backoff_delay(failures, max(interval, 0.1), 60.0, rng)
+                # A ConfigError's text is safe to print (URLs in it are redacted).
+                why = str(exc) if isinstance(exc, ConfigError) else type(exc).__name__
+                log.warning("delivery pass failed (%s); again in %.1fs", why, delay)
                 await clock.asleep(delay)
                 continue
             if taken == 0:
@@ -88,3 +92,11 @@ def start_worker_delivery(loop: asyncio.AbstractEventLoop, interval: float) -> D
     from agentcron.clock import SYSTEM_CLOCK
 
     return DeliveryTask(loop, make, SYSTEM_CLOCK, interval)
+
+
+def describe_delivery(settings: Settings) -> str:
+    """One line for ``agentcron up``'s banner: where report emails go (password hidden)."""
+    if settings.smtp_url:
+        return f"reports: email via {redact_url(settings.smtp_url)} from {settings.mail_from}"
+    return (f"reports: email written to {settings.data_dir / 'outbox'}/ "
+            "(set AGENTCRON_SMTP_URL to send it)")

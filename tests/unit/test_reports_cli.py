@@ -73,3 +73,26 @@ def test_schedules_add_checks_deliver_targets(tmp_path: Path) -> None:
     assert good.exit_code == 0, good.output
     listed = json.loads(CliRunner().invoke(main, ["schedules", "list", "--json"], env=env).output)
     assert listed[0]["deliver"] == ["mailto:a@example.com"]
+
+
+def test_up_says_where_report_email_goes_without_the_password(tmp_path: Path) -> None:
+    from agentcron.delivery.service import describe_delivery
+    from agentcron.settings import Settings
+
+    folder = describe_delivery(Settings(data_dir=tmp_path))
+    assert folder.startswith(f"reports: email written to {tmp_path / 'outbox'}/")
+    smtp = describe_delivery(Settings(data_dir=tmp_path, mail_from="ops@example.com",
+                                      smtp_url="smtp+starttls://me:s3cret@mail.example.com:587"))
+    assert smtp == ("reports: email via smtp+starttls://me:***@mail.example.com:587 "
+                    "from ops@example.com")
+
+
+def test_a_bad_smtp_url_is_one_clear_line_without_its_password() -> None:
+    import pytest
+
+    from agentcron.delivery.mail import SmtpMailer
+    from agentcron.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="AGENTCRON_SMTP_URL") as caught:
+        SmtpMailer("imap://me:s3cret@mail.example.com")
+    assert "s3cret" not in str(caught.value) and "smtp+starttls://" in str(caught.value)
