@@ -3,8 +3,9 @@
 The message is built with the standard library's ``email`` package: a text part, an HTML part
 rendered from markdown with markdown-it-py (raw HTML in the markdown is escaped, not passed
 through), and the report's attachments. Its ``Message-ID`` comes from the window key, the
-report's place and the target, and ``X-Agentcron-Window`` names the window, so a message sent
-twice (a sender killed between its send and its commit) can be dropped by the receiver. The
+report and the target, and ``X-Agentcron-Window`` names the window, so a message sent
+twice (a sender killed between its send and its commit) can be dropped by the receiver
+(see :func:`agentcron.delivery.targets.delivery_key`). The
 ``Date`` is the report's creation time: a repeat is the same bytes.
 
 ``AGENTCRON_SMTP_URL``: ``smtp://host:25``, ``smtp+starttls://user:pass@host:587`` or
@@ -59,7 +60,7 @@ def _markdown() -> Any:
 def message_id(item: Delivery, mail_from: str) -> str:
     """``<key@domain>``: the same for every send of this (window, report, target)."""
     domain = mail_from.rsplit("@", 1)[1] if "@" in mail_from else "agentcron.invalid"
-    return f"<{delivery_key(item.window_key, item.seq, item.target)}@{domain.strip('<> ')}>"
+    return f"<{delivery_key(item.window_key, item.report_id, item.target)}@{domain.strip('<> ')}>"
 
 
 def build_message(report: StoredReport, item: Delivery, to: str, mail_from: str) -> EmailMessage:

@@ -25,7 +25,7 @@ from agentcron.delivery.metrics import DeliveryMetrics, get_delivery_metrics
 from agentcron.delivery.outbox import Delivery, Outbox
 from agentcron.delivery.targets import TargetKind, parse_target, safe_target
 from agentcron.delivery.webhook import WebhookPoster
-from agentcron.reports.records import StoredReport, get_report
+from agentcron.reports.records import StoredReport, get_report, get_reports
 from agentcron.settings import Settings
 
 log = logging.getLogger("agentcron.delivery")
@@ -79,13 +79,17 @@ class Sender:
     def run_once(self) -> int:
         """Claim and send one batch; how many rows it took."""
         items = self.outbox.claim(self.owner, self.options.lease, self.options.batch)
-        for item in items:
-            self.deliver(item)
+        if items:
+            reports = get_reports(self.engine, sorted({i.report_id for i in items}))
+            for item in items:
+                self._deliver(item, reports.get(item.report_id))
         return len(items)
 
     def deliver(self, item: Delivery) -> None:
         """Send one claimed row and record the outcome."""
-        report = get_report(self.engine, item.report_id)
+        self._deliver(item, get_report(self.engine, item.report_id))
+
+    def _deliver(self, item: Delivery, report: StoredReport | None) -> None:
         try:
             if report is None:
                 raise DeliveryError(f"report {item.report_id} no longer exists", transient=False)

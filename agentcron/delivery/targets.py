@@ -60,9 +60,11 @@ def _port(netloc: str) -> bool:
         return False
 
 
-def delivery_key(window_key: str, seq: int, target: str) -> str:
-    """The stable identity of one delivery: the Message-ID's and Idempotency-Key's text."""
-    digest = hashlib.sha256(f"{window_key}\n{seq}\n{target}".encode()).hexdigest()
+def delivery_key(window_key: str, report_id: int, target: str) -> str:
+    """The stable identity of one delivery (the Message-ID's and Idempotency-Key's text): every
+    send of one (window, report, target) row carries it; a forced re-run of the window writes
+    new reports, so its email is a new message, not a duplicate to drop."""
+    digest = hashlib.sha256(f"{window_key}\n{report_id}\n{target}".encode()).hexdigest()
     return digest[:40]
 
 

@@ -37,7 +37,7 @@ def payload(report: StoredReport, item: Delivery) -> dict[str, Any]:
 
 def headers(item: Delivery) -> dict[str, str]:
     """Idempotency and window headers."""
-    return {"Idempotency-Key": delivery_key(item.window_key, item.seq, item.target),
+    return {"Idempotency-Key": delivery_key(item.window_key, item.report_id, item.target),
             "X-Agentcron-Window": item.window_key, "User-Agent": "agentcron"}  # fmt: skip
 
 

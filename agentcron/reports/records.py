@@ -89,6 +89,11 @@ def list_reports(engine: Engine, job: str | None = None, window_key: str | None 
 
 def get_report(engine: Engine, report_id: int) -> StoredReport | None:
     """One report by id, or None."""
+    return get_reports(engine, [report_id]).get(report_id)
+
+
+def get_reports(engine: Engine, report_ids: Sequence[int]) -> dict[int, StoredReport]:
+    """The reports of ``report_ids`` that exist, by id (one query)."""
     with begin_read(engine) as conn:
-        row = conn.execute(select(REPORTS).where(REPORTS.c.id == report_id)).first()
-    return None if row is None else stored(row)
+        rows = conn.execute(select(REPORTS).where(REPORTS.c.id.in_(list(report_ids))))
+        return {report.id: report for report in map(stored, rows)}

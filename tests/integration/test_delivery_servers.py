@@ -297,3 +297,16 @@ def test_the_success_and_its_reports_commit_together(world: World,
     monkeypatch.undo()
     plain = make_spec(lambda ctx: None, name="plain")
     assert world.guard().run_sync(plain, world.message(plain)).state is RunState.SUCCEEDED
+
+
+def test_a_forced_rerun_is_a_new_message_not_a_duplicate(world: World, smtp: SmtpServer) -> None:
+    spec = make_spec(lambda ctx: ctx.report("t", "b"), deliver=["mailto:a@example.com"])
+    s = sender(world, SmtpMailer(smtp.url, 5))
+    run_window(world, spec)
+    drain(s, world, passes=2)
+    forced = world.message(spec, force=True)
+    assert world.guard().run_sync(spec, forced).state is RunState.SUCCEEDED
+    drain(s, world, passes=2)
+    assert len(smtp.messages) == 2
+    assert smtp.messages[0]["X-Agentcron-Window"] == smtp.messages[1]["X-Agentcron-Window"]
+    assert smtp.messages[0]["Message-ID"] != smtp.messages[1]["Message-ID"]
