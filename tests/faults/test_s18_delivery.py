@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import email
 import signal
-from collections import Counter
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ import pytest
 from agentcron.clock import SYSTEM_CLOCK
 from agentcron.delivery.outbox import Outbox
 from tests.faults.harness import Cluster, JobDecl, poll, window_message
-from tests.faults.oracle import check
+from tests.faults.oracle import check, check_deliveries
 from tests.services import free_port
 
 pytestmark = pytest.mark.faults
@@ -40,26 +39,6 @@ class SlowFirstReply:
         if len(self.messages) == 1:
             await asyncio.sleep(self.delay)
         return "250 OK"
-
-
-def check_deliveries(cluster: Cluster, windows: list[str], received: list[Any],
-                     kills: int) -> list[str]:  # fmt: skip
-    """The outbox oracle: problems found (an empty list is a pass)."""
-    problems = []
-    rows = Outbox(cluster.ledger.engine, SYSTEM_CLOCK).list(limit=1000)
-    copies = Counter(m["X-Agentcron-Window"] for m in received)
-    ids = {w: {m["Message-ID"] for m in received if m["X-Agentcron-Window"] == w} for w in copies}
-    for key in windows:
-        record = cluster.ledger.get_by_key(key)
-        mine = [r for r in rows if r.window_key == key]
-        if record is not None and record.state.value == "succeeded":
-            if [r.state for r in mine] != ["sent"]:
-                problems.append(f"{key}: deliveries {[r.state for r in mine]}, expected one sent")
-            if not 1 <= copies[key] <= 1 + kills or len(ids.get(key, ())) != 1:
-                problems.append(f"{key}: {copies[key]} emails, Message-IDs {ids.get(key)}")
-        elif mine or copies[key]:
-            problems.append(f"{key}: not succeeded, yet {len(mine)} rows, {copies[key]} emails")
-    return problems
 
 
 @pytest.mark.injects("kill -9 of the async worker after its sender handed an email to the SMTP "
