@@ -310,3 +310,31 @@ def test_a_forced_rerun_is_a_new_message_not_a_duplicate(world: World, smtp: Smt
     assert len(smtp.messages) == 2
     assert smtp.messages[0]["X-Agentcron-Window"] == smtp.messages[1]["X-Agentcron-Window"]
     assert smtp.messages[0]["Message-ID"] != smtp.messages[1]["Message-ID"]
+
+
+def test_a_batch_mixing_runs_with_and_without_reports_completes_both(world: World) -> None:
+    """The async worker's batches: one transaction; only the reporting run writes outbox rows."""
+    from agentcron.ledger.records import ClaimRequest, NewWindow
+    from agentcron.reports import make_report
+    from agentcron.reports.records import list_reports
+
+    start = world.clock.now()
+    from agentcron.windows import window_key
+
+    windows = [NewWindow(job, start, window_key(job, start), start) for job in ("with", "without")]
+    claims = world.ledger.claim_many([ClaimRequest(w, 10 + i, "w", 3, running=True)
+                                      for i, w in enumerate(windows)])  # fmt: skip
+    assert all(c.status.value == "claimed" for c in claims)
+    requests = [
+        world.ledger.complete_request("with", start, 10, RunState.SUCCEEDED, duration=0.1,
+                                      reports=[make_report("r", "b")],
+                                      deliver=["mailto:a@example.com"]),
+        world.ledger.complete_request("without", start, 11, RunState.SUCCEEDED, duration=0.1),
+        world.ledger.complete_request("with", start, 9, RunState.SUCCEEDED, duration=0.1,
+                                      reports=[make_report("stale", "b")],
+                                      deliver=["mailto:a@example.com"]),
+    ]
+    assert world.ledger.complete_many(requests) == [True, True, False]
+    assert [r.title for r in list_reports(world.ledger.engine)] == ["r"]
+    rows = Outbox(world.ledger.engine, world.clock).list()
+    assert [d.window_key for d in rows] == [windows[0].window_key]
