@@ -1,7 +1,7 @@
 """Deliveries per second through the outbox, beside plain sends in a loop.
 
 N windows' reports (one report, one target each) are written as the runs' successes write them
-(:func:`agentcron.reports.records.write_outputs`); a :class:`~agentcron.delivery.sender.Sender`
+(:func:`agentcron.ledger.outputs.write_outputs`); a :class:`~agentcron.delivery.sender.Sender`
 then drains them (claim with a lease, build the message, send, mark sent) to a local aiosmtpd
 server and to a local HTTP receiver. The anchors are the same sends without the outbox: a plain
 ``smtplib`` loop (one connection per message, as the sender opens) and a plain ``httpx`` loop
@@ -29,9 +29,9 @@ from agentcron.delivery.mail import SmtpMailer
 from agentcron.delivery.sender import Sender, SenderOptions, Transports
 from agentcron.delivery.webhook import WebhookPoster
 from agentcron.ledger.engine import begin_write
+from agentcron.ledger.outputs import write_outputs
 from agentcron.ledger.store import Ledger
 from agentcron.reports.content import make_report
-from agentcron.reports.records import write_outputs
 from tests.delivery_servers import HttpReceiver, SmtpServer, http_receiver, smtp_server
 
 BODY = "# Daily market analysis\n\n| symbol | change |\n|---|---:|\n| ACME | +1.2 |\n" * 5

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, func, or_, select, update
 
 from agentcron.clock import Clock
 from agentcron.ledger.engine import begin_read, begin_write
-from agentcron.reports.records import DELIVERIES as D
+from agentcron.ledger.outputs import DELIVERIES as D
 
 STATES = ("pending", "sent", "failed")
 ERROR_MAX_CHARS = 500

@@ -21,6 +21,7 @@ from agentcron.clock import SYSTEM_CLOCK, Clock
 from agentcron.ledger import batch_sql, pg_single
 from agentcron.ledger.engine import begin_read, begin_write, create_engine_for, is_sqlite
 from agentcron.ledger.models import ReportRow, RunRow
+from agentcron.ledger.outputs import write_outputs
 from agentcron.ledger.records import (
     ACTIVE_STATES,
     TERMINAL_STATES,
@@ -34,7 +35,6 @@ from agentcron.ledger.records import (
     record_from,
 )
 from agentcron.reports.content import PendingReport
-from agentcron.reports.records import write_outputs
 from agentcron.settings import Settings
 from agentcron.windows import window_key
 

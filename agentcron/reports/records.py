@@ -1,26 +1,20 @@
-"""Reports in the ledger: written with a run's success (and its delivery rows), read back.
-
-:func:`write_outputs` runs inside the ledger's completion transaction, after the fenced
-``UPDATE`` of the run won: the success, its reports and one ``deliveries`` row per (report,
-target) commit together or not at all (the transactional outbox).
-"""
+"""Reports in the ledger, read back (they are written with the run's success by
+:func:`agentcron.ledger.outputs.write_outputs`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy import Engine, select
 
-from agentcron.delivery.targets import parse_target
 from agentcron.ledger.engine import begin_read
-from agentcron.ledger.models import DeliveryRow, ReportRow
-from agentcron.reports.content import Attachment, PendingReport, body_text
+from agentcron.ledger.outputs import DELIVERIES, REPORTS
+from agentcron.reports.content import Attachment, body_text
 
-REPORTS = cast(Table, ReportRow.__table__)
-DELIVERIES = cast(Table, DeliveryRow.__table__)
+__all__ = ["DELIVERIES", "REPORTS", "StoredReport", "get_report", "get_reports", "list_reports"]
 
 
 @dataclass(frozen=True)
@@ -47,24 +41,6 @@ class StoredReport:
                 "title": self.title, "format": self.format,
                 "attachments": [{"name": a.name, "size": len(a.data)} for a in self.attachments],
                 "created_at": self.created_at.isoformat() if self.created_at else None}  # fmt: skip
-
-
-def write_outputs(conn: Connection, job: str, window_key: str, reports: Sequence[PendingReport],
-                  deliver: Sequence[str], now: datetime) -> None:  # fmt: skip
-    """Insert ``reports`` and a pending delivery per (report, target) on ``conn``."""
-    kinds = {text: str(parse_target(text).kind) for text in deliver}
-    for seq, report in enumerate(reports, start=1):
-        row = {"job": job, "window_key": window_key, "title": report.title,
-               "body": report.body, "format": report.format, "seq": seq,
-               "attachments": [a.as_json() for a in report.attachments] or None,
-               "created_at": now}  # fmt: skip
-        report_id = conn.execute(REPORTS.insert().returning(REPORTS.c.id), row).scalar_one()
-        if kinds:
-            conn.execute(DELIVERIES.insert(), [
-                {"report_id": report_id, "job": job, "window_key": window_key, "seq": seq,
-                 "target": text, "kind": kind, "state": "pending", "attempts": 0,
-                 "next_attempt_at": now, "created_at": now, "updated_at": now}
-                for text, kind in kinds.items()])  # fmt: skip
 
 
 def stored(row: Any) -> StoredReport:

@@ -26,7 +26,7 @@ def world(tmp_path: Path, clock: FrozenClock) -> World:
 def deliveries(world: World) -> list[dict[str, Any]]:
     from sqlalchemy import select
 
-    from agentcron.reports.records import DELIVERIES
+    from agentcron.ledger.outputs import DELIVERIES
 
     with world.ledger.engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(select(DELIVERIES).order_by(DELIVERIES.c.id))]
