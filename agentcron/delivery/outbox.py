@@ -1,8 +1,8 @@
 """The deliveries table as a work queue: claim with a lease, then mark sent, retry or failed.
 
 Portable SQL (SQLite and PostgreSQL): a claim picks due ``pending`` rows whose lease is free or
-lapsed, and takes each with a conditional ``UPDATE … WHERE id = ? AND (lease free or lapsed)``;
-only the sender whose update changed the row holds it. Every later mark is fenced on the
+lapsed, and takes them with one conditional ``UPDATE … WHERE id IN (…) AND (lease free or
+lapsed) RETURNING …``; only the sender whose update changed a row holds it. Every later mark is fenced on the
 holder (``lease_owner``): a sender that lost its lease (paused past it) cannot overwrite what
 the next holder did. A sender killed between its send and its mark leaves a lapsed lease, so
 the row is sent again (with the same Message-ID / Idempotency-Key) by the next claim.
@@ -75,22 +75,24 @@ class Outbox:
         until = now + timedelta(seconds=lease_seconds)
         with begin_write(self.engine) as conn:
             ids = list(conn.execute(due).scalars())
-            taken = []
-            for ident in ids:
-                changed = conn.execute(
-                    update(D).where(D.c.id == ident, D.c.state == "pending", free)
-                    .values(lease_owner=owner, lease_until=until, attempts=D.c.attempts + 1,
-                            updated_at=now))  # fmt: skip
-                if changed.rowcount == 1:
-                    taken.append(ident)
-            if not taken:
+            if not ids:
                 return []
-            rows = conn.execute(select(D).where(D.c.id.in_(taken)).order_by(D.c.id))
-            return [_delivery(row) for row in rows]
+            # One conditional UPDATE takes them all: a row another sender took meanwhile no
+            # longer matches (its lease is not free) and is not returned.
+            taken = conn.execute(
+                update(D).where(D.c.id.in_(ids), D.c.state == "pending", free)
+                .values(lease_owner=owner, lease_until=until, attempts=D.c.attempts + 1,
+                        updated_at=now)
+                .returning(*D.c))  # fmt: skip
+            return sorted((_delivery(row) for row in taken), key=lambda d: d.id)
 
     def _mark(self, item: Delivery, owner: str, **values: Any) -> bool:
         now = self.clock.now()
         with begin_write(self.engine) as conn:
+            if conn.dialect.name == "postgresql":
+                # Not waiting for the WAL flush: a mark lost with a crash of the server itself
+                # only makes the row go out again, under the same Message-ID/Idempotency-Key.
+                conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
             changed = conn.execute(
                 update(D).where(D.c.id == item.id, D.c.state == "pending",
                                 D.c.lease_owner == owner)
