@@ -76,6 +76,8 @@ class Settings:
     delivery_interval: float = 2.0
     delivery_lease: float = 300.0
     delivery_timeout: float = 30.0
+    delivery_backoff_base: float = 2.0
+    delivery_backoff_cap: float = 600.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -145,6 +145,8 @@ def sender_from_settings(settings: Settings, engine: Engine, clock: Clock, owner
     # the timeout: a slow batch is not claimed again (and sent twice) by another sender.
     lease = settings.delivery_lease
     batch = max(1, min(SenderOptions.batch, int((lease - 5) // max(settings.delivery_timeout, 0.1))))
-    options = SenderOptions(max_age=settings.delivery_max_age, lease=lease, batch=batch)
+    options = SenderOptions(max_age=settings.delivery_max_age, lease=lease, batch=batch,
+                            backoff_base=settings.delivery_backoff_base,
+                            backoff_cap=settings.delivery_backoff_cap)
     return Sender(engine, clock, Transports.from_settings(settings), owner, options=options,
                   alerter=alerter)  # fmt: skip

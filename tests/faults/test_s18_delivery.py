@@ -80,3 +80,59 @@ def test_s18_sender_killed_between_send_and_commit(cluster: Cluster) -> None:
         check(cluster, keys, killed).assert_ok(cluster.logs())
     finally:
         controller.stop()
+
+
+class Keep:
+    """Keeps every message; answers at once."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+
+    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
+        self.messages.append(email.message_from_bytes(envelope.original_content))
+        return "250 OK"
+
+
+@pytest.mark.injects("SMTP server down while 6 windows report (each first attempt reports, then "
+                     "fails); the async worker killed -9 twice meanwhile; SMTP back on its port")
+def test_s19_smtp_outage_and_worker_kills_lose_no_report(cluster: Cluster) -> None:
+    from aiosmtpd.controller import Controller
+
+    handler, port = Keep(), free_port()
+    url = f"smtp://127.0.0.1:{port}"
+    settings = {"AGENTCRON_SMTP_URL": url, "AGENTCRON_MAIL_FROM": "faults@example.com",
+                "AGENTCRON_DELIVERY_INTERVAL": "0.2", "AGENTCRON_DELIVERY_LEASE": "6",
+                "AGENTCRON_DELIVERY_TIMEOUT": "1", "AGENTCRON_DELIVERY_BACKOFF_BASE": "0.2",
+                "AGENTCRON_DELIVERY_BACKOFF_CAP": "2"}  # fmt: skip
+    cluster.write_jobs([JobDecl("mailed", asynchronous=True, options={
+        "config": {"seconds": 0.1, "report": True, "fail_attempts": 1}, "max_retries": 2,
+        "backoff_base": 0.1, "backoff_cap": 0.2, "overlap": "allow",
+        "deliver": ["mailto:team@example.com"]})])  # fmt: skip
+    worker = cluster.worker("a1", asynchronous=True, **settings)
+    messages = [window_message("mailed", n) for n in range(6)]
+    killed: set[int] = set()
+    for n, message in enumerate(messages):
+        cluster.publish(message, asynchronous=True)
+        if n in (2, 4):  # kill the worker (and its sender) while the outbox fills up
+            cluster.wait_state(message, {"succeeded", "failed"}, 60)
+            killed.update(worker.family())
+            worker.signal(signal.SIGKILL, with_children=True)
+            worker.popen.wait(10)
+            worker = cluster.worker(f"a{n}", asynchronous=True, **settings)
+    keys = [m.window_key for m in messages]
+    for message in messages:
+        cluster.wait_state(message, {"succeeded", "failed"}, 60)
+    outbox = Outbox(cluster.ledger.engine, SYSTEM_CLOCK)
+    poll(lambda: any(r.attempts >= 2 for r in outbox.list()), 60, "sends failing during the outage")
+    assert handler.messages == []
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        # Late, not lost: the retries (full jitter, capped at 2 s here) find the server back.
+        poll(lambda: len(outbox.list(state="sent")) == 6, 90, "every report to be sent")
+        problems = check_deliveries(cluster, keys, handler.messages, kills=2)
+        assert not problems, "\n".join(problems) + cluster.logs()[-8000:]
+        assert {m["Subject"] for m in handler.messages} == {f"report of {k}" for k in keys}
+        check(cluster, keys, frozenset(killed)).assert_ok(cluster.logs())
+    finally:
+        controller.stop()
