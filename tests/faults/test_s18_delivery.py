@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import email
 import signal
+import socket
 from typing import Any
 
 import pytest
@@ -93,12 +94,16 @@ class Keep:
         return "250 OK"
 
 
-@pytest.mark.injects("SMTP server down while 6 windows report (each first attempt reports, then "
+@pytest.mark.injects("SMTP server hung while 6 windows report (each first attempt reports, then "
                      "fails); the async worker killed -9 twice meanwhile; SMTP back on its port")
 def test_s19_smtp_outage_and_worker_kills_lose_no_report(cluster: Cluster) -> None:
     from aiosmtpd.controller import Controller
 
-    handler, port = Keep(), free_port()
+    handler = Keep()
+    # The outage: the port is held by a socket that never answers (a hung server), so nothing
+    # else can take it before the real server starts there.
+    hung = socket.create_server(("127.0.0.1", 0))
+    port = hung.getsockname()[1]
     url = f"smtp://127.0.0.1:{port}"
     settings = {"AGENTCRON_SMTP_URL": url, "AGENTCRON_MAIL_FROM": "faults@example.com",
                 "AGENTCRON_DELIVERY_INTERVAL": "0.2", "AGENTCRON_DELIVERY_LEASE": "6",
@@ -125,11 +130,17 @@ def test_s19_smtp_outage_and_worker_kills_lose_no_report(cluster: Cluster) -> No
     outbox = Outbox(cluster.ledger.engine, SYSTEM_CLOCK)
     poll(lambda: any(r.attempts >= 2 for r in outbox.list()), 60, "sends failing during the outage")
     assert handler.messages == []
+    hung.close()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     try:
         # Late, not lost: the retries (full jitter, capped at 2 s here) find the server back.
-        poll(lambda: len(outbox.list(state="sent")) == 6, 90, "every report to be sent")
+        try:
+            poll(lambda: len(outbox.list(state="sent")) == 6, 90, "every report to be sent")
+        except AssertionError as exc:
+            rows = "\n".join(str(r) for r in outbox.list())
+            lines = [line for line in cluster.logs().splitlines() if "deliver" in line]
+            raise AssertionError(f"{exc}\n{rows}\n" + "\n".join(lines[-30:])) from None
         problems = check_deliveries(cluster, keys, handler.messages, kills=2)
         assert not problems, "\n".join(problems) + cluster.logs()[-8000:]
         assert {m["Subject"] for m in handler.messages} == {f"report of {k}" for k in keys}
