@@ -27,7 +27,7 @@ from agentcron.delivery.webhook import WebhookPoster
 from agentcron.ledger.records import RunState
 from agentcron.ledger.store import Ledger
 from tests.delivery_servers import HttpReceiver, SmtpServer, http_receiver, smtp_server
-from tests.services import reset_postgres
+from tests.services import free_port, reset_postgres
 from tests.unit.test_guard import World, make_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -338,3 +338,37 @@ def test_a_batch_mixing_runs_with_and_without_reports_completes_both(world: Worl
     assert [r.title for r in list_reports(world.ledger.engine)] == ["r"]
     rows = Outbox(world.ledger.engine, world.clock).list()
     assert [d.window_key for d in rows] == [windows[0].window_key]
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_smtp_url_credentials_are_used_percent_decoded(world: World) -> None:
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    seen: list[tuple[str, str]] = []
+    received: list[Any] = []
+
+    def authenticator(_server: Any, _session: Any, _envelope: Any, _mechanism: str,
+                      data: Any) -> AuthResult:  # fmt: skip
+        assert isinstance(data, LoginPassword)
+        seen.append((data.login.decode(), data.password.decode()))
+        return AuthResult(success=data.password == b"p@ss:w/rd")
+
+    class Handler:
+        async def handle_DATA(self, _server: Any, session: Any, envelope: Any) -> str:
+            received.append(session.authenticated)
+            return "250 OK"
+
+    port = free_port()
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port,
+                            authenticator=authenticator, auth_require_tls=False,
+                            auth_required=True)  # fmt: skip
+    controller.start()
+    try:
+        spec = make_spec(lambda ctx: ctx.report("t", "b"), deliver=["mailto:a@example.com"])
+        run_window(world, spec)
+        good = f"smtp://me%40example.com:p%40ss%3Aw%2Frd@127.0.0.1:{port}"
+        drain(sender(world, SmtpMailer(good, 5)), world, passes=2)
+        assert seen == [("me@example.com", "p@ss:w/rd")] and received == [True]
+    finally:
+        controller.stop()
