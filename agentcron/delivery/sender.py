@@ -98,6 +98,12 @@ class Sender:
             self.metrics.attempts.labels(item.kind, "error").inc()
             self._failed(item, exc)
             return
+        except Exception as exc:  # a row no send can take: end it (and alert), never loop on it
+            self.metrics.attempts.labels(item.kind, "error").inc()
+            log.warning("delivery %d cannot be sent: %s", item.id, type(exc).__name__)
+            self._failed(item, DeliveryError(f"cannot be sent: {type(exc).__name__}",
+                                             transient=False))  # fmt: skip
+            return
         self.metrics.attempts.labels(item.kind, "sent").inc()
         if self.outbox.mark_sent(item, self.owner):
             lag = (self.clock.now() - item.created_at).total_seconds()

@@ -372,3 +372,23 @@ def test_smtp_url_credentials_are_used_percent_decoded(world: World) -> None:
         assert seen == [("me@example.com", "p@ss:w/rd")] and received == [True]
     finally:
         controller.stop()
+
+
+def test_a_row_no_send_can_take_fails_once_and_the_rest_go_on(world: World,
+                                                              http: HttpReceiver) -> None:
+    from sqlalchemy import update
+
+    from agentcron.ledger.outputs import DELIVERIES
+
+    recorder = Recorder()
+    spec = make_spec(lambda ctx: ctx.report("t", "b"),
+                     deliver=["mailto:a@example.com", http.url()])
+    run_window(world, spec)
+    with world.ledger.engine.begin() as conn:  # a row written by an older, laxer version
+        conn.execute(update(DELIVERIES).where(DELIVERIES.c.kind == "email")
+                     .values(target="mailto:broken"))  # fmt: skip
+    drain(sender(world, FolderMailer(world.settings.data_dir / "outbox"), recorder), world,
+          passes=3)
+    rows = {r.kind: r for r in Outbox(world.ledger.engine, world.clock).list()}
+    assert (rows["email"].state, rows["email"].last_error) == ("failed", "cannot be sent: ConfigError")
+    assert rows["webhook"].state == "sent" and len(recorder.alerts) == 1
