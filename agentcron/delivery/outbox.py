@@ -73,14 +73,16 @@ class Outbox:
         due = (select(D.c.id).where(D.c.state == "pending", D.c.next_attempt_at <= now, free)
                .order_by(D.c.next_attempt_at, D.c.id).limit(limit))  # fmt: skip
         until = now + timedelta(seconds=lease_seconds)
-        with begin_write(self.engine) as conn:
+        with begin_read(self.engine) as conn:  # an idle pass takes no write lock (SQLite)
             ids = list(conn.execute(due).scalars())
-            if not ids:
-                return []
+        if not ids:
+            return []
+        with begin_write(self.engine) as conn:
             # One conditional UPDATE takes them all: a row another sender took meanwhile no
             # longer matches (its lease is not free) and is not returned.
             taken = conn.execute(
-                update(D).where(D.c.id.in_(ids), D.c.state == "pending", free)
+                update(D).where(D.c.id.in_(ids), D.c.state == "pending",
+                                D.c.next_attempt_at <= now, free)
                 .values(lease_owner=owner, lease_until=until, attempts=D.c.attempts + 1,
                         updated_at=now)
                 .returning(*D.c))  # fmt: skip
