@@ -6,7 +6,7 @@ through), and the report's attachments. Its ``Message-ID`` comes from the window
 report and the target, and ``X-Agentcron-Window`` names the window, so a message sent
 twice (a sender killed between its send and its commit) can be dropped by the receiver
 (see :func:`agentcron.delivery.targets.delivery_key`). The
-``Date`` is the report's creation time: a repeat is the same bytes.
+``Date`` is the report's creation time, the same on a repeat.
 
 ``AGENTCRON_SMTP_URL``: ``smtp://host:25``, ``smtp+starttls://user:pass@host:587`` or
 ``smtps://user:pass@host:465`` (user and password percent-encoded); without it, messages are
@@ -51,10 +51,10 @@ def render_html(report: StoredReport) -> str | None:
 
 @functools.cache
 def _markdown() -> Any:
-    """One CommonMark renderer for the process (raw HTML escaped)."""
+    """One CommonMark renderer (plus GitHub-style tables) for the process; raw HTML escaped."""
     from markdown_it import MarkdownIt
 
-    return MarkdownIt("commonmark", {"html": False})
+    return MarkdownIt("commonmark", {"html": False}).enable("table")
 
 
 def message_id(item: Delivery, mail_from: str) -> str:

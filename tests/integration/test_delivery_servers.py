@@ -392,3 +392,16 @@ def test_a_row_no_send_can_take_fails_once_and_the_rest_go_on(world: World,
     rows = {r.kind: r for r in Outbox(world.ledger.engine, world.clock).list()}
     assert (rows["email"].state, rows["email"].last_error) == ("failed", "cannot be sent: ConfigError")
     assert rows["webhook"].state == "sent" and len(recorder.alerts) == 1
+
+
+def test_markdown_tables_render_and_raw_html_is_escaped() -> None:
+    from datetime import UTC, datetime
+
+    from agentcron.delivery.mail import render_html
+    from agentcron.reports.records import StoredReport
+
+    body = "| a | b |\n|---|---|\n| 1 | 2 |\n\n<script>alert(1)</script>"
+    report = StoredReport(1, "j", "j@x", 1, "t", "markdown", body, (), datetime.now(UTC))
+    html = render_html(report) or ""
+    assert "<table>" in html and "<td>1</td>" in html
+    assert "<script>" not in html and "&lt;script&gt;" in html
