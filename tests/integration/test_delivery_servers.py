@@ -401,7 +401,7 @@ def test_markdown_tables_render_and_raw_html_is_escaped() -> None:
     from agentcron.reports.records import StoredReport
 
     body = "| a | b |\n|---|---|\n| 1 | 2 |\n\n<script>alert(1)</script>"
-    report = StoredReport(1, "j", "j@x", 1, "t", "markdown", body, (), datetime.now(UTC))
+    report = StoredReport(1, "j", "j@x", 1, "t", "markdown", body, (), datetime(2026, 1, 1, tzinfo=UTC))
     html = render_html(report) or ""
     assert "<table>" in html and "<td>1</td>" in html
     assert "<script>" not in html and "&lt;script&gt;" in html
