@@ -1,4 +1,8 @@
-"""The jobs agentcron runs: data only. Validate with ``agentcron validate``."""
+"""The jobs agentcron runs: data only. Validate with ``agentcron validate``.
+
+Reports (``ctx.report``) go to each job's ``deliver`` targets: with no ``AGENTCRON_SMTP_URL``
+the emails are written to ``<data-dir>/outbox/*.eml``.
+"""
 
 from agentcron import Job
 
@@ -10,6 +14,7 @@ JOBS = [
         tz="UTC",
         overlap="skip",
         max_retries=3,
+        deliver=["mailto:team@example.com"],  # a placeholder: put your team's address here
     ),
     Job(
         "log_anomaly_monitor",
@@ -28,11 +33,20 @@ JOBS = [
     ),
     Job(
         "weekly_churn_report",
-        agent="examples.churn:report",
+        agent="examples.churn:weekly",
         schedule="0 7 * * mon",
         tz="UTC",
         task="Rank customers by churn risk",
         window="week",
         max_retries=2,
+        deliver=["mailto:team@example.com"],
+    ),
+    Job(
+        "monthly_compliance_audit",
+        agent="examples.compliance:audit",
+        schedule="0 0 1 * *",
+        tz="UTC",
+        window="month",
+        deliver=["mailto:compliance@example.com"],
     ),
 ]

@@ -9,6 +9,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
+from agentcron.reports.content import REPORTS_PER_RUN, PendingReport, ReportError, make_report
 from agentcron.runlog import RunLogAdapter
 from agentcron.spend.usage import UsageMeter, usage_of
 
@@ -45,6 +46,8 @@ class RunContext:
     # Spend and limits, made on first use (the guard's meter knows prices and budgets).
     meter_factory: Callable[[], UsageMeter] = field(default=UsageMeter, repr=False)
     limits: Any = field(default=None, repr=False)  # agentcron.limits.RunLimits, from the guard
+    # Reports of the current attempt: written with the run's success, dropped when it fails.
+    _reports: list[PendingReport] = field(default_factory=list, repr=False)
 
     @cached_property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -59,6 +62,26 @@ class RunContext:
     def meter(self) -> UsageMeter:
         """This run's usage by model (what ``ctx.usage`` added up)."""
         return self.meter_factory()
+
+    def report(self, title: str, body: Any, *, format: str = "markdown",
+               attachments: Mapping[str, bytes] | None = None) -> None:  # fmt: skip
+        """Keep a report for this window (``body``: text, or a dict/list kept as JSON).
+
+        It is stored, and sent to the job's ``deliver`` targets, only if this attempt succeeds.
+        Raises :class:`~agentcron.reports.ReportError` for a bad title, body or attachment.
+        """
+        if len(self._reports) >= REPORTS_PER_RUN:
+            raise ReportError(f"at most {REPORTS_PER_RUN} reports per run")
+        self._reports.append(make_report(title, body, format, attachments))
+
+    @property
+    def reports(self) -> tuple[PendingReport, ...]:
+        """The reports this attempt has made so far."""
+        return tuple(self._reports)
+
+    def discard_reports(self) -> None:
+        """Forget this attempt's reports (the attempt failed; a retry starts afresh)."""
+        self._reports.clear()
 
     @property
     def cancel_requested(self) -> bool:

@@ -50,6 +50,7 @@ from agentcron.limits.gate import RunLimits
 from agentcron.limits.run import hold_run_limits, open_limit_gate, release_run_limits, requeue_delay
 from agentcron.messages import RunMessage
 from agentcron.misfire import lateness, misfire_reason
+from agentcron.reports.content import PendingReport
 from agentcron.runlog import captured_lines, keep_run_log
 from agentcron.secrets import resolve_config, scrub, scrub_value
 from agentcron.settings import Settings, read_environment
@@ -278,7 +279,8 @@ class Guard:
             if captured_lines(ctx):  # what the agent logged through ctx.log, kept with the run
                 await mode.io(keep_run_log, self.ledger, ctx, self.clock)
             return await self._finish(mode, spec, window, holding.lease, ctx.attempt, state,
-                                      result, error, error_type, took, started_at)  # fmt: skip
+                                      result, error, error_type, took, started_at,
+                                      ctx.reports)  # fmt: skip
 
         ttl = spec.lease_ttl.total_seconds()
         with self.hub.hold(lease, ttl, stop, self._reacquire(window, ttl)) as holding:
@@ -327,6 +329,7 @@ class Guard:
         )
         if attempt is None:
             return None
+        ctx.discard_reports()  # only the succeeded attempt's reports are kept
         self.run_stats.add("retries")
         await self.clock.asleep(delay)
         ctx.attempt = attempt
@@ -336,12 +339,14 @@ class Guard:
         self, mode: Mode, spec: JobSpec, window: NewWindow, lease: Lease, attempt: int,
         state: RunState, result: Any, error: str | None, error_type: str | None,
         duration: float | None = None, started_at: datetime | None = None,
+        reports: tuple[PendingReport, ...] = (),
     ) -> Outcome:  # fmt: skip
         error, result = scrub(error), scrub_value(result)  # no resolved secret is stored or sent
         try:
             request = self.ledger.complete_request(
                 window.job, window.window_start, lease.token, state, result=result,
-                error_type=error_type, error_message=error, duration=duration)
+                error_type=error_type, error_message=error, duration=duration, reports=reports,
+                deliver=[t.text for t in spec.targets])
         except ResultError as exc:
             state, result, error = RunState.FAILED, None, str(exc)
             request = self.ledger.complete_request(

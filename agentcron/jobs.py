@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from agentcron.agents import Agent, AgentKind, DeclaredModules, import_object, resolve_agent
+from agentcron.delivery.targets import Target, parse_targets
 from agentcron.errors import ConfigError, Problem
 from agentcron.limits.declare import Limit, job_limits, named_limits
 from agentcron.schedules import MAX_INTERVAL, Schedule, parse_instant, parse_schedule
@@ -69,6 +70,7 @@ class Job:
     start: datetime | str | None = None
     budget: Mapping[str, Any] | str | None = None
     limits: Sequence[str] = ()
+    deliver: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ class JobSpec:
     budget_jobs: tuple[str, ...] = ()
     limits: tuple[str, ...] = ()  # held for the whole run
     declared_limits: Mapping[str, Limit] = field(default_factory=dict)  # for ctx.limit(name)
+    targets: tuple[Target, ...] = ()  # where the run's reports are delivered (``Job.deliver``)
 
     @property
     def name(self) -> str:
@@ -255,6 +258,7 @@ def compile_job(
     budget: Budget | None = attempt(lambda: _budget_of(job, declarations))
     limits: tuple[str, ...] = attempt(lambda: job_limits(
         job.limits, declarations.limits if declarations else None)) or ()
+    targets: tuple[Target, ...] = attempt(lambda: parse_targets(job.deliver)) or ()
     if problems or schedule is None or agent is None or queue is None:
         raise ConfigError(problems)
     period = schedule.period or timedelta(days=1)
@@ -278,6 +282,7 @@ def compile_job(
         budget_jobs=(job.name,) if budget is not None else (),
         limits=limits,
         declared_limits=declarations.limits if declarations else {},
+        targets=targets,
     )
 
 

@@ -76,6 +76,16 @@ class Settings:
     allow_eviction: bool = False  # start even if Redis' maxmemory-policy can evict (eviction.py)
     clock_refresh_interval: float = 30.0  # reference clock offset refresh (refclock.py)
     clock_skew_warn: float = 1.0  # warn when a process's clock is off by more (seconds)
+    # Delivery of reports (agentcron.delivery): no SMTP URL writes email as .eml files to
+    # <data_dir>/outbox/. The URL's password is never printed (redact_url).
+    smtp_url: str = ""
+    mail_from: str = "agentcron@localhost"
+    delivery_max_age: float = 86400.0
+    delivery_interval: float = 2.0
+    delivery_lease: float = 300.0
+    delivery_timeout: float = 30.0
+    delivery_backoff_base: float = 2.0
+    delivery_backoff_cap: float = 600.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

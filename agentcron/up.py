@@ -22,6 +22,7 @@ from typing import IO, Any
 
 from agentcron.clock import SYSTEM_CLOCK, Clock
 from agentcron.console.data import short_result
+from agentcron.delivery.service import describe_delivery
 from agentcron.jobs import JobSpec, load_jobs
 from agentcron.ledger.engine import sqlite_path
 from agentcron.ledger.records import RunRecord
@@ -193,6 +194,7 @@ class Supervisor:
         self.echo(f"run a job now: agentcron trigger {example}  (in another terminal"
                   f"{', or its Trigger button in the console' if console_url else ''})")
         self.echo(f"logs in {self.log_dir}; Ctrl-C stops everything")
+        self.echo(describe_delivery(self.settings))
         for line in describe_next(specs, self.clock):
             self.echo(line)
 

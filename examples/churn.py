@@ -1,4 +1,5 @@
-"""An async agent object (``arun(task)``): the weekly churn-risk report."""
+"""The weekly churn-risk report: an async agent object (``arun(task)``), and ``weekly(ctx)``, the
+scheduled function that runs it and keeps its report (``ctx.report``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import asyncio
 import csv
 from pathlib import Path
 from typing import Any
+
+from agentcron.context import RunContext
 
 DATA = Path(__file__).parent / "data"
 
@@ -34,3 +37,15 @@ class ChurnReport:
 
 
 report = ChurnReport()
+
+
+async def weekly(ctx: RunContext) -> dict[str, Any]:
+    """Rank the customers and keep the ranking as a report (with a CSV attachment)."""
+    ranked = await report.arun(ctx.task)
+    rows = "\n".join(f"| {r['customer']} | {r['risk']:.3f} |" for r in ranked["top"])
+    body = (f"{ranked['at_risk']} of {ranked['customers']} customers at risk (score >= 0.6).\n\n"
+            f"| customer | risk |\n|---|---:|\n{rows}")
+    table = "customer,risk\n" + "".join(f"{r['customer']},{r['risk']}\n" for r in ranked["top"])
+    ctx.report(f"Weekly churn report {ctx.slot:%G-W%V}", body,
+               attachments={"churn_top10.csv": table.encode()})
+    return ranked

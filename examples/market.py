@@ -40,4 +40,14 @@ async def analyse(ctx: RunContext) -> dict[str, Any]:
     symbols = summarise(rows)
     best = max(symbols, key=lambda s: symbols[s]["change_pct"])
     ctx.log.info("market report for %s: best %s", ctx.window_key, best)
+    ctx.report(f"Daily market analysis {ctx.slot:%Y-%m-%d}", render(symbols, best))
     return {"window": ctx.window_key, "symbols": symbols, "best": best}
+
+
+def render(symbols: dict[str, Any], best: str) -> str:
+    """The report as markdown: one table row per symbol."""
+    lines = [f"Best performer: **{best}**", "", "| symbol | first | last | change % | mean volume |",
+             "|---|---:|---:|---:|---:|"]
+    lines += [f"| {s} | {v['first']:.2f} | {v['last']:.2f} | {v['change_pct']:+.2f} | "
+              f"{v['mean_volume']:,} |" for s, v in symbols.items()]  # fmt: skip
+    return "\n".join(lines)

@@ -82,6 +82,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     if settings.extra.get("AGENTCRON_WORKER_POOL") == "async":
         config["worker_pool"] = ASYNC_POOL
         config["worker_concurrency"] = settings.async_concurrency
+        config["agentcron_delivery_interval"] = settings.delivery_interval  # outbox sender
     elif settings.sync_concurrency:
         config["worker_concurrency"] = settings.sync_concurrency
     return config

@@ -49,6 +49,7 @@ from billiard.exceptions import WorkerLostError
 from celery.concurrency.base import BasePool
 from celery.exceptions import SoftTimeLimitExceeded, Terminated
 
+from agentcron.delivery.service import DeliveryTask, start_worker_delivery
 from workers.loop import CURRENT_SLOT, LoopThread, Slot, defer
 
 __all__ = ["ApplyResult", "AsyncIOPool", "LoopThread", "defer"]
@@ -148,6 +149,7 @@ class AsyncIOPool(BasePool):  # type: ignore[misc]
         self._ids = itertools.count(1)
         self._runs: dict[int, _Run] = {}
         self._loop_thread: LoopThread | None = None
+        self._delivery: DeliveryTask | None = None
         self._incoming: collections.deque[_Run] = collections.deque()
         self._wakeup_pending = False
         self.completed = 0
@@ -162,11 +164,16 @@ class AsyncIOPool(BasePool):  # type: ignore[misc]
         """Start the one event loop of this worker process."""
         self._loop_thread = LoopThread()
         self._loop_thread.start()
+        conf = getattr(self.app, "conf", None)  # the outbox's sender shares this loop
+        interval = float(conf.get("agentcron_delivery_interval", 0) if conf is not None else 0)
+        self._delivery = start_worker_delivery(self._loop_thread.loop, interval)
 
     def on_stop(self) -> None:
         """Warm shutdown: drain in-flight runs (cancel what is left after the timeout)."""
         if self._loop_thread is None:
             return
+        if self._delivery is not None:
+            self._delivery.stop()
         timeout = self.shutdown_timeout
         drained = self._loop_thread.submit(self._drain(timeout))
         try:
@@ -180,6 +187,8 @@ class AsyncIOPool(BasePool):  # type: ignore[misc]
         """Cold shutdown: cancel every run at once."""
         if self._loop_thread is None:
             return
+        if self._delivery is not None:
+            self._delivery.stop(0.5)
         self._loop_thread.submit(self._drain(0.0)).result(15)
         self._loop_thread.stop()
         self._loop_thread = None

@@ -16,6 +16,7 @@ from agentcron.cli.check import check_command
 from agentcron.cli.db import db_group
 from agentcron.cli.dead_letters import dead_letters_command
 from agentcron.cli.failures import GuardedGroup
+from agentcron.cli.reports import deliveries_group, reports_group
 from agentcron.cli.runs import runs_command
 from agentcron.cli.schedules import schedules_group
 from agentcron.cli.spend import limits_command, spend_command
@@ -49,3 +50,5 @@ main.add_command(web_command)
 main.add_command(dead_letters_command)
 main.add_command(spend_command)
 main.add_command(limits_command)
+main.add_command(reports_group)
+main.add_command(deliveries_group)

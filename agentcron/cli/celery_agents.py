@@ -14,6 +14,7 @@ loads extra commands. Each sub-command is the very click command of ``agentcron 
 | ``backfill JOB --from ISO --to ISO`` | ``agentcron backfill`` |
 | ``status`` | ``agentcron status`` |
 | ``dead-letters [--json] [--requeue ID] [--purge]`` | ``agentcron dead-letters`` |
+| ``reports [show ID]`` / ``deliveries [retry ID]`` | ``agentcron reports`` / ``deliveries`` |
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from agentcron.cli.backfill import backfill_command, jobs_command
 from agentcron.cli.check import check_command
 from agentcron.cli.dead_letters import dead_letters_command
 from agentcron.cli.failures import GuardedGroup
+from agentcron.cli.reports import deliveries_group, reports_group
 from agentcron.cli.runs import runs_command
 from agentcron.cli.schedules import pause_command, resume_command
 from agentcron.cli.status import status_command
@@ -34,7 +36,7 @@ from agentcron.cli.trigger import trigger_command
 @click.group("agents", cls=GuardedGroup)
 def agents() -> None:
     """agentcron: list, next, runs, trigger, pause, resume, check, backfill, status,
-    dead-letters."""
+    dead-letters, reports, deliveries."""
 
 
 agents.add_command(jobs_command, "list")
@@ -47,3 +49,5 @@ agents.add_command(check_command, "check")
 agents.add_command(backfill_command, "backfill")
 agents.add_command(status_command, "status")
 agents.add_command(dead_letters_command, "dead-letters")
+agents.add_command(reports_group, "reports")
+agents.add_command(deliveries_group, "deliveries")

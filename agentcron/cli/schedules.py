@@ -64,8 +64,10 @@ def schedules_group() -> None:
 @click.option("--queue", default=None, help="Override the queue (default: by agent kind).")
 @click.option("--config", "config_json", default="{}", help="JSON object given as ctx.config.")
 @click.option("--paused", is_flag=True, help="Add it paused.")
+@click.option("--deliver", multiple=True, help="Report target (repeatable): mailto:…, https://…, "
+              "slack:https://…")
 def add_command(name: str, agent: str, expr: str, config_json: str, paused: bool,
-                **options: Any) -> None:  # fmt: skip
+                deliver: tuple[str, ...], **options: Any) -> None:  # fmt: skip
     """Add (or replace) the schedule NAME."""
     settings = Settings.from_env()
     try:
@@ -81,7 +83,8 @@ def add_command(name: str, agent: str, expr: str, config_json: str, paused: bool
     try:
         declared = declared_agent_modules(settings)
         declared.check(agent)  # one line, before anything is imported
-        job = Job(name, agent=agent, schedule=expr, config=config, enabled=not paused, **fields)
+        job = Job(name, agent=agent, schedule=expr, config=config, enabled=not paused,
+                  deliver=list(deliver), **fields)
         spec = compile_job(job, _search_paths(settings), settings.config_max_bytes, declared)
     except (ConfigError, TypeError) as exc:
         fail(str(exc))

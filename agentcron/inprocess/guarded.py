@@ -8,6 +8,7 @@ window once, and the runs show in ``agentcron runs``. The guard does the attempt
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import random
@@ -46,6 +47,7 @@ def build_spec(
         config=dict(target.config), tz=options.tz, window=options.window,
         overlap=options.overlap, max_retries=max_retries, backoff_base=options.backoff_base,
         backoff_cap=options.backoff_cap, timeout=options.timeout, lease_ttl=options.lease_ttl,
+        deliver=list(options.deliver),
     )  # fmt: skip
     # The resolved agent keeps its calling convention (an object's run() gets the task text).
     return dataclasses.replace(compile_job(job), agent=target.agent)
@@ -58,6 +60,7 @@ class GuardedRunner:
         self.spec = spec
         self.target = target
         self.runtime = runtime
+        self._sender: asyncio.Task[None] | None = None
 
     @classmethod
     def open(
@@ -79,6 +82,8 @@ class GuardedRunner:
 
     async def run(self, message: RunMessage, max_retries: int) -> RunReport:
         """Run the window through the guard; the guard retries up to the spec's attempts."""
+        if self.spec.targets and self._sender is None:  # the reports' sender, on this loop
+            self._sender = asyncio.get_running_loop().create_task(self._send_reports())
         outcome = await self.runtime.guard.run_async(self.spec, message)
         if outcome.duplicate or outcome.state is None:
             return RunReport("duplicate", outcome.attempts, detail=outcome.detail)
@@ -92,6 +97,23 @@ class GuardedRunner:
     def request_cancel(self, reason: str) -> None:
         """Nothing to do here: the guard's agent call is cancelled with the scheduler's task."""
 
+    async def _send_reports(self) -> None:
+        from agentcron.alerts import safe_alerter
+        from agentcron.delivery.sender import Sender, sender_from_settings
+        from agentcron.delivery.service import run_sender
+
+        runtime = self.runtime
+
+        def make() -> Sender:
+            return sender_from_settings(runtime.settings, runtime.ledger.engine, runtime.clock,
+                                        f"{runtime.worker_id}:delivery",
+                                        safe_alerter(runtime.settings))  # fmt: skip
+
+        await run_sender(make, runtime.clock, runtime.settings.delivery_interval)
+
     def close(self) -> None:
-        """Release the ledger's connections."""
+        """Stop the sender (if any) and release the ledger's connections."""
+        if self._sender is not None:
+            self._sender.cancel()
+            self._sender = None
         self.runtime.close()

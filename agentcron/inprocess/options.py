@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from agentcron.agents import Agent
+from agentcron.delivery.targets import parse_targets
 from agentcron.errors import ConfigError, Problem
 from agentcron.schedules import EPOCH, get_timezone
 from agentcron.windows import is_job_name, window_start
@@ -20,7 +21,8 @@ class SchedulerOptions:
     ``tz`` and ``window`` decide the window key of a slot (as a job's ``tz``/``window``);
     ``backoff_base``/``backoff_cap`` feed :func:`agentcron.backoff.backoff_delay`; ``timeout``
     bounds one attempt (seconds, None for none); ``lease_ttl`` and ``overlap`` are used only
-    with a ledger (``database_url``).
+    with a ledger (``database_url``), and so is ``deliver`` (the targets of the reports that
+    ``ctx.report`` keeps; this scheduler then runs the outbox's sender on its loop).
     """
 
     tz: str = "UTC"
@@ -30,6 +32,7 @@ class SchedulerOptions:
     timeout: float | None = None
     lease_ttl: float = 60.0
     overlap: str = "skip"
+    deliver: tuple[str, ...] = ()
 
     def validate(self) -> SchedulerOptions:
         """Raise :class:`ConfigError` naming every bad option; return ``self`` otherwise."""
@@ -44,6 +47,10 @@ class SchedulerOptions:
                 problems.append(Problem(None, name, str(getattr(self, name)), "must be >= 0"))
         if self.timeout is not None and self.timeout <= 0:
             problems.append(Problem(None, "timeout", str(self.timeout), "must be > 0 or None"))
+        try:
+            parse_targets(self.deliver)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
         if problems:
             raise ConfigError(problems)
         return self

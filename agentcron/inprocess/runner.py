@@ -116,6 +116,9 @@ class PlainRunner:
                 log.warning("%s attempt %d/%d failed: %s", message.window_key, attempt,
                             max_retries, describe_error(exc))
             else:
+                if ctx.reports:  # nowhere to keep them: say so rather than drop them silently
+                    log.warning("%s: %d report(s) not kept: ctx.report needs a ledger "
+                                "(database_url=...)", message.window_key, len(ctx.reports))
                 return RunReport("succeeded", attempt, result=result)
             finally:
                 self.current = None

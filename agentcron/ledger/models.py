@@ -2,46 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
-    DateTime,
-    Dialect,
     Float,
     Index,
     Integer,
     String,
     Text,
-    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from agentcron.ledger.base import Base
+from agentcron.ledger.outbox_models import DeliveryRow
+from agentcron.ledger.types import UTCDateTime
 
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes on every dialect (SQLite stores them naive, in UTC)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the ledger")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+__all__ = ["Base", "DeliveryRow", "LeaseRow", "ReportRow", "RunRow", "ScheduleRow", "UTCDateTime"]
 
 
 class RunRow(Base):
@@ -99,9 +80,14 @@ class LeaseRow(Base):
 
 
 class ReportRow(Base):
-    """Output an agent chose to keep (the example agents store their reports here)."""
+    """A report of a window's succeeded run (``ctx.report``), written with the run's success.
+
+    ``seq`` is its place among the run's reports (1, 2, ...); ``attachments`` a JSON list of
+    ``{"name", "size", "data" (base64)}``.
+    """
 
     __tablename__ = "reports"
+    __table_args__ = (Index("ix_reports_window_key", "window_key"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job: Mapped[str] = mapped_column(String(128), index=True)
@@ -109,6 +95,9 @@ class ReportRow(Base):
     title: Mapped[str] = mapped_column(String(200))
     body: Mapped[Any] = mapped_column(JSON)
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    format: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    attachments: Mapped[Any] = mapped_column(JSON, nullable=True)
 
 
 from agentcron.ledger import run_logs as _run_logs  # noqa: E402,F401  (the run_logs table)

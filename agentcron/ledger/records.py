@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from agentcron.reports.content import PendingReport
+
 
 class RunState(enum.StrEnum):
     """Where a window's run stands. The last six are terminal."""
@@ -122,3 +124,7 @@ class CompleteRequest:
     error_type: str | None
     error_message: str | None
     duration: float | None
+    # A success's reports and the job's delivery targets: written in the completion's
+    # transaction, only if the completion wins (see agentcron.reports.records).
+    reports: tuple[PendingReport, ...] = ()
+    deliver: tuple[str, ...] = ()

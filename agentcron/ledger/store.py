@@ -21,6 +21,7 @@ from agentcron.clock import SYSTEM_CLOCK, Clock
 from agentcron.ledger import batch_sql, history, pg_single
 from agentcron.ledger.engine import begin_read, begin_write, create_engine_for, is_sqlite
 from agentcron.ledger.models import ReportRow, RunRow
+from agentcron.ledger.outputs import write_outputs
 from agentcron.ledger.records import (
     ACTIVE_STATES,
     TERMINAL_STATES,
@@ -33,6 +34,7 @@ from agentcron.ledger.records import (
     RunState,
     record_from,
 )
+from agentcron.reports.content import PendingReport
 from agentcron.settings import Settings
 from agentcron.windows import window_key
 
@@ -373,22 +375,27 @@ class Ledger:
     def complete_request(
         self, job: str, window_start: datetime, token: int, state: RunState, *,
         result: Any = None, error_type: str | None = None, error_message: str | None = None,
-        duration: float | None = None,
+        duration: float | None = None, reports: Sequence[PendingReport] = (),
+        deliver: Sequence[str] = (),
     ) -> CompleteRequest:  # fmt: skip
-        """A checked completion (raises ResultError now) to pass to :meth:`complete_many`."""
+        """A checked completion (raises ResultError now) to pass to :meth:`complete_many`;
+        a success's ``reports`` (and a delivery row per report and ``deliver`` target) are
+        written in the completion's transaction if it wins."""
         state = RunState(state)
         if not state.terminal:
             raise ValueError(f"complete needs a terminal state, not {state!r}")
         return CompleteRequest(job, window_start, token, state, self._check_result(result),
                                error_type[:200] if error_type else None,
-                               self._clip(error_message), duration)  # fmt: skip
+                               self._clip(error_message), duration,
+                               tuple(reports) if state is RunState.SUCCEEDED else (),
+                               tuple(deliver))  # fmt: skip
 
     def complete_many(self, requests: Sequence[CompleteRequest]) -> list[bool]:
         """:meth:`complete` for many runs in ONE transaction; each fenced on its own token (one
         statement on PostgreSQL when each has its duration: :mod:`agentcron.ledger.pg_single`)."""
         if not requests:
             return []
-        if self._postgres and all(r.duration is not None for r in requests):
+        if self._postgres and all(r.duration is not None and not r.reports for r in requests):
             results = pg_single.complete(self._engine, requests, self._clock.now())
         else:
             results = self._complete_batch(requests)
@@ -399,7 +406,8 @@ class Ledger:
 
     def _complete_batch(self, requests: Sequence[CompleteRequest]) -> list[bool]:
         with begin_write(self._engine) as conn:
-            if len(requests) > 1 and all(r.duration is not None for r in requests):
+            if len(requests) > 1 and all(r.duration is not None and not r.reports
+                                         for r in requests):  # fmt: skip
                 return self._complete_set(conn, requests)
             return [self._complete_in(conn, request) for request in requests]
 
@@ -424,7 +432,11 @@ class Ledger:
             duration=duration, error_type=request.error_type,
             error_message=request.error_message,
         )  # fmt: skip
-        return bool(conn.execute(statement).rowcount == 1)
+        won = bool(conn.execute(statement).rowcount == 1)
+        if won and request.reports:
+            write_outputs(conn, request.job, window_key(request.job, request.window_start),
+                          request.reports, request.deliver, now)  # fmt: skip
+        return won
 
     @staticmethod
     def _stale(request: CompleteRequest) -> None:

@@ -65,6 +65,8 @@ def _plan(ctx):
 
 def _finish(ctx):
     ctx.raise_if_cancelled()  # never a side effect after the run was told to stop
+    if ctx.config.get("report"):  # kept (and delivered) only if this attempt succeeds
+        ctx.report(f"report of {ctx.window_key}", f"attempt {ctx.attempt}")
     _write("effects", ctx)
     return {"window": ctx.window_key}
 

@@ -17,7 +17,10 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
+from agentcron.clock import SYSTEM_CLOCK
+from agentcron.delivery.outbox import Outbox
 from agentcron.ledger.records import RunState
 from agentcron.schedules import parse_schedule
 from agentcron.windows import window_key
@@ -124,3 +127,28 @@ def keys_without_ttl(cluster: Cluster) -> list[str]:
         return bad
     finally:
         client.close()
+
+
+def check_deliveries(cluster: Cluster, windows: list[str], received: list[Any],
+                     kills: int) -> list[str]:  # fmt: skip
+    """The outbox oracle over ``windows``: problems found (an empty list is a pass).
+
+    A succeeded window has exactly one delivery row per target, ``sent``, and the receiver got
+    1 to 1 + ``kills`` copies of its email, all with one Message-ID; a window that did not
+    succeed has no delivery row and no email. ``received``: email.message objects.
+    """
+    problems = []
+    rows = Outbox(cluster.ledger.engine, SYSTEM_CLOCK).list(limit=1000)
+    copies = Counter(m["X-Agentcron-Window"] for m in received)
+    ids = {w: {m["Message-ID"] for m in received if m["X-Agentcron-Window"] == w} for w in copies}
+    for key in windows:
+        record = cluster.ledger.get_by_key(key)
+        mine = [r for r in rows if r.window_key == key]
+        if record is not None and record.state.value == "succeeded":
+            if [r.state for r in mine] != ["sent"]:
+                problems.append(f"{key}: deliveries {[r.state for r in mine]}, expected one sent")
+            if not 1 <= copies[key] <= 1 + kills or len(ids.get(key, ())) != 1:
+                problems.append(f"{key}: {copies[key]} emails, Message-IDs {ids.get(key)}")
+        elif mine or copies[key]:
+            problems.append(f"{key}: not succeeded, yet {len(mine)} rows, {copies[key]} emails")
+    return problems

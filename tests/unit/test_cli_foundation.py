@@ -54,7 +54,7 @@ def test_next_bad_input_exits_2(args: list[str], needle: str) -> None:
 def test_validate_shipped_schedule() -> None:
     result = CliRunner().invoke(main, ["validate", str(ROOT / "beat_schedule.py")])
     assert result.exit_code == 0, result.output
-    assert "4 job(s) valid" in result.output and "Monday through Friday" in result.output
+    assert "5 job(s) valid" in result.output and "Monday through Friday" in result.output
 
 
 def test_validate_reports_every_error_and_exits_2(tmp_path: Path) -> None:

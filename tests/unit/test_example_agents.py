@@ -37,3 +37,20 @@ def test_briefing_and_churn_objects() -> None:
     assert out["open"] == sum(out["by_priority"].values())
     churn = asyncio.run(report.arun("rank"))
     assert churn["customers"] == 200 and 0 < churn["at_risk"] < 200
+
+
+def test_the_examples_keep_their_reports() -> None:
+    from examples.compliance import audit
+
+    market, churn, compliance = ctx(), ctx(), ctx()
+    asyncio.run(analyse(market))
+    from examples.churn import weekly
+
+    asyncio.run(weekly(churn))
+    result = audit(compliance)
+    [m], [c], [a] = market.reports, churn.reports, compliance.reports
+    assert m.title == "Daily market analysis 2026-03-17" and "| ACME |" in m.body
+    assert c.title == "Weekly churn report 2026-W12" and c.attachments[0].name == "churn_top10.csv"
+    assert a.title == "Monthly compliance audit 2026-03" and "- [x] Logs kept" in a.body
+    assert "- [ ] MFA on every account\n    - chen has no MFA" in a.body
+    assert result == {"controls": 8, "failed": 7, "failing": result["failing"]}

@@ -334,3 +334,22 @@ async def test_stop_before_start_returns_stats() -> None:
     scheduler = AsyncAgentScheduler(Recorder(), "t", name="idle")
     stats = await scheduler.stop()
     assert stats["is_running"] is False and stats["total_executions"] == 0
+
+
+async def test_reports_without_a_ledger_are_not_kept_and_say_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FrozenClock("2026-03-17T06:00:05Z")
+    reported = asyncio.Event()
+
+    async def agent(ctx: RunContext) -> None:
+        ctx.report("t", "b")
+        reported.set()
+        if ctx.slot.second > 10:  # the second window parks: one success to look at
+            await asyncio.Event().wait()
+
+    scheduler = AsyncAgentScheduler(agent, "t", clock=clock, name="plain_reports")
+    await scheduler.start("*/10s")
+    await asyncio.wait_for(reported.wait(), 5)
+    await until(lambda: "not kept: ctx.report needs a ledger" in caplog.text)
+    await scheduler.stop(timeout=1)

@@ -116,8 +116,10 @@ def test_load_jobs_from_the_shipped_schedule() -> None:
     specs = load_jobs(ROOT / "beat_schedule.py")
     names = {s.name: s for s in specs}
     assert set(names) == {"daily_market_analysis", "log_anomaly_monitor", "weekday_briefing",
-                          "weekly_churn_report"}  # fmt: skip
+                          "weekly_churn_report", "monthly_compliance_audit"}  # fmt: skip
     assert {s.kind for s in specs} == {AgentKind.SYNC, AgentKind.ASYNC}
+    mailed = {n for n, s in names.items() if any(t.kind == "email" for t in s.targets)}
+    assert mailed >= {"daily_market_analysis", "weekly_churn_report"}
 
 
 def test_a_file_that_fails_to_load_is_one_clear_error(tmp_path: Path) -> None:

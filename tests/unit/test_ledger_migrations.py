@@ -18,7 +18,8 @@ from tests.services import reset_postgres
 
 EXPECTED_TABLES = {"runs", "schedules", "leases", "reports", "dead_letters", "run_logs",
                    "run_history", "force_grants",
-                   "run_usage", "budget_alerts", "limit_slots", "limit_grants"}
+                   "run_usage", "budget_alerts", "limit_slots", "limit_grants",
+                   "deliveries"}
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 

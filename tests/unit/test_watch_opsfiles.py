@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 from prometheus_client import CollectorRegistry
 
+from agentcron.delivery.metrics import DeliveryMetrics
 from agentcron.metrics import Metrics
 from agentcron.spend.prom import SpendMetrics
 
@@ -20,6 +21,7 @@ def exported() -> set[str]:
     registry = CollectorRegistry()
     Metrics(registry)
     SpendMetrics(registry)
+    DeliveryMetrics(registry)
     names: set[str] = set()
     for family in registry.collect():
         names.add(family.name)
@@ -31,7 +33,8 @@ def test_alert_rules_cover_the_required_cases_with_real_series() -> None:
     rules = yaml.safe_load((ROOT / "ops/prometheus/alerts.yml").read_text())["groups"][0]["rules"]
     names = {rule["alert"] for rule in rules}
     assert {"AgentcronWindowMissed", "AgentcronBeatDown", "AgentcronNoWorkerOnQueue",
-            "AgentcronFailureRatio", "AgentcronStartLag", "AgentcronDeadLetters"} <= names
+            "AgentcronFailureRatio", "AgentcronStartLag", "AgentcronDeadLetters",
+            "AgentcronDeliveryFailed"} <= names
     used = {series for rule in rules for series in SERIES.findall(rule["expr"])}
     assert used and used <= exported(), used - exported()
 
