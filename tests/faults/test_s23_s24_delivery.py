@@ -1,5 +1,6 @@
 """Scenarios 23 and 24, report delivery. 23: the async worker (and its outbox sender) killed
-between an email's send and its commit; a second worker sends it again after the lease lapses, with the same Message-ID.
+between an email's send and its commit; a second worker sends it again after the lease lapses,
+with the same Message-ID.
 
 The SMTP server (aiosmtpd, in this process) stores each message as soon as its data arrives and
 holds back its reply to the first copy for a while, so the test can kill -9 the worker after the
