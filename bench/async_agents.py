@@ -259,8 +259,10 @@ def pool_hold_task() -> Any:
     return defer(_hold_and_count())
 
 
-def peak_rss(schedule: Path, n: int, guarded: bool = True) -> tuple[float, float]:
-    """(peak RSS MB, seconds to get ``n`` runs in flight) of one agentcron async worker."""
+def peak_rss(schedule: Path, n: int, guarded: bool = True,
+             extra_env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(peak RSS MB, seconds to get ``n`` runs in flight) of one agentcron async worker
+    (``extra_env``: more environment for the worker, e.g. ``MALLOC_ARENA_MAX``)."""
     _store().flushdb()
     _clean_ledger()
     if guarded:
@@ -271,7 +273,7 @@ def peak_rss(schedule: Path, n: int, guarded: bool = True) -> tuple[float, float
         argv = _celery("-Q", PLAIN_QUEUE, "-I", "bench.async_agents", "-n", "rss@bench")
         warm = partial(celery_enqueue, task="bench.pool_only")
         hold = partial(celery_enqueue, task="bench.pool_hold")
-    proc = _start(argv, agentcron_env(schedule, n))
+    proc = _start(argv, agentcron_env(schedule, n) | (extra_env or {}))
     try:
         warm(1, -1)
         _wait(lambda: _counter() >= 1, 60, "warm-up run")
