@@ -91,6 +91,20 @@ def redis_version(url: str) -> str:
     return _guarded(read)
 
 
+def arq_environment(python: Path) -> str | None:
+    """``arq X, redis-py Y`` of arq's environment, or None when it has no arq."""
+    if not python.exists():
+        return None
+    code = ("import importlib.metadata as m; "
+            "print(f\"arq {m.version('arq')}, redis-py {m.version('redis')}\")")  # fmt: skip
+    try:
+        done = subprocess.run([str(python), "-c", code], capture_output=True, text=True,
+                              check=False, timeout=60)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
 def collect(postgres_url: str, redis_url: str) -> dict[str, str]:
     """Every environment fact of the table, by label (in table order)."""
     facts = {"Python": platform.python_version()}

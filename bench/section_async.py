@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import async_agents as aa
+from bench.environment import arq_environment
 from bench.harness import Section, Stats, Target, not_measured, quick_note, ratio, ratio_text, table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,16 +70,6 @@ class ArqProducer:
         if self.proc.stdin is not None:
             self.proc.stdin.close()
         self.proc.wait(30)
-
-
-def arq_environment(python: Path) -> str | None:
-    """``arq X, redis-py Y`` of arq's environment, or None when it has no arq."""
-    if not python.exists():
-        return None
-    code = ("import importlib.metadata as m; "
-            "print(f\"arq {m.version('arq')}, redis-py {m.version('redis')}\")")  # fmt: skip
-    done = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=False)
-    return done.stdout.strip() if done.returncode == 0 else None
 
 
 System = tuple[str, list[str], dict[str, str], Callable[[int, int], None]]

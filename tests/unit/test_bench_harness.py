@@ -123,3 +123,11 @@ def test_help_smoke() -> None:
     assert done.returncode == 0, done.stderr
     assert "usage: python -m bench" in done.stdout
     assert "--quick" in done.stdout
+
+
+def test_arq_environment_missing_is_reported_not_raised(tmp_path: Path) -> None:
+    assert environment.arq_environment(tmp_path / "no-env" / "bin" / "python") is None
+    python = tmp_path / "python"
+    python.write_text("#!/bin/sh\nexit 1\n")
+    python.chmod(0o755)
+    assert environment.arq_environment(python) is None  # an environment without arq
