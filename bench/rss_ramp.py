@@ -20,7 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from agentcron.beat.publisher import CeleryPublisher, Outgoing
+from agentcron.messages import ASYNC_TASK
 from bench import async_agents as aa
+from workers.app import app
 
 
 def _status_mb(pid: int, field: str) -> float:
@@ -43,12 +46,9 @@ def reading(schedule: Path, n: int, slices: int, gap: float, variant: str,
         aa._wait(lambda: aa._counter() >= 1, 60, "warm-up run")
         began = time.monotonic()
         messages = aa._messages("bench_hold", n, 0)
-        from agentcron.beat.publisher import CeleryPublisher, Outgoing
-        from agentcron.messages import ASYNC_TASK
-
         size = -(-n // slices)
         for first in range(0, n, size):
-            CeleryPublisher(aa.app).publish([Outgoing(ASYNC_TASK, "agentcron.async", m)
+            CeleryPublisher(app).publish([Outgoing(ASYNC_TASK, "agentcron.async", m)
                                              for m in messages[first : first + size]])  # fmt: skip
             if first + size < n:
                 time.sleep(gap)
