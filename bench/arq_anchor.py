@@ -30,3 +30,28 @@ class ArqSettings:
     redis_settings = RedisSettings.from_dsn(REDIS_URL)
     max_jobs = 1000
     keep_result = 0
+
+
+async def _serve() -> None:
+    """Enqueue jobs on request: read a count per stdin line, enqueue that many arq jobs (50
+    concurrently, as ``bench.async_agents.arq_enqueue`` does), answer ``done``."""
+    import sys
+
+    from arq import create_pool
+
+    pool = await create_pool(RedisSettings.from_dsn(REDIS_URL))
+    loop = asyncio.get_running_loop()
+    print("ready", flush=True)
+    while line := await loop.run_in_executor(None, sys.stdin.readline):
+        n = int(line)
+        for first in range(0, n, 50):
+            await asyncio.gather(*(pool.enqueue_job("arq_agent")
+                                   for _ in range(first, min(n, first + 50))))  # fmt: skip
+        print("done", flush=True)
+    await pool.aclose()
+
+
+if __name__ == "__main__":
+    # ``<arq env>/bin/python -m bench.arq_anchor``: the producer side of the anchor, in arq's
+    # own environment, started before any clock so its start-up is never timed.
+    asyncio.run(_serve())
