@@ -14,6 +14,7 @@ from typing import Any
 from agentcron import keys
 from agentcron.console.catalogue import JobEntry
 from agentcron.console.data import ConsoleData
+from agentcron.console.letters import LettersView
 from agentcron.heartbeats import BEAT, WORKER, open_heartbeats
 from agentcron.jobs import ASYNC_QUEUE, SYNC_QUEUE
 
@@ -40,6 +41,7 @@ class Operations:
         self._app: Any = None
         self._publisher: Any = None
         self._lock = threading.Lock()
+        self.letters = LettersView(data.runtime)
 
     def _celery(self) -> Any:
         with self._lock:

@@ -50,6 +50,25 @@ class SpendStore:
             cost, tokens = conn.execute(query).one()
         return float(cost), int(tokens)
 
+    def spent_by_group(self, groups: Sequence[tuple[Sequence[str], datetime, datetime]],
+                       ) -> list[tuple[float, int]]:  # fmt: skip
+        """``(cost_usd, tokens)`` of each group ``(jobs, start, end)``, in order, in one query
+        (a page of jobs and their budgets costs one round trip, not one per row)."""
+        parts = [sa.select(sa.literal(i).label("g"),
+                           sa.func.coalesce(sa.func.sum(USAGE.c.cost_usd), 0.0),
+                           sa.func.coalesce(sa.func.sum(USAGE.c.input_tokens
+                                                        + USAGE.c.output_tokens), 0))
+                 .where(USAGE.c.job.in_(list(jobs)), USAGE.c.recorded_at >= start,
+                        USAGE.c.recorded_at < end)
+                 for i, (jobs, start, end) in enumerate(groups)]  # fmt: skip
+        found = [(0.0, 0)] * len(groups)
+        if not parts:
+            return found
+        with begin_read(self.engine) as conn:
+            for index, cost, tokens in conn.execute(sa.union_all(*parts)):
+                found[int(index)] = (float(cost), int(tokens))
+        return found
+
     def of_window(self, job: str, window_start: datetime) -> dict[str, ModelUsage]:
         """What every attempt of one window spent, by model."""
         query = (sa.select(USAGE.c.model, sa.func.sum(USAGE.c.input_tokens),
