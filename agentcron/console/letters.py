@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentcron.deadletters import DeadLetterStore
+from agentcron.deadletters import DeadLetter, DeadLetterStore
 from agentcron.runtime import Runtime
 from agentcron.secrets import scrub
 
@@ -66,7 +66,7 @@ class LettersView:
         counts = newest = limits = None
         try:
             counts = self.store.counts()
-            newest = [_shown(letter.summary()) for letter in self.store.list(NEWEST)]
+            newest = [_shown(letter) for letter in self.store.list(NEWEST)]
         except Exception as exc:  # the table is missing or the ledger is down
             problems.append(f"dead letters unavailable ({type(exc).__name__}); has "
                             "`agentcron db upgrade` run?")  # fmt: skip
@@ -90,6 +90,9 @@ class LettersView:
         return f"purged {self.store.purge()} dead letter(s)"
 
 
-def _shown(summary: dict[str, Any]) -> dict[str, Any]:
-    """A letter's summary with its reason and preview scrubbed of known secret values."""
-    return summary | {"reason": scrub(summary["reason"]), "entry": scrub(summary["entry"])}
+def _shown(letter: DeadLetter) -> dict[str, Any]:
+    """A letter's summary (the store's short preview, never the entry) with its reason and
+    preview scrubbed of known secret values, and its time to the second."""
+    summary = letter.summary()
+    return summary | {"reason": scrub(summary["reason"]), "entry": scrub(summary["entry"]),
+                      "created_at": f"{letter.created_at:%Y-%m-%d %H:%M:%SZ}"}  # fmt: skip

@@ -60,27 +60,31 @@ class SpendView:
         self.store = SpendStore(engine)
 
     def today(self, specs: Sequence[JobSpec], now: datetime) -> dict[str, JobSpend]:
-        """Each job's spend since local midnight and its budget's period spend (one query)."""
-        groups: list[tuple[Sequence[str], datetime, datetime]] = []
-        periods: dict[str, tuple[int, datetime, datetime]] = {}
+        """Each job's spend since local midnight and its budget's period spend: one query with
+        one part per distinct period (the page's timezones and budgets), never one per row."""
+        ranges: dict[tuple[datetime, datetime], set[str]] = {}
+        days: dict[str, tuple[datetime, datetime]] = {}
+        budgets: dict[str, tuple[tuple[datetime, datetime], tuple[str, ...]]] = {}
         for spec in specs:
-            start, end = period_bounds(now, "day", spec.job.tz)
-            groups.append(((spec.name,), start, end))
-        for spec in specs:
+            days[spec.name] = period_bounds(now, "day", spec.job.tz)
+            ranges.setdefault(days[spec.name], set()).add(spec.name)
             budget = spec.budget
-            if budget is None or budget.per == "window" or budget.name in periods:
-                continue
-            start, end = period_bounds(now, budget.per, budget.tz)
-            periods[budget.name] = (len(groups), start, end)
-            groups.append((spec.budget_jobs or (spec.name,), start, end))
-        sums = self.store.spent_by_group(groups)
+            if budget is not None and budget.per != "window" and budget.name not in budgets:
+                jobs = spec.budget_jobs or (spec.name,)
+                budgets[budget.name] = (period_bounds(now, budget.per, budget.tz), jobs)
+                ranges.setdefault(budgets[budget.name][0], set()).update(jobs)
+        keys = list(ranges)
+        sums = dict(zip(keys, self.store.spent_by_job([(sorted(ranges[k]), *k) for k in keys]),
+                        strict=True))  # fmt: skip
         found: dict[str, JobSpend] = {}
-        for index, spec in enumerate(specs):
-            cost, tokens = sums[index]
+        for spec in specs:
+            cost, tokens = sums[days[spec.name]].get(spec.name, (0.0, 0))
             spent = None
-            if spec.budget is not None and spec.budget.name in periods:
-                at, start, end = periods[spec.budget.name]
-                spent = Spent(spec.budget, start, end, *sums[at])
+            if spec.budget is not None and spec.budget.name in budgets:
+                (start, end), jobs = budgets[spec.budget.name]
+                rows = [sums[(start, end)].get(job, (0.0, 0)) for job in jobs]
+                spent = Spent(spec.budget, start, end, sum(r[0] for r in rows),
+                              sum(r[1] for r in rows))  # fmt: skip
             found[spec.name] = JobSpend(cost, tokens, spec.budget, spent)
         return found
 

@@ -39,6 +39,7 @@ JOBS = [
     Job("utc_job", agent="spend_agents:work", schedule="0 6 * * *", budget="shared",
         limits=["openai"]),
     Job("plain_job", agent="spend_agents:work", schedule="*/5 * * * *"),
+    Job("zz_sharing_job", agent="spend_agents:work", schedule="0 7 * * *", budget="shared"),
 ]
 '''
 
@@ -97,7 +98,11 @@ def test_jobs_page_shows_spend_since_local_midnight_and_budget_left(runtime: Run
     assert 'title="budget shared"' in utc
     plain = row_of(page, "data-job", "plain_job")
     assert "$" not in plain and "left per" not in plain
-    record(runtime, "utc_job", "2026-03-17T02:00:00+00:00", 2.0, (1, 1))
+    record(runtime, "zz_sharing_job", "2026-03-17T03:00:00+00:00", 0.25, (10, 10))
+    alone = logged_in(runtime).get("/?q=utc_job").text  # the budget's other job is not shown
+    assert "zz_sharing_job" not in alone
+    assert "$1.25 of $2 left per day" in row_of(alone, "data-job", "utc_job")
+    record(runtime, "utc_job", "2026-03-17T02:00:00+00:00", 1.5, (1, 1))
     spent = row_of(logged_in(runtime).get("/").text, "data-job", "utc_job")
     assert "$0.00 of $2 left per day" in spent and 'class="small error"' in spent
 
@@ -185,8 +190,9 @@ def test_fleet_page_shows_dead_letters_by_queue_and_kind_and_the_newest(runtime:
     newest = re.findall(r'data-dead-letter="(\d+)"', page)
     assert [int(i) for i in newest] == ids[::-1][:20]
     assert "sk-hidden-secret" not in page and "xxxxxxxxxx" not in page  # never the raw entry
-    assert "too_large: 21 bytes" in row_of(page, "data-dead-letter", str(ids[-1]))
-    assert "Requeue" in page and "Purge dead letters" in page
+    newest_row = row_of(page, "data-dead-letter", str(ids[-1]))
+    assert "too_large: 21 bytes" in newest_row and "2026-03-17 06:00:00Z" in newest_row
+    assert "Requeue" in page and "Purge all dead letters" in page
 
 
 def test_dead_letter_requeue_and_purge_need_csrf_and_confirmation(runtime: Runtime) -> None:
@@ -228,7 +234,7 @@ def test_a_truncated_dead_letter_cannot_be_requeued(runtime: Runtime) -> None:
 @pytest.mark.parametrize("letter_id", ["abc", "0", "1" * 30, "-1", "1.5"])
 def test_a_bad_dead_letter_id_is_a_400(runtime: Runtime, letter_id: str) -> None:
     client = logged_in(runtime)
-    token = csrf_of(client.get("/fleet").text)
+    token = csrf_of(client.get("/jobs/plain_job").text)  # no dead letter: no form on /fleet
     response = client.post(f"/fleet/dead-letters/{letter_id}/requeue", data={"csrf": token})
     assert response.status_code == 400 and "not a dead letter id" in response.text
     assert "Traceback" not in response.text
