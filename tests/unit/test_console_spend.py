@@ -263,3 +263,30 @@ def test_fleet_page_shows_limits_with_holders_and_waiters(runtime: Runtime) -> N
     runtime.clock.advance(timedelta(minutes=5).total_seconds())  # type: ignore[attr-defined]
     later = row_of(logged_in(runtime).get("/fleet").text, "data-limit", "openai")
     assert "0/4" in later  # the slot's lease expired with its holder
+
+
+def test_with_redis_down_the_fleet_page_renders_and_requeue_is_a_503(tmp_path: Path,
+                                                                     clock: FrozenClock) -> None:  # fmt: skip
+    (tmp_path / "beat_schedule.py").write_text(SCHEDULE)
+    (tmp_path / "spend_agents.py").write_text("def work(ctx):\n    return 1\n")
+    settings = Settings(data_dir=tmp_path / "data", schedule_path=tmp_path / "beat_schedule.py",
+                        broker_url="redis://127.0.0.1:1/0", lease_backend="sql")  # fmt: skip
+    runtime = Runtime(settings, clock)
+    runtime.ledger.upgrade()
+    letter = letters(runtime).add("unknown_task: gone.task", "agentcron.sync", b"{}")
+    client = logged_in(runtime)
+    fleet = client.get("/fleet")
+    assert fleet.status_code == 200 and "heartbeats unavailable (ConnectionError)" in fleet.text
+    token = csrf_of(fleet.text)
+    response = client.post(f"/fleet/dead-letters/{letter}/requeue", data={"csrf": token})
+    assert response.status_code == 503 and "is the broker up?" in response.text
+    assert "Traceback" not in response.text and letters(runtime).get(letter) is not None
+    runtime.close()
+
+
+def test_fleet_page_still_renders_when_the_dead_letter_table_is_missing(runtime: Runtime) -> None:
+    with runtime.ledger.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE dead_letters"))
+    page = logged_in(runtime).get("/fleet")
+    assert page.status_code == 200 and "dead letters unavailable" in page.text
+    assert 'data-limit="openai"' in page.text and "Traceback" not in page.text
