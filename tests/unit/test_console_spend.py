@@ -290,3 +290,19 @@ def test_fleet_page_still_renders_when_the_dead_letter_table_is_missing(runtime:
     page = logged_in(runtime).get("/fleet")
     assert page.status_code == 200 and "dead letters unavailable" in page.text
     assert 'data-limit="openai"' in page.text and "Traceback" not in page.text
+
+
+def test_budget_left_reads_well_for_tokens_windows_and_overspend() -> None:
+    from agentcron.console.spending import JobSpend
+    from agentcron.spend.budgets import Budget, Spent
+
+    at = datetime.fromisoformat("2026-03-17T00:00:00+00:00")
+    tokens = Budget("job:a", tokens=2_000_000, per="month")
+    assert JobSpend(0.0, 0, tokens, Spent(tokens, at, at, 0.0, 500_000)).left == \
+        "1,500,000 of 2,000,000 tokens left per month"
+    both = Budget("b", cost_usd=1.0, tokens=100, per="week")
+    over = JobSpend(0.0, 0, both, Spent(both, at, at, 1.5, 20))
+    assert over.left == "$0.00 of $1 and 80 of 100 tokens left per week" and over.exhausted
+    window = Budget("job:c", cost_usd=0.5, per="window")
+    assert JobSpend(0.0, 0, window, None).left == "$0.5 per window"
+    assert JobSpend(0.0, 0).left is None and not JobSpend(0.0, 0).exhausted
