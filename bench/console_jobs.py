@@ -29,6 +29,8 @@ from agentcron.ledger.records import NewWindow
 from agentcron.ledger.store import Ledger
 from agentcron.runtime import Runtime
 from agentcron.settings import Settings
+from agentcron.spend.store import SpendStore
+from agentcron.spend.usage import ModelUsage
 from agentcron.windows import window_key
 
 TOKEN = "bench-token-0123456789"
@@ -36,7 +38,7 @@ SCHEDULES = ("*/5 * * * *", "0 * * * *", "30 6 * * *", "every 15 minutes", "0 9 
 
 
 def populate(ledger: Ledger, clock: FrozenClock, jobs: int, windows: int) -> None:
-    """``jobs`` runtime schedules and ``windows`` scheduled windows of each."""
+    """``jobs`` runtime schedules, ``windows`` scheduled windows and a usage row of each."""
     store = ScheduleStore(ledger.engine, clock)
     names = [f"job_{i:05d}" for i in range(jobs)]
     for start in range(0, jobs, 2000):
@@ -53,6 +55,11 @@ def populate(ledger: Ledger, clock: FrozenClock, jobs: int, windows: int) -> Non
             ledger.record_scheduled(batch)
             batch = []
     ledger.record_scheduled(batch)
+    spend = SpendStore(ledger.engine)
+    for index, name in enumerate(names):  # a few usage rows per job: the "spend today" column
+        at = now - timedelta(hours=index % 30)
+        spend.record(name, at, window_key(name, at), 1,
+                     {"gpt-x": ModelUsage(1000, 200, 0.01, 1)}, at)  # fmt: skip
 
 
 def timed(client: TestClient, path: str, rounds: int) -> list[float]:
@@ -81,7 +88,8 @@ def main() -> None:
     started = time.perf_counter()
     populate(ledger, clock, args.jobs, args.windows)
     print(f"populated {args.jobs} jobs x {args.windows} windows in {time.perf_counter() - started:.1f}s")
-    settings = Settings(data_dir=folder, schedule_path=folder / "none.py", database_url=url)
+    settings = Settings(data_dir=folder, schedule_path=folder / "none.py", database_url=url,
+                        agent_modules="examples.market")
     runtime = Runtime(settings, clock, ledger=ledger)
     client = TestClient(create_app(runtime, TOKEN), follow_redirects=False)
     client.get(f"/?token={TOKEN}")

@@ -17,6 +17,8 @@ from agentcron.ledger.records import RunRecord, RunState
 from agentcron.ledger.views import LedgerViews, RunLog
 from agentcron.secrets import redact, scrub
 from agentcron.settings import Settings
+from agentcron.spend.report import render_usage, usage_report
+from agentcron.spend.store import SpendStore
 
 COLUMNS = ("window key", "state", "attempt", "trigger", "started", "duration", "error")
 
@@ -115,14 +117,17 @@ def runs_command(ctx: click.Context, job: str | None, state: str | None, limit: 
         click.echo(render_table(records, earlier))
 
 
-def render_run(record: RunRecord, logs: list[RunLog]) -> str:
-    """One run in full: its fields, then the lines each attempt logged through ``ctx.log``."""
+def render_run(record: RunRecord, logs: list[RunLog], usage: dict[str, Any] | None = None) -> str:
+    """One run in full: its fields, its usage and cost by model, then the lines each attempt
+    logged through ``ctx.log``."""
     data = run_to_dict(record)
     if record.duration is not None:
         data["duration"] = f"{record.duration:.3f}s"
     width = max(len(k) for k in data)
     lines = [f"{key:<{width}}  {'' if value is None else json.dumps(value) if key == 'result' else value}"
              for key, value in data.items() if key != "token"]  # fmt: skip
+    if usage is not None:
+        lines.extend(render_usage(usage))
     if not logs:
         lines.append("log: (nothing logged through ctx.log)")
     for entry in logs:
@@ -143,6 +148,8 @@ def show_command(window_key: str, as_json: bool) -> None:
     try:
         record = ledger.get_by_key(window_key)
         logs = LedgerViews(ledger).run_log(window_key) if record is not None else []
+        usage = None if record is None else usage_report(
+            SpendStore(ledger.engine).of_window(record.job, record.window_start))
     except SQLAlchemyError as exc:
         raise _unreadable(exc) from exc
     finally:
@@ -152,6 +159,6 @@ def show_command(window_key: str, as_json: bool) -> None:
         raise SystemExit(1)
     if as_json:
         logs_json = [{"attempt": e.attempt, "lines": e.lines} for e in logs]
-        click.echo(json.dumps(run_to_dict(record) | {"log": logs_json}, indent=2))
+        click.echo(json.dumps(run_to_dict(record) | {"usage": usage, "log": logs_json}, indent=2))
     else:
-        click.echo(render_run(record, logs))
+        click.echo(render_run(record, logs, usage))

@@ -108,29 +108,18 @@ def spend_command(job: str | None, per: str, as_json: bool) -> None:
 def limits_command(as_json: bool) -> None:
     """Each fleet-wide limit: holders and waiters now, requests and tokens in its window."""
     settings, specs = _setup()
-    declared = dict(specs[0].declared_limits) if specs else {}
-    if not declared and settings.limits:
-        from agentcron.limits.declare import named_limits
-
-        try:
-            declared = named_limits([], settings.limits)
-        except ConfigError as exc:
-            click.echo(f"error: {exc}", err=True)
-            raise SystemExit(2) from exc
     from agentcron.limits.run import open_limit_gate
+    from agentcron.limits.status import declared_limits, limit_status
 
+    try:
+        declared = declared_limits(specs, settings.limits)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from exc
     ledger = Ledger.from_settings(settings)
-    out: list[dict[str, Any]] = []
     try:
         store = open_limit_gate(settings, ledger.engine, SYSTEM_CLOCK).store
-        for limit in declared.values():
-            holders = store.holders(limit) if limit.concurrency is not None else []
-            requests, tokens = store.recent(limit)
-            out.append({"limit": limit.name, "concurrency": limit.concurrency,
-                        "holders": sorted(holders), "waiters": sorted(store.waiters(limit)),
-                        "per_minute": limit.per_minute,
-                        "tokens_per_minute": limit.tokens_per_minute, "period": limit.period,
-                        "requests": requests, "tokens": tokens})  # fmt: skip
+        out = limit_status(store, declared.values())
     except Exception as exc:  # the ledger or Redis is down
         raise _unavailable(exc) from exc
     finally:

@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from agentcron.console.catalogue import Catalogue, JobEntry
+from agentcron.console.spending import JobSpend, SpendView
 from agentcron.ledger.records import RunRecord
 from agentcron.ledger.views import LedgerViews, WindowCell
 from agentcron.runtime import Runtime
@@ -37,6 +38,7 @@ class JobRow:
     next_local: str | None
     last_success: str | None
     strip: list[WindowCell] = field(default_factory=list)
+    spend: JobSpend | None = None
 
 
 @dataclass
@@ -113,6 +115,7 @@ class ConsoleData:
         self.runtime = runtime
         self.catalogue = Catalogue(runtime)
         self.views = LedgerViews(runtime.ledger, runtime.clock)
+        self.spend = SpendView(runtime.ledger.engine)
 
     def jobs_page(self, page: int, sort: str, query: str, queue: str) -> JobsPage:
         """One page of the Jobs list, filtered by name substring and queue, then sorted."""
@@ -133,6 +136,7 @@ class ConsoleData:
         names = [e.name for e in shown]
         strips = self.views.recent_windows(names, STRIP)
         successes = self.views.last_successes(names)
+        spends = self.spend.today([e.spec for e in shown], now)
         rows = []
         for entry in shown:
             spec = entry.spec
@@ -142,7 +146,7 @@ class ConsoleData:
                 entry.name, str(spec.job.schedule), spec.schedule.describe(), spec.job.tz,
                 spec.queue, entry.paused, format_instant(fire) if fire else None,
                 local_time(fire, spec.job.tz), format_instant(last) if last else None,
-                list(reversed(strips.get(entry.name, []))),
+                list(reversed(strips.get(entry.name, []))), spends.get(entry.name),
             ))  # fmt: skip
         return JobsPage(rows, len(chosen), page, pages, sort, query, queue, queues)
 
@@ -184,6 +188,6 @@ class ConsoleData:
         reports = [r for r in self.runtime.ledger.list_reports(job=record.job, limit=200)
                    if r["window_key"] == key]  # fmt: skip
         return {"record": record, "logs": self.views.run_log(key), "reports": reports,
-                "lag": start_lag(record),
+                "lag": start_lag(record), "usage": self.spend.of_run(record.job, record.window_start),
                 "result": None if record.result is None else json.dumps(
                     record.result, indent=2, ensure_ascii=False, default=str)}  # fmt: skip

@@ -14,6 +14,7 @@ from typing import Any
 from agentcron import keys
 from agentcron.console.catalogue import JobEntry
 from agentcron.console.data import ConsoleData
+from agentcron.console.letters import LettersView
 from agentcron.heartbeats import BEAT, WORKER, open_heartbeats
 from agentcron.jobs import ASYNC_QUEUE, SYNC_QUEUE
 
@@ -29,6 +30,7 @@ class Fleet:
     workers: dict[str, list[dict[str, Any]]]
     depths: dict[str, int | None]
     missed: list[Any]
+    problem: str | None = None  # the heartbeats could not be read
 
 
 class Operations:
@@ -40,6 +42,7 @@ class Operations:
         self._app: Any = None
         self._publisher: Any = None
         self._lock = threading.Lock()
+        self.letters = LettersView(data.runtime)
 
     def _celery(self) -> Any:
         with self._lock:
@@ -65,7 +68,11 @@ class Operations:
             holder = self.runtime.leases.holder(keys.BEAT_LEADER)
         except Exception:
             holder = None
-        alive = open_heartbeats(self.runtime.settings, clock).alive()
+        problem = None
+        try:
+            alive = open_heartbeats(self.runtime.settings, clock).alive()
+        except Exception as exc:  # Redis does not answer: show the rest of the page
+            alive, problem = [], f"heartbeats unavailable ({type(exc).__name__}); is Redis up?"
         beats = [{"ident": h.ident, "leader": h.leader, "age": (now - h.at).total_seconds(),
                   "host": h.host, "pid": h.pid} for h in alive if h.role == BEAT]  # fmt: skip
         workers: dict[str, list[dict[str, Any]]] = {}
@@ -86,7 +93,7 @@ class Operations:
             (str(b["ident"]) for b in beats if b["leader"]), None)
         for shown in beats:  # the lease is the authority; a heartbeat's flag can lag behind it
             shown["leader"] = shown["ident"] == leader
-        return Fleet(leader, beats, workers, depths, missed)
+        return Fleet(leader, beats, workers, depths, missed, problem)
 
     def pause(self, entry: JobEntry, paused: bool) -> str:
         """Pause or resume a job (a file job gets its schedules row first)."""

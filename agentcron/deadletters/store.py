@@ -18,6 +18,7 @@ from agentcron.ledger.dead_letter_rows import DeadLetterRow
 from agentcron.ledger.engine import begin_read
 
 REASON_MAX_CHARS = 500
+Counts = list[tuple[str, str, int]]  # (queue, kind, how many)
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,14 @@ class DeadLetterStore:
         """Delete every dead letter; how many there were."""
         with self.engine.begin() as conn:
             return int(conn.execute(delete(DeadLetterRow)).rowcount or 0)
+
+    def counts(self) -> Counts:
+        """``(queue, kind, how many)`` of the stored dead letters, by queue then kind."""
+        query = (select(DeadLetterRow.queue, DeadLetterRow.kind, func.count())
+                 .group_by(DeadLetterRow.queue, DeadLetterRow.kind)
+                 .order_by(DeadLetterRow.queue, DeadLetterRow.kind))  # fmt: skip
+        with begin_read(self.engine) as conn:
+            return [(str(q), str(k), int(n)) for q, k, n in conn.execute(query)]
 
     def count(self) -> int:
         """How many dead letters are stored."""

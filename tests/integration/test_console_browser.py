@@ -2,8 +2,9 @@
 chromium-driver, against ``agentcron up`` (beat and both workers as real processes).
 
 Logs in with the token, sees the jobs, triggers a window and watches its cell turn succeeded
-without a reload, pauses and resumes, has an action without CSRF refused, and sees no job name
-without the token. It writes the README's screenshots to docs/.
+without a reload, sees the run's usage and the job's spend today, pauses and resumes, has an
+action without CSRF refused, sees a dead letter a worker took off its queue on the Fleet page
+and purges it, and sees no job name without the token. It writes the README's screenshots to docs/.
 """
 
 from __future__ import annotations
@@ -22,9 +23,13 @@ from typing import Any
 import pytest
 
 from agentcron.clock import SYSTEM_CLOCK, FrozenClock
+from agentcron.jobs import SYNC_QUEUE
 from agentcron.ledger.records import NewWindow, RunState
 from agentcron.ledger.store import Ledger
+from agentcron.spend.store import SpendStore
+from agentcron.spend.usage import ModelUsage
 from agentcron.windows import window_key
+from tests.poison_entries import envelope, push
 from tests.services import free_port, missing, wait_for
 
 pytestmark = pytest.mark.integration
@@ -37,6 +42,8 @@ import asyncio
 def digest(ctx):
     ctx.log.info("read %d tickets", 42)
     ctx.log.info("wrote the digest for %s", ctx.window_key)
+    ctx.usage(model="gpt-4o-mini", input_tokens=18_400, output_tokens=1_250, cost_usd=0.0035)
+    ctx.usage(model="claude-haiku", input_tokens=6_100, output_tokens=900, cost_usd=0.0061)
     return {"summary": "42 tickets, 3 urgent: billing outage, SSO loop, export timeout"}
 
 async def prices(ctx):
@@ -47,11 +54,13 @@ def churn(ctx):
     return {"summary": "7 customers at risk"}
 """
 SCHEDULE = """
-from agentcron import Job
+from agentcron import Job, Limit
 
+LIMITS = [Limit("openai", concurrency=2, per_minute=60)]
 JOBS = [
-    Job("ticket_digest", agent="console_agents:digest", schedule="0 6 * * *", tz="Europe/Paris"),
-    Job("market_prices", agent="console_agents:prices", schedule="0 * * * *"),
+    Job("ticket_digest", agent="console_agents:digest", schedule="0 6 * * *", tz="Europe/Paris",
+        budget={"cost_usd": 2.0, "per": "day"}),
+    Job("market_prices", agent="console_agents:prices", schedule="0 * * * *", limits=["openai"]),
     Job("churn_report", agent="console_agents:churn", schedule="0 7 * * mon", window="week"),
     Job("log_scan", agent="console_agents:churn", schedule="*/15 * * * *"),
 ]
@@ -113,6 +122,13 @@ def console(tmp_path: Path) -> Iterator[str]:
     clock = FrozenClock(SYSTEM_CLOCK.now() - timedelta(days=40))
     ledger = Ledger(f"sqlite:///{tmp_path / 'data' / 'ledger.sqlite'}", clock)
     _history(ledger, clock)
+    now = SYSTEM_CLOCK.now()
+    spend = SpendStore(ledger.engine)
+    for hours, job, cost in ((1, "market_prices", 0.0184), (2, "market_prices", 0.0207),
+                             (1, "log_scan", 0.0011)):  # fmt: skip
+        at = now - timedelta(hours=hours)
+        spend.record(job, at, window_key(job, at), 1,
+                     {"gpt-4o-mini": ModelUsage(52_000, 3_100, cost, 4)}, now)  # fmt: skip
     ledger.close()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCRON_")}
@@ -141,8 +157,10 @@ def _state(driver: Any, key: str) -> str | None:
     return None if found is None else str(found)
 
 
-def test_console_in_a_real_browser(browser: Any, console: str) -> None:
+def test_console_in_a_real_browser(browser: Any, console: str, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
+
+    data = tmp_path / "data"  # up's --data-dir: its ledger and embedded broker
 
     browser.get(console + "/")
     assert "ticket_digest" not in browser.page_source and "Log in" in browser.page_source
@@ -184,12 +202,29 @@ def test_console_in_a_real_browser(browser: Any, console: str) -> None:
 
     browser.get(console + f"/runs/{key}")
     assert "read 42 tickets" in browser.page_source
+    assert "claude-haiku" in browser.page_source and "$0.0096" in browser.page_source  # usage total
+    browser.save_screenshot(str(DOCS / "console-run.png"))
+    browser.get(console + "/")
+    digest = browser.find_element(By.CSS_SELECTOR, 'tr[data-job="ticket_digest"] td.spend').text
+    assert "$0.0096" in digest and "left per day" in digest, digest
     browser.get(console + "/fleet")
     wait_for(lambda: "agentcron.sync" in browser.page_source and "sync@" in browser.page_source
              and "async@" in browser.page_source and "— leader" in browser.page_source,
              timeout=30, interval=0.5,
              what="both workers' heartbeats on the fleet page")  # fmt: skip
+    push(f"sqla+sqlite:///{data / 'broker.sqlite'}", SYNC_QUEUE,
+         envelope("no.such.task", {}, SYNC_QUEUE))  # a worker must dead-letter it
+    wait_for(lambda: "unknown_task" in " ".join(
+        row.text for row in browser.find_elements(By.CSS_SELECTOR, "tr[data-dead-letter]")),
+        timeout=60, interval=0.5, what="the dead letter on the fleet page")
+    assert browser.find_elements(By.CSS_SELECTOR, 'tr[data-limit="openai"]')
+    browser.set_window_size(1360, 1300)  # the whole page, dead letters and limits included
     browser.save_screenshot(str(DOCS / "console-fleet.png"))
+    browser.set_window_size(1360, 900)
+    browser.find_element(By.ID, "purge-dead-letters").click()
+    browser.find_element(By.ID, "confirm-purge").click()
+    wait_for(lambda: "purged 1 dead letter(s)" in browser.page_source, what="the purge to show")
+    assert not browser.find_elements(By.CSS_SELECTOR, "tr[data-dead-letter]")
     browser.get(console + "/jobs/ticket_digest")
     browser.save_screenshot(str(DOCS / "console-job.png"))
     browser.execute_cdp_cmd("Emulation.setEmulatedMedia",
