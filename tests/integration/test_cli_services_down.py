@@ -40,7 +40,13 @@ AGENTCRON = {
     "runs": ("runs",),
     "runs show": ("runs", "show", "hello@2026-01-01T00:00:00Z"),
     "dead-letters": ("dead-letters",),
-    "web": ("web", "--port", "0"),
+    "web": ("web",),
+    "spend": ("spend",),
+    "limits": ("limits",),
+    "reports": ("reports",),
+    "reports show": ("reports", "show", "1"),
+    "deliveries": ("deliveries",),
+    "deliveries retry": ("deliveries", "retry", "1"),
     "schedules add": ("schedules", "add", "added", "--agent", "beat_schedule:hello",
                       "--schedule", "5m"),
     "schedules list": ("schedules", "list"),
@@ -60,6 +66,8 @@ AGENTS = {
     "pause": ("pause", "hello"), "resume": ("resume", "hello"), "check": ("check",),
     "backfill": ("backfill", "hello", *RANGE), "status": ("status",),
     "runs show": ("runs", "show", "hello@2026-01-01T00:00:00Z"), "dead-letters": ("dead-letters",),
+    "reports": ("reports",), "reports show": ("reports", "show", "1"), "deliveries": ("deliveries",),
+    "deliveries retry": ("deliveries", "retry", "1"),
 }  # fmt: skip
 
 
