@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy
 
 from agentcron.deadletters import DeadLetterStore
-from agentcron.ledger.records import RunState
+from agentcron.ledger.records import NewWindow, RunState
 from agentcron.ledger.store import Ledger
 from agentcron.messages import ASYNC_TASK, SYNC_TASK, RunMessage
 from agentcron.windows import window_key
@@ -69,6 +69,9 @@ class Setup:
         job = f"dl_{kind}"
         start = START + timedelta(hours=n)
         msg = RunMessage(job, window_key(job, start), start, start, trigger="manual")
+        # as trigger does: a manual window is recorded before it is sent (workers refuse others)
+        self.ledger.record_scheduled([NewWindow(msg.job, msg.window_start, msg.window_key,
+                                                msg.slot, msg.trigger)])  # fmt: skip
         queue = f"agentcron.{kind}"
         return msg, envelope(SYNC_TASK if kind == "sync" else ASYNC_TASK, msg.to_kwargs(), queue)
 
