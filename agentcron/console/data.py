@@ -180,6 +180,13 @@ class ConsoleData:
         """A job's newest reports (title, window, when)."""
         return self.runtime.ledger.list_reports(job=name, limit=limit)
 
+    def deliveries(self, name: str, limit: int = 20) -> list[dict[str, Any]]:
+        """A job's newest report deliveries, each target shown by scheme and host only."""
+        from agentcron.delivery.outbox import Outbox
+
+        found = Outbox(self.runtime.ledger.engine, self.runtime.clock).list(job=name, limit=limit)
+        return [item.summary() for item in found]
+
     def run(self, key: str) -> dict[str, Any] | None:
         """A run with its log lines and reports, or None."""
         record = self.runtime.ledger.get_by_key(key)

@@ -131,9 +131,11 @@ class Outbox:
         return None if row is None else _delivery(row)
 
     def list(self, state: str | None = None, window_key: str | None = None,
-             limit: int = 50) -> list[Delivery]:  # fmt: skip
-        """Rows, newest first, optionally of one state and/or window."""
+             limit: int = 50, job: str | None = None) -> list[Delivery]:  # fmt: skip
+        """Rows, newest first, optionally of one state, window and/or job."""
         query = select(D).order_by(D.c.id.desc()).limit(limit)
+        if job is not None:
+            query = query.where(D.c.job == job)
         if state is not None:
             query = query.where(D.c.state == state)
         if window_key is not None:

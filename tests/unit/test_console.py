@@ -205,3 +205,27 @@ def test_a_ledger_that_stops_answering_gives_a_503(runtime: Runtime) -> None:
     (runtime.settings.data_dir / "ledger.sqlite").mkdir()  # a directory: SQLite cannot open it
     response = client.get("/jobs/daily_digest")
     assert response.status_code == 503 and "the ledger does not answer" in response.text
+
+
+def test_job_page_shows_deliveries_with_targets_redacted(runtime: Runtime) -> None:
+    from agentcron.delivery.outbox import Outbox
+    from agentcron.ledger.engine import begin_write
+    from agentcron.ledger.outputs import write_outputs
+    from agentcron.reports.content import make_report
+
+    now = runtime.clock.now()
+    key = f"daily_digest@{now:%Y-%m-%dT%H:%M:%SZ}"
+    hook = "https://hooks.example.com/services/T0/B0/tok-secret-path?token=hunter2"
+    with begin_write(runtime.ledger.engine) as conn:
+        write_outputs(conn, "daily_digest", key, [make_report("Digest", "body")],
+                      ["mailto:team@example.com", hook], now)  # fmt: skip
+    outbox = Outbox(runtime.ledger.engine, runtime.clock)
+    claimed = {d.kind: d for d in outbox.claim("sender:1", 60)}
+    assert outbox.mark_sent(claimed["email"], "sender:1")
+    assert outbox.mark_failed(claimed["webhook"], "sender:1", "HTTP 404 from hooks.example.com")
+    page = logged_in(runtime).get("/jobs/daily_digest").text
+    assert "Deliveries" in page and "mailto:team@example.com" in page
+    assert "https://hooks.example.com/…" in page and "HTTP 404 from hooks.example.com" in page
+    assert 'data-state="sent"' in page and 'data-state="failed"' in page
+    assert "tok-secret-path" not in page and "hunter2" not in page and "services" not in page
+    assert "Deliveries" not in logged_in(runtime).get("/jobs/secret_named_job").text

@@ -43,12 +43,13 @@ async def job_page(request: Request, confirm: dict[str, object] | None = None) -
     timeline = await in_thread(console.data.timeline, entry, by)
     runs = await in_thread(console.data.runs, entry.name)
     reports = await in_thread(console.data.reports, entry.name)
+    deliveries = await in_thread(console.data.deliveries, entry.name)
     now = console.data.runtime.clock.now()
     fire = console.data.catalogue.next_fire(entry, now)
     return console.render(
         request, "job.html", entry=entry, by=by, timeline=timeline, runs=runs, title=entry.name,
         next_utc=format_instant(fire) if fire else None, next_local=local_time(fire, entry.spec.job.tz),
-        confirm=confirm, reports=reports)  # fmt: skip
+        confirm=confirm, reports=reports, deliveries=deliveries)  # fmt: skip
 
 
 async def pause(request: Request) -> Response:
