@@ -26,7 +26,7 @@ from agentcron.agents import DeclaredModules, _ref_of
 from agentcron.alerts import Alert, safe_alerter
 from agentcron.clock import SYSTEM_CLOCK, Clock
 from agentcron.errors import ConfigError, Problem
-from agentcron.jobs import Job, JobSpec, compile_job
+from agentcron.jobs import Declared, Job, JobSpec, compile_job
 from agentcron.ledger.engine import begin_read, begin_write
 from agentcron.ledger.models import ScheduleRow
 from agentcron.secrets import redact
@@ -223,10 +223,11 @@ def declared_modules(settings: Any, file_jobs: Iterable[Job] = ()) -> DeclaredMo
 
 
 def compile_entry(entry: ScheduleEntry, search_paths: Sequence[Any], config_max_bytes: int,
-                  declared: DeclaredModules) -> JobSpec:  # fmt: skip
+                  declared: DeclaredModules, declarations: Declared | None = None) -> JobSpec:  # fmt: skip
     """The spec of a runtime schedule row: its agent and callbacks only from ``declared``
-    modules (checked before anything is imported), never a class. Raises ConfigError."""
-    return compile_job(entry.job(), search_paths, config_max_bytes, declared)
+    modules (checked before anything is imported), never a class; a budget or limits named
+    from ``declarations`` (the schedule file's BUDGETS and LIMITS). Raises ConfigError."""
+    return compile_job(entry.job(), search_paths, config_max_bytes, declared, declarations)
 
 
 _ALERTED: dict[str, str] = {}
@@ -242,10 +243,12 @@ def refuse_entry(settings: Any, name: str, error: ConfigError | str) -> None:
                                        f"schedule ignored: {reason}"[:2000]))  # fmt: skip
 
 
-def load_specs(ledger: Any, settings: Any, file_jobs: Iterable[Job] = ()) -> list[JobSpec]:
+def load_specs(ledger: Any, settings: Any, file_jobs: Iterable[Job] = (),
+               declarations: Declared | None = None) -> list[JobSpec]:  # fmt: skip
     """Specs of the jobs added at runtime (``source='api'``), paused ones included, so that a
-    worker can still run a window queued before the pause. Rows that do not compile, or whose
-    agent is not from a declared module, are skipped with an alert.
+    worker can still run a window queued before the pause. Rows that do not compile (an
+    unknown budget or limit name among them), or whose agent is not from a declared module,
+    are skipped with an alert.
     """
     specs: list[JobSpec] = []
     folder = [settings.schedule_path.parent.resolve()]
@@ -254,7 +257,8 @@ def load_specs(ledger: Any, settings: Any, file_jobs: Iterable[Job] = ()) -> lis
         if entry.source in ("file", LEFT_FILE):
             continue
         try:
-            specs.append(compile_entry(entry, folder, settings.config_max_bytes, declared))
+            specs.append(compile_entry(entry, folder, settings.config_max_bytes, declared,
+                                       declarations))  # fmt: skip
         except ConfigError as exc:
             refuse_entry(settings, entry.name, exc)
     return specs

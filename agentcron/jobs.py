@@ -300,7 +300,7 @@ def _budget_of(job: Job, declared: Declared | None) -> Budget | None:
     return job_budget(job.name, job.budget, job.tz, declared.budgets if declared else {})
 
 
-def _share_budgets(specs: list[JobSpec]) -> list[JobSpec]:
+def share_budgets(specs: list[JobSpec]) -> list[JobSpec]:
     """Each spec with the names of every job that spends from its budget."""
     sharing: dict[str, list[str]] = {}
     for spec in specs:
@@ -350,7 +350,7 @@ def compile_jobs(
             problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
-    return _share_budgets(specs)
+    return share_budgets(specs)
 
 
 def load_schedule_file(path: Path | str) -> list[Job]:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from agentcron.clock import Clock
 from agentcron.errors import ConfigError
 from agentcron.guard import Guard
-from agentcron.jobs import Job, JobSpec, load_jobs
+from agentcron.jobs import Declared, Job, JobSpec, compile_jobs, load_declarations
 from agentcron.leases.base import LeaseStore
 from agentcron.leases.factory import open_cancel_signals, open_lease_store
 from agentcron.ledger.store import Ledger
@@ -35,20 +35,27 @@ def default_worker_id() -> str:
 def file_specs(runtime: Runtime) -> list[JobSpec]:
     """Jobs of the schedule file (none when the file does not exist); their modules become
     declared agent modules for the runtime schedules (``runtime.file_jobs``)."""
-    path = runtime.settings.schedule_path
+    path, settings = runtime.settings.schedule_path, runtime.settings
     if not path.exists():
+        from agentcron.limits.declare import named_limits
+
+        runtime.declarations = Declared({}, named_limits([], settings.limits))
         return []
-    specs = load_jobs(path, runtime.settings.config_max_bytes, runtime.settings.limits)
+    jobs, runtime.declarations = load_declarations(path, settings.limits)
+    specs = compile_jobs(jobs, [path.parent.resolve()], settings.config_max_bytes,
+                         runtime.declarations)  # fmt: skip
     runtime.file_jobs = [spec.job for spec in specs]
     return specs
 
 
 def dynamic_specs(runtime: Runtime) -> list[JobSpec]:
     """Jobs added through ``agentcron schedules`` (the ledger's schedules table), only with
-    agents from declared modules (others are ignored with an alert)."""
+    agents from declared modules (others are ignored with an alert); their budgets and limits
+    named from the schedule file's BUDGETS and LIMITS."""
     from agentcron import dynamic
 
-    return dynamic.load_specs(runtime.ledger, runtime.settings, runtime.file_jobs)
+    return dynamic.load_specs(runtime.ledger, runtime.settings, runtime.file_jobs,
+                              runtime.declarations)  # fmt: skip
 
 
 class Runtime:
@@ -82,6 +89,7 @@ class Runtime:
                            timeout_errors=timeout_errors)  # fmt: skip
         self._loaders = loaders
         self.file_jobs: list[Job] = []
+        self.declarations: Declared | None = None  # the schedule file's BUDGETS and LIMITS
         self._specs: dict[str, JobSpec] = {}
         self._lock = threading.Lock()
         self.reload()
@@ -97,6 +105,8 @@ class Runtime:
 
     def reload(self) -> None:
         """Load the job specs again from every source."""
+        from agentcron.jobs import share_budgets
+
         specs: dict[str, JobSpec] = {}
         for loader in self._loaders:
             try:
@@ -105,8 +115,9 @@ class Runtime:
             except ConfigError as exc:
                 log.error("job declarations rejected by %s:\n%s", loader.__name__, exc)
                 raise
+        shared = share_budgets(list(specs.values()))  # a named budget spans file and runtime jobs
         with self._lock:
-            self._specs = specs
+            self._specs = {spec.name: spec for spec in shared}
 
     def spec(self, job: str) -> JobSpec:
         """The spec of ``job``; KeyError if no source declares it."""

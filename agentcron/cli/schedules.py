@@ -18,7 +18,8 @@ from agentcron.cli.timing import fail
 from agentcron.clock import SYSTEM_CLOCK
 from agentcron.dynamic import ScheduleStore
 from agentcron.errors import ConfigError
-from agentcron.jobs import Job, compile_job, load_schedule_file
+from agentcron.jobs import Declared, Job, compile_job, load_declarations
+from agentcron.limits.declare import named_limits
 from agentcron.secrets import literal_secrets, redact
 from agentcron.settings import Settings
 
@@ -34,9 +35,18 @@ def open_store(settings: Settings) -> ScheduleStore:
 
 def declared_agent_modules(settings: Settings) -> DeclaredModules:
     """``AGENTCRON_AGENT_MODULES`` plus the modules of the schedule file's jobs."""
+    return file_declarations(settings)[0]
+
+
+def file_declarations(settings: Settings) -> tuple[DeclaredModules, Declared]:
+    """The declared agent modules, and the schedule file's BUDGETS and LIMITS (with
+    ``AGENTCRON_LIMITS``) that a runtime schedule may name."""
     path = settings.schedule_path
-    return DeclaredModules.of(settings.agent_modules,
-                              load_schedule_file(path) if path.is_file() else [])
+    if path.is_file():
+        jobs, declarations = load_declarations(path, settings.limits)
+    else:
+        jobs, declarations = [], Declared({}, named_limits([], settings.limits))
+    return DeclaredModules.of(settings.agent_modules, jobs), declarations
 
 
 def _search_paths(settings: Settings) -> list[Path]:
@@ -66,8 +76,11 @@ def schedules_group() -> None:
 @click.option("--paused", is_flag=True, help="Add it paused.")
 @click.option("--deliver", multiple=True, help="Report target (repeatable): mailto:…, https://…, "
               "slack:https://…")
+@click.option("--budget", default=None, help="Name of a budget of the schedule file's BUDGETS.")
+@click.option("--limit", "limits", multiple=True, help="Name of a limit of the schedule file's "
+              "LIMITS (repeatable).")
 def add_command(name: str, agent: str, expr: str, config_json: str, paused: bool,
-                deliver: tuple[str, ...], **options: Any) -> None:  # fmt: skip
+                deliver: tuple[str, ...], limits: tuple[str, ...], **options: Any) -> None:  # fmt: skip
     """Add (or replace) the schedule NAME."""
     settings = Settings.from_env()
     try:
@@ -81,11 +94,12 @@ def add_command(name: str, agent: str, expr: str, config_json: str, paused: bool
             with contextlib.suppress(ValueError):  # a number of seconds; else a text like 15m
                 fields[key] = float(fields[key])
     try:
-        declared = declared_agent_modules(settings)
+        declared, declarations = file_declarations(settings)
         declared.check(agent)  # one line, before anything is imported
         job = Job(name, agent=agent, schedule=expr, config=config, enabled=not paused,
-                  deliver=list(deliver), **fields)
-        spec = compile_job(job, _search_paths(settings), settings.config_max_bytes, declared)
+                  deliver=list(deliver), limits=list(limits), **fields)
+        spec = compile_job(job, _search_paths(settings), settings.config_max_bytes, declared,
+                           declarations)  # an unknown budget or limit name is refused here
     except (ConfigError, TypeError) as exc:
         fail(str(exc))
         return
