@@ -133,8 +133,12 @@ class ScheduleStore:
         found = [e for e in self.entries() if e.name == name]
         return found[0] if found else None
 
-    def add(self, job: Job, source: str = "api") -> int:
-        """Insert or replace ``job``; returns the new revision."""
+    def add(self, job: Job, source: str = "api", declared: DeclaredModules | None = None) -> int:
+        """Insert or replace ``job``; returns the new revision. Its agent and callbacks must come
+        from ``declared`` modules (by default ``AGENTCRON_AGENT_MODULES`` and the schedule
+        file's modules, as workers load them): else a ConfigError, nothing imported or written.
+        """
+        check_declared(job, declared if declared is not None else env_declared_modules())
         return self.upsert([job], source)
 
     def upsert(self, jobs: Sequence[Job], source: str) -> int:
@@ -209,6 +213,29 @@ class ScheduleStore:
     def _next_revision(conn: Any) -> int:
         current = conn.execute(select(func.coalesce(func.max(SCHEDULES.c.revision), 0)))
         return int(current.scalar_one()) + 1
+
+
+def check_declared(job: Job, declared: DeclaredModules) -> None:
+    """A ConfigError naming ``job`` unless its agent and callbacks come from ``declared``."""
+    for name in ("agent", "on_success", "on_failure"):
+        value = getattr(job, name)
+        if value is None:
+            continue
+        try:
+            declared.check(value if isinstance(value, str) else _ref_of(value), name)
+        except ConfigError as exc:
+            raise exc.for_job(job.name) from None
+
+
+def env_declared_modules() -> DeclaredModules:
+    """``AGENTCRON_AGENT_MODULES`` plus the modules of the configured schedule file's jobs."""
+    from agentcron.jobs import load_schedule_file
+    from agentcron.settings import Settings
+
+    settings = Settings.from_env()
+    path = settings.schedule_path
+    return DeclaredModules.of(settings.agent_modules,
+                              load_schedule_file(path) if path.is_file() else [])
 
 
 def declared_modules(settings: Any, file_jobs: Iterable[Job] = ()) -> DeclaredModules:

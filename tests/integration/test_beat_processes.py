@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from agentcron.agents import DeclaredModules
 from agentcron.clock import SYSTEM_CLOCK
 from agentcron.dynamic import ScheduleStore
 from agentcron.jobs import Job
@@ -91,7 +92,8 @@ def test_schedule_added_paused_resumed_at_runtime(
     with beat_process(tmp_path, env) as beat:
         wait_for(lambda: "beat active" in (tmp_path / "beat.log").read_text(), timeout=30,
                  what="the beat to start")  # fmt: skip
-        store.add(Job("dyn", agent="beatagents:tick", schedule="*/1s"))
+        store.add(Job("dyn", agent="beatagents:tick", schedule="*/1s"),
+                  declared=DeclaredModules(("beatagents",)))
         added = SYSTEM_CLOCK.now()
         wait_for(lambda: len(rows(engine, "dyn")) >= 1, timeout=5, what="the added job")
         assert (SYSTEM_CLOCK.now() - added).total_seconds() < 5

@@ -103,10 +103,10 @@ def test_runtime_rows_load_only_from_declared_modules(mods: Path, tmp_path: Path
     (tmp_path / "beat_schedule.py").write_text("JOBS = []\n")
     ledger = Ledger(f"sqlite:///{tmp_path / 'l.sqlite'}")
     store = ScheduleStore(ledger.engine)
-    store.add(Job("ok", agent="decl_agents:tick", schedule="@daily"))
-    store.add(Job("cb", agent="decl_agents:tick", schedule="@daily",
-                  on_failure="sideeffect_mod:hook"))  # fmt: skip
-    store.add(Job("bad", agent="sideeffect_mod:x", schedule="@daily"))
+    store.upsert([Job("ok", agent="decl_agents:tick", schedule="@daily"),  # rows as written
+                  Job("cb", agent="decl_agents:tick", schedule="@daily",
+                      on_failure="sideeffect_mod:hook"),
+                  Job("bad", agent="sideeffect_mod:x", schedule="@daily")], "api")  # fmt: skip
     settings = Settings(schedule_path=tmp_path / "beat_schedule.py", agent_modules="decl_agents")
     sys.path.insert(0, str(mods))
     try:
@@ -145,8 +145,8 @@ def test_the_watchdog_never_loads_an_undeclared_row(mods: Path, tmp_path: Path,
     try:
         runtime = Runtime(settings)
         store = ScheduleStore(runtime.ledger.engine)
-        store.add(Job("same_module", agent="decl_agents:agent", schedule="@daily"))
-        store.add(Job("wd_bad", agent="sideeffect_mod:x", schedule="@daily"))
+        store.upsert([Job("same_module", agent="decl_agents:agent", schedule="@daily"),
+                      Job("wd_bad", agent="sideeffect_mod:x", schedule="@daily")], "api")
         assert sorted(s.name for s in enabled_specs(runtime)) == ["f", "same_module"]
         runtime.close()
     finally:
@@ -164,8 +164,8 @@ def test_the_beat_never_plans_an_undeclared_row(mods: Path, tmp_path: Path,
     file_job = Job("f", agent="decl_agents:tick", schedule="@daily")
     source = SpecSource(store, [file_job], [mods], settings=Settings())
     source.load()
-    store.add(Job("beat_ok", agent="decl_agents:agent", schedule="@daily"))
-    store.add(Job("beat_bad", agent="sideeffect_mod:x", schedule="@daily"))
+    store.upsert([Job("beat_ok", agent="decl_agents:agent", schedule="@daily"),
+                  Job("beat_bad", agent="sideeffect_mod:x", schedule="@daily")], "api")
     with ledger.engine.begin() as conn:  # a forged 'file' row that the file does not declare
         from sqlalchemy import text
 
@@ -191,3 +191,28 @@ def test_a_bad_setting_is_one_line_in_the_cli_and_ignored_by_loaders(tmp_path: P
     assert result.exit_code == 2 and "AGENTCRON_AGENT_MODULES" in result.output
     declared = declared_modules(Settings(agent_modules="good, bad name"))
     assert declared.prefixes == ("good",)
+
+
+def test_the_python_api_refuses_an_undeclared_agent_when_added(
+        mods: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    (tmp_path / "beat_schedule.py").write_text(
+        "from agentcron import Job\nJOBS = [Job('f', agent='decl_agents:tick', schedule='@daily')]\n")
+    monkeypatch.setenv("AGENTCRON_SCHEDULE_PATH", str(tmp_path / "beat_schedule.py"))
+    monkeypatch.setenv("AGENTCRON_AGENT_MODULES", "tools")
+    ledger = Ledger(f"sqlite:///{tmp_path / 'l.sqlite'}")
+    store = ScheduleStore(ledger.engine)
+    for job, says in [(Job("bad", agent="sideeffect_mod:x", schedule="@daily"), "job 'bad': agent"),
+                      (Job("cb", agent="decl_agents:tick", schedule="@daily",
+                           on_failure="os:system"), "job 'cb': on_failure"),
+                      (Job("cls", agent=DeclaredModules, schedule="@daily"), "agentcron.agents")]:
+        with pytest.raises(ConfigError, match="not a declared agent module") as refused:
+            store.add(job)
+        assert says in str(refused.value)
+    assert store.entries() == [] and "sideeffect_mod" not in sys.modules
+    store.add(Job("ok", agent="decl_agents:tick", schedule="@daily"))  # the file's module
+    store.add(Job("tool", agent="tools.x:run", schedule="@daily"))  # AGENTCRON_AGENT_MODULES
+    with pytest.raises(ConfigError, match="not a declared agent module"):
+        store.add(Job("other", agent="decl_agents:tick", schedule="@daily"),
+                  declared=DeclaredModules(("tools",)))  # fmt: skip
+    assert [e.name for e in store.entries()] == ["ok", "tool"]
+    ledger.close()

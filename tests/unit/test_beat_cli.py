@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from agentcron.agents import DeclaredModules
 from agentcron.beat.publisher import Outgoing
 from agentcron.cli import main
 from agentcron.cli.trigger import manual_message, trigger
@@ -74,7 +75,7 @@ def test_dynamic_definition_round_trips(tmp_path: Path) -> None:
     store = ScheduleStore(ledger.engine)
     job = Job("j", agent=AGENT, schedule="0 6 * * *", tz="Europe/Paris", jitter=5.0,
               window="day", on_success=agent, config={"a": [1, 2]})  # fmt: skip
-    store.add(job)
+    store.add(job, declared=DeclaredModules(("tests", agent.__module__)))
     entry = store.get("j")
     assert entry is not None
     again = entry.job()

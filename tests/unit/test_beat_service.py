@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from agentcron.agents import DeclaredModules
 from agentcron.beat.emitter import Emitter
 from agentcron.beat.leader import LeaderElection
 from agentcron.beat.publisher import Outgoing
@@ -22,6 +23,7 @@ from agentcron.ledger.store import Ledger
 from agentcron.settings import Settings
 
 AGENT = "tests.unit.test_beat_service:agent"
+TESTS = DeclaredModules(("tests",))
 
 
 def agent(ctx: object) -> str:
@@ -167,7 +169,7 @@ def test_dynamic_add_pause_resume_remove_without_restart(tmp_path: Path,
                                                         clock: FrozenClock) -> None:
     rig = Rig(tmp_path, clock, [])
     rig.run(1)
-    rig.store.add(Job("dyn", agent=AGENT, schedule="*/1s"))
+    rig.store.add(Job("dyn", agent=AGENT, schedule="*/1s"), declared=TESTS)
     rig.run(3)
     assert len(rig.publisher.sent) >= 1
     rig.store.pause("dyn")
@@ -233,7 +235,7 @@ def test_file_jobs_synced_removed_file_job_disabled_history_kept(tmp_path: Path,
 def test_bad_dynamic_definition_is_skipped_not_fatal(tmp_path: Path, clock: FrozenClock) -> None:
     rig = Rig(tmp_path, clock, [Job("tick", agent=AGENT, schedule="*/2s")])
     rig.run(1)
-    rig.store.add(Job("bad", agent="nowhere.module:fn", schedule="*/1s"))
+    rig.store.upsert([Job("bad", agent="nowhere.module:fn", schedule="*/1s")], "api")
     rig.run(3)
     assert "bad" in rig.beat.source.failed and "bad" not in rig.beat.planner
     assert any(k.startswith("tick@") for k in rig.publisher.window_keys())
@@ -266,7 +268,7 @@ def test_standby_keeps_specs_current_and_takes_over_with_them(tmp_path: Path,
     b = Rig(tmp_path, clock, [], shared=a.ledger, leases=leases)
     a.beat.tick()
     b.beat.tick()
-    a.store.add(Job("late", agent=AGENT, schedule="*/1s"))
+    a.store.add(Job("late", agent=AGENT, schedule="*/1s"), declared=TESTS)
     for _ in range(6):
         b.beat.tick()  # standby: polls the revision, plans nothing
         clock.advance(0.5)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from agentcron.agents import DeclaredModules
 from agentcron.alerts import Alert, Alerter, WebhookNotifier
 from agentcron.clock import FrozenClock
 from agentcron.context import RunContext
@@ -201,7 +202,7 @@ def test_file_jobs_are_stored_without_secret_text_and_listed_redacted(
         "api_key": MASK, "openai": "env:OPENAI_API_KEY", "max_tokens": 10}
     assert store.sync_file([job]) == store.revision()  # unchanged file: nothing rewritten
     store.add(Job("apijob", agent="examples.market:analyse", schedule="@daily",
-                  config={"token": SECRET}))  # fmt: skip
+                  config={"token": SECRET}), declared=DeclaredModules(("examples",)))  # fmt: skip
     monkeypatch.setenv("AGENTCRON_DATABASE_URL", f"sqlite:///{tmp_path / 'ledger.sqlite'}")
     monkeypatch.setenv("AGENTCRON_DATA_DIR", str(tmp_path))
     result = CliRunner().invoke(main, ["schedules", "list", "--json"])
