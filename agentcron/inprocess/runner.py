@@ -20,8 +20,11 @@ from agentcron.backoff import backoff_delay
 from agentcron.callbacks import Callback, asafe_call
 from agentcron.clock import Clock
 from agentcron.context import RunCancelled, RunContext
+from agentcron.errors import ConfigError
 from agentcron.inprocess.options import SchedulerOptions
 from agentcron.messages import RunMessage
+from agentcron.secrets import resolve_config
+from agentcron.settings import read_environment
 
 log = logging.getLogger("agentcron.inprocess")
 
@@ -103,9 +106,15 @@ class PlainRunner:
 
     async def _attempts(self, message: RunMessage, max_retries: int) -> RunReport:
         self._last_error: BaseException | None = None
+        try:  # env:NAME values are read here, right before the agent runs (as the guard does)
+            config = resolve_config(self.target.config, read_environment, message.job)
+        except ConfigError as exc:
+            self._last_error = exc
+            log.warning("%s not run: %s", message.window_key, exc)
+            return RunReport("failed", 1, error=str(exc), detail="config")
         attempt = 0
         for attempt in range(1, max_retries + 1):
-            ctx = self._context(message, attempt)
+            ctx = self._context(message, attempt, config)
             self.current = ctx
             try:
                 result = await self._call(ctx)
@@ -131,11 +140,12 @@ class PlainRunner:
         detail = f"failed after {attempt} attempt(s)"
         return RunReport("failed", attempt, error=error, detail=detail)
 
-    def _context(self, message: RunMessage, attempt: int) -> RunContext:
+    def _context(self, message: RunMessage, attempt: int,
+                 config: Mapping[str, Any]) -> RunContext:  # fmt: skip
         return RunContext(
             job=message.job,
             task=self.target.task,
-            config=self.target.config,
+            config=config,
             window_key=message.window_key,
             window_start=message.window_start,
             slot=message.slot,

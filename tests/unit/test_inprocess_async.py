@@ -353,3 +353,33 @@ async def test_reports_without_a_ledger_are_not_kept_and_say_so(
     await asyncio.wait_for(reported.wait(), 5)
     await until(lambda: "not kept: ctx.report needs a ledger" in caplog.text)
     await scheduler.stop(timeout=1)
+
+
+async def test_env_config_values_are_read_right_before_the_agent_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[Any] = []
+    failures: list[BaseException] = []
+
+    def agent(ctx: RunContext) -> str:
+        seen.append(dict(ctx.config))
+        return "ok"
+
+    config = {"api_key": "env:H12_PLAIN_KEY", "nested": {"url": "env:H12_PLAIN_URL"}, "n": 3}
+    monkeypatch.setenv("H12_PLAIN_KEY", "sk-plain-123")
+    monkeypatch.setenv("H12_PLAIN_URL", "https://example.com")
+    scheduler = AsyncAgentScheduler(agent, "t", config=config, clock=FrozenClock(
+        "2026-03-17T06:00:00Z"), name="envcfg")  # fmt: skip
+    await scheduler.start("at:2026-03-17T07:00:00Z")
+    await until(lambda: not scheduler.is_running)
+    await scheduler.stop()
+    assert seen == [{"api_key": "sk-plain-123", "nested": {"url": "https://example.com"}, "n": 3}]
+    monkeypatch.delenv("H12_PLAIN_KEY")
+    scheduler = AsyncAgentScheduler(agent, "t", config=config, on_failure=failures.append,
+                                    clock=FrozenClock("2026-03-17T06:00:00Z"), name="envcfg")  # fmt: skip
+    await scheduler.start("at:2026-03-17T07:00:00Z")
+    await until(lambda: failures)
+    stats = await scheduler.stop()
+    assert len(seen) == 1  # the agent never ran without its variable
+    assert isinstance(failures[0], ConfigError) and "H12_PLAIN_KEY is not set" in str(failures[0])
+    assert "H12_PLAIN_KEY" in stats["last_error"]
