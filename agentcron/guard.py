@@ -47,7 +47,13 @@ from agentcron.ledger.records import (
 from agentcron.ledger.retoken import retoken
 from agentcron.ledger.store import Ledger, ResultError
 from agentcron.limits.gate import RunLimits
-from agentcron.limits.run import hold_run_limits, open_limit_gate, release_run_limits, requeue_delay
+from agentcron.limits.run import (
+    hold_run_limits,
+    open_limit_gate,
+    release_run_limits,
+    requeue_delay,
+    stop_on_lost_slot,
+)
 from agentcron.messages import RunMessage
 from agentcron.misfire import lateness, misfire_reason
 from agentcron.reports.content import PendingReport
@@ -283,6 +289,7 @@ class Guard:
                                       ctx.reports)  # fmt: skip
 
         ttl = spec.lease_ttl.total_seconds()
+        stop_on_lost_slot(stop)  # a limit slot lost mid-run stops it as a lost lease does
         with self.hub.hold(lease, ttl, stop, self._reacquire(window, ttl)) as holding:
             while True:
                 try:

@@ -127,3 +127,50 @@ def test_limits_from_the_environment_and_bad_declarations() -> None:
                   Limit("x", per_minute=5, ttl=0), Limit("x", per_minute=5, period=float("inf"))):
         with pytest.raises(ConfigError):
             named_limits([limit])
+
+
+def test_a_slot_lost_mid_run_cancels_the_run_cooperatively(tmp_path: Path) -> None:
+    clock = FrozenClock("2026-03-17T06:00:00Z")
+    world = World(tmp_path, clock)
+    guard = world.guard()
+    seen: list[tuple[bool, str | None]] = []
+
+    def agent(ctx: RunContext) -> str:
+        [holder] = guard.limits.store.holders(ONE)
+        seen.append((ctx.cancel_requested, ctx.cancel_reason))
+        guard.limits.store.release_slot(ONE, holder)  # expired, or taken by someone else
+        guard.limits.renew([(ONE, holder)])  # what the keeper thread does every ttl/3
+        seen.append((ctx.cancel_requested, ctx.cancel_reason))
+        return "stopped" if ctx.cancel_requested else "ran on"
+
+    spec = spec_of(agent, limits=["one"])
+    guard.run_sync(spec, world.message(spec))
+    assert seen == [(False, None), (True, "limit 'one' slot lost")]
+
+    def plain(ctx: RunContext) -> str:
+        seen.append((ctx.cancel_requested, ctx.cancel_reason))
+        return "ok"
+
+    seen.clear()  # a later run without limits is not touched by the earlier loss
+    spec = spec_of(plain, name="plain")
+    assert guard.run_sync(spec, world.message(spec)).state is RunState.SUCCEEDED
+    assert seen == [(False, None)]
+
+
+def test_a_slot_lost_mid_run_stops_an_async_run_too(tmp_path: Path) -> None:
+    clock = FrozenClock("2026-03-17T06:00:00Z")
+    world = World(tmp_path, clock)
+    guard = world.guard()
+    seen: list[str | None] = []
+
+    async def agent(ctx: RunContext) -> str:
+        [holder] = guard.limits.store.holders(ONE)
+        guard.limits.store.release_slot(ONE, holder)
+        await asyncio.to_thread(guard.limits.renew, [(ONE, holder)])  # the keeper's thread
+        seen.append(ctx.cancel_reason)
+        return "stopped" if ctx.cancel_requested else "ran on"
+
+    spec = spec_of(agent, limits=["one"], name="async_job")
+    outcome = asyncio.run(guard.run_async(spec, world.message(spec)))
+    assert seen == [] and outcome.state is RunState.CANCELLED  # its task cancelled, as on a lost lease
+    assert outcome.error == "limit 'one' slot lost"
