@@ -17,6 +17,7 @@ same few milliseconds in which a plain Celery worker loses a popped batch).
 
 from __future__ import annotations
 
+import email
 import os
 import random
 import signal
@@ -29,6 +30,7 @@ import pytest
 
 from agentcron.clock import SYSTEM_CLOCK
 from agentcron.deadletters import DeadLetterStore
+from agentcron.delivery.outbox import Outbox
 from tests.faults.clockshift import clock_shift_env
 from tests.faults.harness import (
     Cluster,
@@ -39,8 +41,9 @@ from tests.faults.harness import (
     recorded,
     slot_windows,
 )
-from tests.faults.oracle import availability, check
+from tests.faults.oracle import availability, check, check_deliveries
 from tests.poison_entries import kind_of_label, poison_entries, push
+from tests.services import free_port
 
 pytestmark = [pytest.mark.soak, pytest.mark.injects(
     "kill -9 of a random prefork child or the whole asyncio worker every 2-4 s, beat kill -9 / "
@@ -52,13 +55,36 @@ OUTAGE_REACH = 2.0  # seconds before a Redis stop in which a run's side effect m
 JOBS = [(f"sync{n}", "*/2s" if n % 2 else "*/1s", False) for n in range(6)]
 JOBS += [(f"async{n}", "*/1s" if n % 2 else "*/2s", True) for n in range(6)]
 MESSAGE_MAX_BYTES = 16 * 1024
+REPORTING = ("sync1", "async1")  # each success reports; the outbox mails it to a local server
 
 
 def jobs() -> list[JobDecl]:
     options = {"config": {"seconds": 0.3}, "lease_ttl": 2, "misfire_grace": 120,
                "catchup_window": 30, "coalesce": "all"}  # fmt: skip
-    return [JobDecl(name, schedule=expr, asynchronous=asyncio_job, options=options)
+    reporting = options | {"config": {"seconds": 0.3, "report": True},
+                           "deliver": ["mailto:team@example.com"]}  # fmt: skip
+    return [JobDecl(name, schedule=expr, asynchronous=asyncio_job,
+                    options=reporting if name in REPORTING else options)
             for name, expr, asyncio_job in JOBS]  # fmt: skip
+
+
+class Mailbox:
+    """A local SMTP server (aiosmtpd, in this process) keeping every email it is sent."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[Any] = []
+        self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
+
+    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
+        self.messages.append(email.message_from_bytes(envelope.original_content))
+        return "250 OK"
+
+    def settings(self) -> dict[str, Any]:
+        return {"smtp_url": f"smtp://127.0.0.1:{self.controller.port}",
+                "mail_from": "soak@example.com", "delivery_interval": 0.2, "delivery_lease": 6,
+                "delivery_timeout": 5}  # fmt: skip
 
 
 class Chaos:
@@ -70,6 +96,7 @@ class Chaos:
         self.async_worker = cluster.worker("a0", asynchronous=True)
         self.beat = cluster.beat("beat0")
         self.kills = self.beat_restarts = self.redis_restarts = self.clock_steps = 0
+        self.async_kills = 0
         self.redis_stops: list[float] = []  # time.monotonic() of each Redis stop
         self.clock_env: dict[str, str] = {}  # the asyncio worker's host clock, once stepped
         self.killed: set[int] = set()  # pids killed with -9 (see tests.faults.oracle)
@@ -85,6 +112,7 @@ class Chaos:
                 os.kill(victim, signal.SIGKILL)
             return
         self.killed.update(self.async_worker.family())
+        self.async_kills += 1  # its outbox sender too: one email may go out again
         self.async_worker.signal(signal.SIGKILL)
         self.async_worker.popen.wait(10)
         self.async_worker = self.cluster.worker(f"a{self.kills}", asynchronous=True, ready=False,
@@ -153,8 +181,18 @@ def windows_ended(cluster: Cluster, names: list[str], until: datetime) -> bool:
 
 @pytest.mark.timeout(SECONDS + 420)
 def test_soak_random_kills(cluster: Cluster, record_property: Any) -> None:
+    mailbox = Mailbox()
+    mailbox.controller.start()
+    try:
+        soak(cluster, record_property, mailbox)
+    finally:
+        mailbox.controller.stop()
+
+
+def soak(cluster: Cluster, record_property: Any, mailbox: Mailbox) -> None:
     rng = random.Random(int(os.environ.get("FAULTS_SOAK_SEED", "8")))
     cluster.settings["message_max_bytes"] = MESSAGE_MAX_BYTES
+    cluster.settings |= mailbox.settings()
     cluster.write_jobs(jobs())
     cluster.stop_redis()  # restarts keep the data (AOF); the watchdog re-enqueues what is lost
     cluster.start_redis("--appendonly", "yes", "--appendfsync", "everysec")
@@ -197,20 +235,31 @@ def test_soak_random_kills(cluster: Cluster, record_property: Any) -> None:
     poll(lambda: windows_ended(cluster, names, ended), 120, "every window up to the end to end")
     poll(lambda: garbage.dead_lettered().total() >= garbage.pushed.total(), 60,
          "every poison entry dead-lettered")  # fmt: skip
+    outbox = Outbox(cluster.ledger.engine, SYSTEM_CLOCK)
+    poll(lambda: not outbox.list(state="pending", limit=1), 60, "every report to be mailed")
     cluster.stop(chaos.beat)
     windows = [w for name, expr, _ in JOBS for w in slot_windows(cluster, name, expr, ended)]
     verdict = check(cluster, windows, frozenset(chaos.killed) | chaos.cancelled_by_outage())
+    mailed = [w for name, expr, _ in JOBS if name in REPORTING
+              for w in slot_windows(cluster, name, expr, ended)]  # fmt: skip
+    # a sender killed (or stopped) between its send and its mark sends that email once more
+    delivery_problems = check_deliveries(cluster, mailed, mailbox.messages,
+                                         kills=chaos.async_kills + chaos.clock_steps + 1)
     report = (f"soak {SECONDS:.0f}s: windows expected={verdict.expected} "
               f"successes={verdict.succeeded} other={dict(verdict.terminal_other)} "
               f"duplicates={len(verdict.duplicates)} lost={len(verdict.lost)} "
               f"redone_after_kill={len(verdict.redone_after_kill)} "
               f"kills={chaos.kills} beat_restarts={chaos.beat_restarts} "
               f"redis_restarts={chaos.redis_restarts} clock_steps={chaos.clock_steps} "
-              f"poison={garbage.pushed.total()} dead_letters={garbage.dead_lettered().total()}; "
+              f"poison={garbage.pushed.total()} dead_letters={garbage.dead_lettered().total()} "
+              f"emails={len(mailbox.messages)} for {len(outbox.list(state='sent', limit=100_000))} "
+              f"sent deliveries; "
               f"{availability(verdict)}")  # fmt: skip
     print(report)
     record_property("figures", report)
     (cluster.root.parent / "soak-report.txt").write_text(report + "\n")
     verdict.assert_ok(cluster.logs())
+    assert not delivery_problems, "\n".join(delivery_problems)
+    assert len(mailbox.messages) >= SECONDS / 2  # the reporting jobs: ~1.5 windows a second
     assert garbage.dead_lettered() == garbage.pushed, (garbage.dead_lettered(), garbage.pushed)
     assert verdict.expected >= 8 * SECONDS
