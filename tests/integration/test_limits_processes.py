@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import sqlalchemy
 
-from agentcron.ledger.records import RunState
+from agentcron.ledger.records import NewWindow, RunState
 from agentcron.ledger.store import Ledger
 from agentcron.messages import ASYNC_TASK, SYNC_TASK, RunMessage
 from agentcron.windows import window_key
@@ -94,8 +94,6 @@ def message(job: str, n: int) -> RunMessage:
     return RunMessage(job, window_key(job, start), start, start, trigger="manual")
 
 
-def publish(msg: RunMessage) -> None:
-    app.send_task(SYNC_TASK, kwargs=msg.to_kwargs(), queue="agentcron.sync")
 
 
 class Fleet:
@@ -119,6 +117,13 @@ class Fleet:
             "-Q", "agentcron.async", "-n", f"{name}@limits",
             env={**self.env, "AGENTCRON_WORKER_POOL": "async"}, log=self.root / f"{name}.log")))
         wait_ready(f"{name}@limits", timeout=60)
+
+    def publish(self, msg: RunMessage, asynchronous: bool = False) -> None:
+        """Record the manual window first, as trigger does (workers refuse unrecorded ones)."""
+        self.ledger.record_scheduled([NewWindow(msg.job, msg.window_start, msg.window_key,
+                                                msg.slot, msg.trigger)])  # fmt: skip
+        task, queue = (ASYNC_TASK, "agentcron.async") if asynchronous else (SYNC_TASK, "agentcron.sync")
+        app.send_task(task, kwargs=msg.to_kwargs(), queue=queue)
 
     def states(self, msgs: list[RunMessage]) -> list[RunState | None]:
         found = self.ledger.get_many([m.window_key for m in msgs])
@@ -172,7 +177,7 @@ def test_three_workers_never_hold_a_limit_of_two_more_than_twice(fleet: Fleet) -
     fleet.start(3)
     msgs = [message("held", n) for n in range(12)]
     for msg in msgs:
-        publish(msg)
+        fleet.publish(msg)
     assert fleet.wait_terminal(msgs, timeout=120) == [RunState.SUCCEEDED] * 12
     found = spans(fleet)
     assert len(found) == 12
@@ -203,7 +208,7 @@ def test_a_per_minute_limit_holds_in_every_span_and_budgets_count_exactly(fleet:
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     for msg in [*calls, *spend]:
-        publish(msg)
+        fleet.publish(msg)
     assert fleet.wait_terminal(calls, timeout=120) == [RunState.SUCCEEDED] * 4
     time.sleep(0.5)
     done.set()
@@ -225,7 +230,7 @@ def test_a_per_minute_limit_holds_in_every_span_and_budgets_count_exactly(fleet:
 def test_a_holder_killed_with_kill_9_frees_its_slot_within_its_ttl(fleet: Fleet) -> None:
     fleet.start(1)
     first, second = message("hanger", 0), message("hanger", 1)
-    publish(first)
+    fleet.publish(first)
     wait_for(lambda: fleet.redis.llen("hung") == 1, timeout=60, what="the holder started")
     assert fleet.redis.zcard("agentcron:limit:solo:slots") == 1
     worker = fleet.procs[0]
@@ -241,7 +246,7 @@ def test_a_holder_killed_with_kill_9_frees_its_slot_within_its_ttl(fleet: Fleet)
     wait_for(lambda: live_holders() == 0, timeout=10, what="the dead holder's slot to expire")
     assert time.monotonic() - killed <= 3 + 0.5  # its lease TTL (plus polling)
     fleet.start(1)  # a fresh worker (named w1) takes the slot for the next window
-    publish(second)
+    fleet.publish(second)
     wait_for(lambda: fleet.redis.llen("hung") == 2, timeout=60, what="the next holder started")
 
 
@@ -249,7 +254,7 @@ def test_a_run_that_waits_longer_than_limit_wait_is_requeued_not_lost(fleet: Fle
     fleet.start(1)  # -c 2: both windows start at once; one holds "solo" for 4 s
     msgs = [message("slow_solo", n) for n in range(2)]
     for msg in msgs:
-        publish(msg)
+        fleet.publish(msg)
     assert fleet.wait_terminal(msgs, timeout=90) == [RunState.SUCCEEDED] * 2
     (first, second) = sorted(spans(fleet))
     assert second[0] >= first[1]  # never both at once
@@ -263,7 +268,7 @@ def test_an_async_worker_holds_limits_for_its_many_runs_in_flight(fleet: Fleet) 
     fleet.start_async()  # one event loop, up to 1000 runs in flight
     msgs = [message("async_held", n) for n in range(10)]
     for msg in msgs:
-        app.send_task(ASYNC_TASK, kwargs=msg.to_kwargs(), queue="agentcron.async")
+        fleet.publish(msg, asynchronous=True)
     assert fleet.wait_terminal(msgs, timeout=120) == [RunState.SUCCEEDED] * 10
     assert most_at_once(spans(fleet)) == 2
     assert fleet.redis.llen("calls") == 10
