@@ -21,7 +21,7 @@ from agentcron.delivery.outbox import Outbox
 from agentcron.ledger.records import RunState
 from agentcron.ledger.store import Ledger
 from tests.delivery_servers import SmtpServer, smtp_server
-from tests.integration.test_workers_e2e import message, publish
+from tests.integration.test_workers_e2e import RECORDER, message, publish
 from tests.integration.test_workers_support import celery_worker, use_broker, wait_ready, worker_env
 from tests.services import wait_for
 
@@ -62,6 +62,7 @@ def deployment(tmp_path: Path, redis_client: Any, redis_url: str,
         for table in ("deliveries", "reports", "runs"):
             conn.execute(sqlalchemy.text(f"DELETE FROM {table}"))
     use_broker(redis_url)
+    RECORDER[:] = [ledger]  # publish() records each manual window first, as trigger does
     with smtp_server() as smtp, ExitStack() as stack:
         env = worker_env(AGENTCRON_DATABASE_URL=postgres_url,
                          AGENTCRON_SCHEDULE_PATH=str(tmp_path / "beat_schedule.py"),
