@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy
 
-from agentcron.ledger.records import RunState
+from agentcron.ledger.records import NewWindow, RunState
 from agentcron.ledger.store import Ledger
 from agentcron.messages import ASYNC_TASK, SYNC_TASK, RunMessage
 from agentcron.windows import window_key
@@ -91,6 +91,8 @@ def test_a_leaked_key_reaches_no_ledger_row_log_or_webhook(
     sync_log, async_log = tmp_path / "sync.log", tmp_path / "async.log"
     messages = {job: RunMessage(job, window_key(job, START), START, START, trigger="manual")
                 for job in ("leaky_sync", "leaky_async")}  # fmt: skip
+    ledger.record_scheduled([NewWindow(m.job, m.window_start, m.window_key, m.slot, m.trigger)
+                             for m in messages.values()])  # recorded first, as trigger does
     with celery_worker("-Q", "agentcron.sync", "-c", "1", "-n", "sync@secrets", env=env,
                        log=sync_log), \
          celery_worker("-Q", "agentcron.async", "-n", "async@secrets",
