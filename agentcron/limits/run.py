@@ -64,11 +64,10 @@ def open_limit_gate(settings: Settings, engine: sa.Engine, clock: Clock) -> Limi
         raise ConfigError([Problem(None, "AGENTCRON_LIMIT_WAIT", str(settings.limit_wait),
                                    "seconds between 0 and 86400")])  # fmt: skip
     if settings.lease_backend == "redis":
-        import redis
-
         from agentcron.limits.redis import RedisLimitStore
+        from agentcron.timeouts import redis_client
 
-        store = RedisLimitStore(redis.Redis.from_url(settings.redis_url))
+        store = RedisLimitStore(redis_client(settings.redis_url, settings))
         return LimitGate(store, clock, wait=settings.limit_wait)
     from agentcron.limits.sql import SqlLimitStore
 

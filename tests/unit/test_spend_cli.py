@@ -40,7 +40,11 @@ def env(tmp_path: Path) -> dict[str, str]:
         Limit("openai", concurrency=4, per_minute=60), "a@x#1")
     ledger.close()
     return {"AGENTCRON_DATABASE_URL": url, "AGENTCRON_DATA_DIR": str(tmp_path / "data"),
-            "AGENTCRON_SCHEDULE_PATH": str(tmp_path / "beat_schedule.py")}
+            "AGENTCRON_SCHEDULE_PATH": str(tmp_path / "beat_schedule.py"),
+            # the slot was taken in the ledger: read it there, whatever an earlier test of this
+            # process left in its environment
+            "AGENTCRON_BROKER_URL": f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}",
+            "AGENTCRON_LEASE_BACKEND": "sql"}
 
 
 def test_spend_by_job_and_model_and_budgets_left(env: dict[str, str]) -> None:
