@@ -99,21 +99,7 @@ class RedisLeaseStore:
         return [int(done) == 1 for done in self._pipelined(calls)]
 
     def _pipelined(self, calls: Sequence[tuple[Script, list[str], list[Any]]]) -> list[Any]:
-        """Run the scripts by SHA in one non-transactional pipeline; when Redis lost its script
-        cache (a restart), NOSCRIPT means nothing ran: load them and send the batch again."""
-        for attempt in (1, 2):
-            pipe = self.client.pipeline(transaction=False)
-            for script, names, args in calls:
-                pipe.evalsha(script.sha, len(names), *names, *args)
-            results = pipe.execute(raise_on_error=False)
-            if not any(isinstance(r, NoScriptError) for r in results) or attempt == 2:
-                break
-            for script in {script for script, _, _ in calls}:
-                self.client.script_load(script.script)
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
-        return list(results)
+        return run_scripts(self.client, calls)
 
     def holder(self, name: str) -> Lease | None:
         """The live lease on ``name``, if any."""
@@ -161,3 +147,22 @@ class AsyncRedisLeaseStore:
         """A fresh fencing token for ``name`` without taking the lease."""
         token: Any = await self.client.incr(keys.fence(name))
         return int(token)
+
+
+def run_scripts(client: redis.Redis, calls: Sequence[tuple[Script, list[str], list[Any]]]) -> list[Any]:
+    """Run the scripts by SHA in one non-transactional pipeline; when Redis lost its script
+    cache (a restart), NOSCRIPT means nothing ran: load them and send the batch again. Raises
+    the first error reply; returns every script's result in order."""
+    for attempt in (1, 2):
+        pipe = client.pipeline(transaction=False)
+        for script, names, args in calls:
+            pipe.evalsha(script.sha, len(names), *names, *args)
+        results = pipe.execute(raise_on_error=False)
+        if not any(isinstance(r, NoScriptError) for r in results) or attempt == 2:
+            break
+        for script in {script for script, _, _ in calls}:
+            client.script_load(script.script)
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
+    return list(results)

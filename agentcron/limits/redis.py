@@ -20,9 +20,9 @@ from typing import Any
 
 import redis
 from redis.commands.core import Script
-from redis.exceptions import NoScriptError
 
 from agentcron import keys
+from agentcron.leases.redis import run_scripts
 from agentcron.limits.declare import Limit
 
 
@@ -73,21 +73,7 @@ class RedisLimitStore:
                 for (limit, tokens), wait in zip(takes, self._pipelined(calls), strict=True)]
 
     def _pipelined(self, calls: Sequence[tuple[Script, list[str], list[Any]]]) -> list[Any]:
-        """The scripts by SHA in one non-transactional pipeline; on NOSCRIPT (Redis lost its
-        script cache) nothing ran: load them and send the batch again."""
-        for attempt in (1, 2):
-            pipe = self.client.pipeline(transaction=False)
-            for script, names, args in calls:
-                pipe.evalsha(script.sha, len(names), *names, *args)
-            results = pipe.execute(raise_on_error=False)
-            if not any(isinstance(r, NoScriptError) for r in results) or attempt == 2:
-                break
-            for script in {script for script, _, _ in calls}:
-                self.client.script_load(script.script)
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
-        return list(results)
+        return run_scripts(self.client, calls)  # the lease store's pipeline, NOSCRIPT handled
 
     def renew_slots(self, held: Sequence[tuple[Limit, str]]) -> list[bool]:
         if not held:
