@@ -157,6 +157,16 @@ def _state(driver: Any, key: str) -> str | None:
     return None if found is None else str(found)
 
 
+def _present(driver: Any, css: str, timeout: float = 15.0) -> Any:
+    """The element ``css`` once the page shows it (a form POST's answer may not be loaded yet)."""
+    from selenium.webdriver.common.by import By
+
+    found: list[Any] = []
+    wait_for(lambda: found.extend(driver.find_elements(By.CSS_SELECTOR, css)) or found,
+             timeout=timeout, interval=0.2, what=f"{css} on the page")
+    return found[0]
+
+
 def test_console_in_a_real_browser(browser: Any, console: str, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 
@@ -176,7 +186,7 @@ def test_console_in_a_real_browser(browser: Any, console: str, tmp_path: Path) -
 
     browser.get(console + "/jobs/ticket_digest")
     browser.find_element(By.ID, "trigger").click()
-    flash = browser.find_element(By.CSS_SELECTOR, ".flash").text
+    flash = _present(browser, ".flash").text
     assert flash.startswith("sent ticket_digest@"), flash
     key = flash.split()[1]
     browser.get(console + "/")
@@ -222,7 +232,7 @@ def test_console_in_a_real_browser(browser: Any, console: str, tmp_path: Path) -
     browser.save_screenshot(str(DOCS / "console-fleet.png"))
     browser.set_window_size(1360, 900)
     browser.find_element(By.ID, "purge-dead-letters").click()
-    browser.find_element(By.ID, "confirm-purge").click()
+    _present(browser, "#confirm-purge").click()
     wait_for(lambda: "purged 1 dead letter(s)" in browser.page_source, what="the purge to show")
     assert not browser.find_elements(By.CSS_SELECTOR, "tr[data-dead-letter]")
     browser.get(console + "/jobs/ticket_digest")
