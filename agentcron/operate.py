@@ -78,7 +78,7 @@ def _worker_ready(sender: Any = None, **_: Any) -> None:
     beater.start()
     _STATE["heartbeater"] = beater
     if settings.metrics_port:
-        from agentcron.metrics import serve
+        from agentcron.series import serve
 
         try:
             serve(settings.metrics_port, settings.metrics_addr)
@@ -93,7 +93,7 @@ def _worker_shutdown(**_: Any) -> None:
 
 
 def _child_exit(pid: int | None = None, **_: Any) -> None:
-    from agentcron.metrics import multiprocess_mode
+    from agentcron.series import multiprocess_mode
 
     if pid and multiprocess_mode():
         from prometheus_client import multiprocess
@@ -134,7 +134,7 @@ class BeatOps:
         self.heartbeater.start()
         self._next_watch = clock.monotonic() + min(self.settings.watchdog_interval, 10.0)
         if self.settings.metrics_port:
-            from agentcron.metrics import serve
+            from agentcron.series import serve
 
             try:
                 serve(self.settings.metrics_port, self.settings.metrics_addr)
@@ -142,7 +142,7 @@ class BeatOps:
                 log.warning("metrics port not served (%s)", exc)
 
     def _describe(self) -> Any:
-        from agentcron.metrics import get_metrics
+        from agentcron.series import get_metrics
 
         leading = bool(self.service.active)
         get_metrics().beat_leader.set(1 if leading else 0)
@@ -161,7 +161,7 @@ class BeatOps:
         return max(self._next_watch - now, 0.0)
 
     def _watch(self) -> None:
-        from agentcron.metrics import set_queue_depths, set_queue_workers
+        from agentcron.series import set_queue_depths, set_queue_workers
 
         queues = [SYNC_QUEUE, ASYNC_QUEUE]
         try:

@@ -86,7 +86,7 @@ class ReferenceClock:
         return self.offset
 
     def _report(self) -> None:
-        from agentcron.metrics import get_metrics
+        from agentcron.series import get_metrics
 
         get_metrics().clock_offset.set(self.offset)
         off = abs(self.offset) > self.warn_after

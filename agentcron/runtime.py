@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from agentcron.clock import Clock
 from agentcron.errors import ConfigError
@@ -22,6 +23,11 @@ from agentcron.leases.factory import open_cancel_signals, open_lease_store
 from agentcron.ledger.store import Ledger
 from agentcron.refclock import ReferenceClock, attach_reference
 from agentcron.settings import Settings
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from agentcron.delivery.service import DeliveryTask
 
 log = logging.getLogger("agentcron.runtime")
 SpecLoader = Callable[["Runtime"], list[JobSpec]]
@@ -161,3 +167,21 @@ def set_runtime(runtime: Runtime | None) -> None:
 def reset_runtime() -> None:
     """Forget the runtime (call in a forked child before first use)."""
     set_runtime(None)
+
+
+def start_worker_delivery(loop: asyncio.AbstractEventLoop, interval: float) -> DeliveryTask | None:
+    """The async worker's sender on its event loop (None when ``interval`` is 0: off)."""
+    if interval <= 0:
+        return None
+    from agentcron.alerts import safe_alerter
+    from agentcron.clock import SYSTEM_CLOCK
+    from agentcron.delivery.sender import Sender, sender_from_settings
+    from agentcron.delivery.service import DeliveryTask
+
+    def make() -> Sender:
+        runtime = get_runtime()
+        return sender_from_settings(runtime.settings, runtime.ledger.engine, runtime.clock,
+                                    f"{default_worker_id()}:delivery",
+                                    safe_alerter(runtime.settings))  # fmt: skip
+
+    return DeliveryTask(loop, make, SYSTEM_CLOCK, interval)

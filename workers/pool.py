@@ -49,7 +49,8 @@ from billiard.exceptions import WorkerLostError
 from celery.concurrency.base import BasePool
 from celery.exceptions import SoftTimeLimitExceeded, Terminated
 
-from agentcron.delivery.service import DeliveryTask, start_worker_delivery
+from agentcron.delivery.service import DeliveryTask
+from agentcron.runtime import start_worker_delivery
 from workers.loop import CURRENT_SLOT, LoopThread, Slot, defer
 
 __all__ = ["ApplyResult", "AsyncIOPool", "LoopThread", "defer"]

@@ -147,7 +147,7 @@ _LOCK = threading.Lock()
 
 def dead_letters_counter() -> Any:
     """``agentcron_dead_letters_total{queue, kind}`` of this process's metrics."""
-    from agentcron.metrics import get_metrics
+    from agentcron.series import get_metrics
 
     return get_metrics().dead_letters
 

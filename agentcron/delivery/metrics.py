@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from agentcron.delivery.outbox import STATES, Outbox
 from agentcron.delivery.targets import TargetKind
-from agentcron.metrics import LAG_BUCKETS
+from agentcron.series import LAG_BUCKETS
 
 LAG = (*LAG_BUCKETS, 7200, 21600, 86400)
 

@@ -75,25 +75,6 @@ class DeliveryTask:
             log.exception("the delivery loop ended with an error")
 
 
-def start_worker_delivery(loop: asyncio.AbstractEventLoop, interval: float) -> DeliveryTask | None:
-    """The async worker's sender on its event loop (None when ``interval`` is 0: off)."""
-    if interval <= 0:
-        return None
-    from agentcron.alerts import safe_alerter
-    from agentcron.delivery.sender import sender_from_settings
-    from agentcron.runtime import default_worker_id, get_runtime
-
-    def make() -> Sender:
-        runtime = get_runtime()
-        return sender_from_settings(runtime.settings, runtime.ledger.engine, runtime.clock,
-                                    f"{default_worker_id()}:delivery",
-                                    safe_alerter(runtime.settings))  # fmt: skip
-
-    from agentcron.clock import SYSTEM_CLOCK
-
-    return DeliveryTask(loop, make, SYSTEM_CLOCK, interval)
-
-
 def describe_delivery(settings: Settings) -> str:
     """One line for ``agentcron up``'s banner: where report emails go (password hidden)."""
     if settings.smtp_url:

@@ -14,9 +14,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agentcron.beat.planner import emission_for
 from agentcron.jobs import Job, JobSpec, compile_job
-from agentcron.metrics import Metrics, RunObserver, serve
+from agentcron.metrics import RunObserver
 from agentcron.runtime import Runtime
 from agentcron.schedules import parse_instant
+from agentcron.series import Metrics, serve
 from agentcron.settings import Settings
 from tests.services import free_port
 

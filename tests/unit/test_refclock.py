@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 
 from agentcron.clock import FrozenClock
-from agentcron.metrics import get_metrics
 from agentcron.refclock import ReferenceClock
+from agentcron.series import get_metrics
 
 
 def test_now_is_corrected_by_the_measured_offset_and_warns_past_the_threshold(

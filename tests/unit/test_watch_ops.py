@@ -18,8 +18,9 @@ from agentcron.guard import Outcome
 from agentcron.heartbeats import BEAT, WORKER, FileHeartbeats, Heartbeat, Heartbeater
 from agentcron.ledger.records import RunState
 from agentcron.messages import RunMessage
-from agentcron.metrics import Metrics, RunObserver
+from agentcron.metrics import RunObserver
 from agentcron.schedules import parse_instant
+from agentcron.series import Metrics
 from agentcron.settings import Settings
 from tests.unit.test_watch_watchdog import MemoryPublisher, Rig, daily
 
@@ -237,8 +238,8 @@ class FakeService:
 
 def test_beat_ops_heartbeat_and_watchdog_only_while_leading(tmp_path: Path) -> None:
     from agentcron.heartbeats import FileHeartbeats
-    from agentcron.metrics import get_metrics
     from agentcron.operate import BeatOps
+    from agentcron.series import get_metrics
 
     clock = FrozenClock()
     settings = Settings(data_dir=tmp_path, watchdog_interval=60, heartbeat_interval=3600)

@@ -10,7 +10,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from agentcron.delivery.metrics import DeliveryMetrics
-from agentcron.metrics import Metrics
+from agentcron.series import Metrics
 from agentcron.spend.prom import SpendMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
