@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from agentcron.schedules import format_instant, parse_instant
 from agentcron.windows import parse_window_key
@@ -17,6 +17,22 @@ from agentcron.windows import parse_window_key
 SYNC_TASK = "agentcron.run_sync"
 ASYNC_TASK = "agentcron.run_async"
 TRIGGERS = ("schedule", "manual", "catchup", "backfill", "watchdog")
+
+
+class WindowRow(Protocol):
+    """What a message is built from: a window to record (``NewWindow``) or a ledger row
+    (``RunRecord``)."""
+
+    @property
+    def job(self) -> str: ...
+    @property
+    def window_key(self) -> str: ...
+    @property
+    def window_start(self) -> datetime: ...
+    @property
+    def slot(self) -> datetime: ...
+    @property
+    def trigger(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -30,6 +46,13 @@ class RunMessage:
     trigger: str = "schedule"
     attempt: int = 1
     force: bool = False
+
+    @classmethod
+    def from_record(cls, row: WindowRow, attempt: int = 1, *, trigger: str | None = None,
+                    force: bool = False) -> RunMessage:  # fmt: skip
+        """The message of ``row``'s window (its trigger unless ``trigger`` is given)."""
+        return cls(row.job, row.window_key, row.window_start, row.slot,
+                   row.trigger if trigger is None else trigger, attempt, force)  # fmt: skip
 
     def to_kwargs(self) -> dict[str, Any]:
         """JSON-safe keyword arguments for the Celery task."""

@@ -58,10 +58,10 @@ def dynamic_specs(runtime: Runtime) -> list[JobSpec]:
     """Jobs added through ``agentcron schedules`` (the ledger's schedules table), only with
     agents from declared modules (others are ignored with an alert); their budgets and limits
     named from the schedule file's BUDGETS and LIMITS."""
-    from agentcron import dynamic
+    from agentcron.catalogue import load_specs
 
-    return dynamic.load_specs(runtime.ledger, runtime.settings, runtime.file_jobs,
-                              runtime.declarations)  # fmt: skip
+    return load_specs(runtime.ledger.engine, runtime.settings, runtime.file_jobs,
+                      runtime.declarations)  # fmt: skip
 
 
 class Runtime:

@@ -17,8 +17,8 @@
 | ``agentcron_beat_emission_lag_seconds`` (publish - slot) | histogram | |
 | ``agentcron_dead_letters_total`` (agentcron.deadletters) | counter | queue, kind |
 
-Recorded by :mod:`agentcron.metrics` (run outcomes, the beat, the watchdog), the dead-letter sink
-and the reference clock. Spend and fleet-wide limits: see :mod:`agentcron.spend.prom`.
+Recorded by :mod:`agentcron.watch.metrics` (run outcomes, the beat, the watchdog), the
+dead-letter sink and the reference clock. Spend and fleet-wide limits: see :mod:`agentcron.spend.prom`.
 
 Prefork workers: set ``PROMETHEUS_MULTIPROC_DIR`` (an empty folder) before the worker starts;
 children write their samples there and :func:`serve` aggregates them.

@@ -220,8 +220,8 @@ class Supervisor:
 
     def _workers_ready(self) -> bool:
         """Whether a live worker consumes each of the two default queues (heartbeats)."""
-        from agentcron.heartbeats import WORKER, open_heartbeats
         from agentcron.jobs import ASYNC_QUEUE, SYNC_QUEUE
+        from agentcron.watch.heartbeats import WORKER, open_heartbeats
 
         try:
             alive = open_heartbeats(self.settings, self.clock).alive(WORKER)

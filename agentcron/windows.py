@@ -104,7 +104,14 @@ def window_key(job: str, start: datetime) -> str:
     """``"{job}@{start:%Y-%m-%dT%H:%M:%SZ}"``."""
     if not is_job_name(job):
         raise ConfigError([Problem(job, "name", str(job), "not a valid job name")])
-    return f"{job}@{format_instant(start)}"
+    return join_window_key(job, format_instant(start))
+
+
+def join_window_key(job: str, start_text: str) -> str:
+    """The one spelling of a window key from a valid job name and a window start already
+    formatted by :func:`~agentcron.schedules.format_instant` (the beat's fast path formats each
+    instant once for every job that shares it)."""
+    return f"{job}@{start_text}"
 
 
 def parse_window_key(key: str) -> tuple[str, datetime]:

@@ -23,9 +23,9 @@ from starlette.testclient import TestClient
 
 from agentcron.clock import FrozenClock
 from agentcron.console import create_app
-from agentcron.dynamic import ScheduleStore
 from agentcron.jobs import Job
 from agentcron.ledger.records import NewWindow
+from agentcron.ledger.schedules import ScheduleStore
 from agentcron.ledger.store import Ledger
 from agentcron.runtime import Runtime
 from agentcron.settings import Settings

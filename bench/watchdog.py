@@ -20,7 +20,7 @@ from agentcron.jobs import Job, compile_job
 from agentcron.leases.memory import MemoryLeaseStore
 from agentcron.ledger.store import Ledger
 from agentcron.schedules import parse_instant
-from agentcron.watchdog import Watchdog
+from agentcron.watch.watchdog import Watchdog
 
 
 class Sink:

@@ -23,11 +23,11 @@ from agentcron.eviction import eviction_warning, exit_if_evicting
 from agentcron.flower_auth import check_flower
 from agentcron.jobs import ASYNC_QUEUE, SYNC_QUEUE
 from agentcron.messages import ASYNC_TASK, SYNC_TASK
-from agentcron.operate import register as register_operations
 from agentcron.secrets import install_log_scrubber
 from agentcron.settings import Settings, is_redis_url
 from agentcron.timeouts import broker_options
 from workers import sqla_transport
+from workers.operate import register as register_operations
 
 log = logging.getLogger("agentcron.workers")
 __all__ = ["app", "celery_config", "eviction_warning", "settings"]

@@ -15,8 +15,8 @@ from agentcron.beat.factory import build_beat
 from agentcron.beat.service import BeatService
 from agentcron.clock import SYSTEM_CLOCK, Clock
 from agentcron.eviction import exit_if_evicting
-from agentcron.operate import BeatOps
 from agentcron.settings import Settings
+from workers.operate import BeatOps
 
 
 class AgentcronScheduler(Scheduler):  # type: ignore[misc]

@@ -34,8 +34,8 @@ _LOCK = threading.Lock()
 
 def worker_runtime() -> Runtime:
     """This process's runtime; Celery's soft time limit counts as the job's timeout."""
-    from agentcron.metrics import install as install_metrics
     from agentcron.runtime import Runtime, set_runtime
+    from agentcron.watch.metrics import install as install_metrics
 
     with _LOCK:
         if "runtime" not in _BUILT:

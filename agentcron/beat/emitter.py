@@ -160,9 +160,7 @@ class Emitter:
         target = route(row.job)
         if target is None:
             return None
-        message = RunMessage(row.job, row.window_key, row.window_start, row.slot, row.trigger,
-                             max(row.attempt, 0) + 1)  # fmt: skip
-        return Outgoing(target[0], target[1], message)
+        return Outgoing(target[0], target[1], RunMessage.from_record(row, row.next_attempt))
 
     def _publish(self, batch: Sequence[Any], counts_as_new: bool = True,
                  publish: Callable[[Sequence[Any]], None] | None = None) -> int:  # fmt: skip

@@ -5,16 +5,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from agentcron.beat.bulk import BulkRecorder
-from agentcron.beat.emitter import Emitter, WindowLedger
+from agentcron.beat.emitter import Emitter
 from agentcron.beat.fastpublish import RedisListPublisher, header_template
 from agentcron.beat.leader import LeaderElection, leader_leases
 from agentcron.beat.publisher import CeleryPublisher, Publisher
 from agentcron.beat.service import BeatConfig, BeatService
 from agentcron.beat.sources import SpecSource
 from agentcron.clock import SYSTEM_CLOCK, Clock
-from agentcron.dynamic import ScheduleStore
 from agentcron.jobs import Job, compile_jobs, load_declarations
+from agentcron.ledger.schedules import ScheduleStore
 from agentcron.ledger.store import Ledger
 from agentcron.refclock import ReferenceClock, attach_reference
 from agentcron.settings import Settings, is_redis_url, redact_url
@@ -87,8 +86,7 @@ def build_beat(
     folder = settings.schedule_path.parent.resolve()
     store = ScheduleStore(ledger.engine, clock)
     source = SpecSource(store, jobs, [folder], settings.config_max_bytes, settings)
-    recorder: WindowLedger = BulkRecorder(ledger, clock) if BulkRecorder.supports(ledger) else ledger
-    emitter = Emitter(recorder, open_publisher(app, settings), clock)
+    emitter = Emitter(ledger, open_publisher(app, settings), clock)  # one unnest INSERT on PostgreSQL
     leader = LeaderElection(leader_leases(ledger.engine, clock), clock, settings.beat_leader_ttl)
     leader.start()
     config = BeatConfig(max_interval=settings.beat_max_loop_interval,

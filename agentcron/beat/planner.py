@@ -20,7 +20,7 @@ from agentcron.jobs import JobSpec
 from agentcron.ledger.records import NewWindow
 from agentcron.messages import ASYNC_TASK, SYNC_TASK, RunMessage
 from agentcron.schedules import format_instant
-from agentcron.windows import window_key, window_start
+from agentcron.windows import join_window_key, window_key, window_start
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,7 @@ class Emission:
 
     def message(self, attempt: int = 1) -> RunMessage:
         """The task message for this window."""
-        w = self.window
-        return RunMessage(w.job, w.window_key, w.window_start, w.slot, w.trigger, attempt)
+        return RunMessage.from_record(self.window, attempt)
 
 
 _TASKS = {AgentKind.SYNC: SYNC_TASK, AgentKind.ASYNC: ASYNC_TASK}
@@ -148,7 +147,7 @@ class Planner:
         text = formatted.get(slot)
         if text is None:
             text = formatted[slot] = format_instant(slot)
-        window = NewWindow(job.name, slot, f"{job.name}@{text}", slot, "schedule")
+        window = NewWindow(job.name, slot, join_window_key(job.name, text), slot, "schedule")
         return Emission(window, spec.queue, _TASKS[spec.agent.kind], slot)
 
     def _push(self, spec: JobSpec, slot: datetime | None, generation: int) -> None:

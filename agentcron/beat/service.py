@@ -15,9 +15,9 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Engine, Table, func, select
+from sqlalchemy import Engine
 
 from agentcron.beat.catchup import plan_catchup
 from agentcron.beat.emitter import Emitter
@@ -26,12 +26,10 @@ from agentcron.beat.planner import Emission, Planner, emission_for
 from agentcron.beat.sources import SpecSource
 from agentcron.clock import Clock
 from agentcron.jobs import JobSpec
-from agentcron.ledger.engine import begin_read
-from agentcron.ledger.models import RunRow
+from agentcron.ledger.queries import last_slots
 from agentcron.ledger.records import NewWindow
 
 log = logging.getLogger(__name__)
-RUNS = cast(Table, RunRow.__table__)
 
 
 @dataclass(frozen=True)
@@ -42,13 +40,6 @@ class BeatConfig:
     refresh_interval: float = 2.0
     max_batch: int = 200_000
     chunk: int = 10_000
-
-
-def last_slots(engine: Engine) -> dict[str, datetime]:
-    """The newest slot the ledger holds for each job (one grouped query)."""
-    query = select(RUNS.c.job, func.max(RUNS.c.slot)).group_by(RUNS.c.job)
-    with begin_read(engine) as conn:
-        return {job: slot for job, slot in conn.execute(query) if slot is not None}
 
 
 @contextmanager

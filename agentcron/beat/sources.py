@@ -1,10 +1,11 @@
 """Where the beat's jobs come from: ``beat_schedule.py`` and the dynamic schedules.
 
 At start the file's jobs are upserted into the schedules table, then every enabled row is
-compiled into a :class:`~agentcron.jobs.JobSpec` (file rows from the file's own ``Job`` objects,
-which may hold callables; API rows from their stored definitions). :meth:`SpecSource.poll`
-costs one indexed ``max(revision)`` when nothing changed, and reads only the changed rows when
-something did.
+compiled into a :class:`~agentcron.jobs.JobSpec` by the catalogue's rules
+(:class:`~agentcron.catalogue.Catalogue`, paused rows excluded: file rows from the file's own
+``Job`` objects, which may hold callables; API rows from their stored definitions).
+:meth:`SpecSource.poll` costs one indexed ``max(revision)`` when nothing changed, and reads only
+the changed rows when something did.
 """
 
 from __future__ import annotations
@@ -14,15 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agentcron.dynamic import (
-    ScheduleEntry,
-    ScheduleStore,
-    compile_entry,
-    declared_modules,
-    refuse_entry,
-)
+from agentcron.catalogue import Catalogue
 from agentcron.errors import ConfigError
-from agentcron.jobs import DEFAULT_CONFIG_MAX_BYTES, Job, JobSpec, compile_job
+from agentcron.jobs import DEFAULT_CONFIG_MAX_BYTES, Job, JobSpec
+from agentcron.ledger.schedules import ScheduleEntry, ScheduleStore
 from agentcron.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,9 +46,8 @@ class SpecSource:
         self.store = store
         self.file_jobs = {job.name: job for job in file_jobs}
         self.settings = settings or Settings()
-        self.declared = declared_modules(self.settings, file_jobs)
-        self.search_paths = list(search_paths)
-        self.config_max_bytes = config_max_bytes
+        self.catalogue = Catalogue(self.settings, file_jobs, search_paths=search_paths,
+                                   config_max_bytes=config_max_bytes)  # fmt: skip
         self.specs: dict[str, JobSpec] = {}
         self.revision = -1
         self.failed: dict[str, str] = {}
@@ -99,29 +94,25 @@ class SpecSource:
         return None if spec is None else (task_for(spec), spec.queue)
 
     def _spec_of(self, entry: ScheduleEntry) -> JobSpec | None:
-        if entry.removed or not entry.enabled:
-            return None
-        file_job = self.file_jobs.get(entry.name)
-        if entry.source == "file" and file_job is not None:
-            return self._compile(file_job)
-        try:  # a runtime row: only agents from declared modules (alerted when refused)
-            spec = compile_entry(entry, self.search_paths, self.config_max_bytes, self.declared)
+        try:
+            spec = self.catalogue.spec_of(entry, include_paused=False)
         except ConfigError as exc:
-            refuse_entry(self.settings, entry.name, exc)
+            if not self.catalogue.is_file_row(entry):  # a runtime row: alerted when refused
+                self.catalogue.refuse(entry.name, exc)
             self._reject(entry.name, str(exc))
             return None
-        self.failed.pop(entry.name, None)
+        if spec is not None:
+            self.failed.pop(entry.name, None)
         return spec
 
     def _compile(self, job: Job) -> JobSpec | None:
-        if not job.enabled:
-            return None
         try:
-            spec = compile_job(job, self.search_paths, self.config_max_bytes)
+            spec = self.catalogue.file_spec(job)
         except ConfigError as exc:
             self._reject(job.name, str(exc))
             return None
-        self.failed.pop(job.name, None)
+        if spec is not None:
+            self.failed.pop(job.name, None)
         return spec
 
     def _reject(self, name: str, reason: str) -> None:

@@ -6,11 +6,11 @@ import json
 
 import click
 
-from agentcron.backfill import DEFAULT_LIMIT, MAX_LIMIT
 from agentcron.cli.timing import load_runtime
 from agentcron.errors import ConfigError
 from agentcron.schedules import format_instant, parse_instant
 from agentcron.timeouts import cli_app
+from agentcron.watch.backfill import DEFAULT_LIMIT, MAX_LIMIT
 
 
 @click.command("backfill")
@@ -22,8 +22,8 @@ from agentcron.timeouts import cli_app
               help=f"Refuse ranges with more windows than this (at most {MAX_LIMIT}).")
 def backfill_command(job: str, start: str, end: str, limit: int) -> None:
     """Enqueue JOB's windows in a past range (trigger 'backfill'), skipping succeeded ones."""
-    from agentcron.backfill import BackfillError, backfill
     from agentcron.beat.publisher import CeleryPublisher
+    from agentcron.watch.backfill import BackfillError, backfill
 
     try:
         first, last = parse_instant(start), parse_instant(end)
@@ -52,7 +52,7 @@ def backfill_command(job: str, start: str, end: str, limit: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def jobs_command(as_json: bool) -> None:
     """List the jobs (schedule file and runtime schedules) with their next fire."""
-    from agentcron.watchdog import enabled_specs
+    from agentcron.watch.watchdog import enabled_specs
 
     runtime = load_runtime()
     try:

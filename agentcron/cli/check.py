@@ -14,7 +14,7 @@ from agentcron.timeouts import cli_app
 @click.option("--json", "as_json", is_flag=True, help="Print the window keys as JSON.")
 def check_command(as_json: bool) -> None:
     """Run the watchdog once: re-enqueue lost windows, mark missed ones and alert."""
-    from agentcron.watchdog import run_watchdog
+    from agentcron.watch.watchdog import run_watchdog
 
     runtime = load_runtime()
     app = cli_app(runtime.settings, "agentcron-check")

@@ -13,10 +13,10 @@ import click
 
 from agentcron import keys
 from agentcron.cli.timing import load_runtime
-from agentcron.heartbeats import BEAT, WORKER, Heartbeat, open_heartbeats
 from agentcron.ledger.records import RunState
 from agentcron.schedules import format_instant
 from agentcron.timeouts import cli_app
+from agentcron.watch.heartbeats import BEAT, WORKER, Heartbeat, open_heartbeats
 
 
 @dataclass
@@ -52,7 +52,7 @@ class StatusReport:
 def collect(runtime: Any, heartbeats: list[Heartbeat], depths: dict[str, int]) -> StatusReport:
     """Build the report from the runtime (ledger, leases, jobs) and the live heartbeats."""
     from agentcron.beat.leader import leader_leases
-    from agentcron.watchdog import enabled_specs
+    from agentcron.watch.watchdog import enabled_specs
 
     try:
         holder = leader_leases(runtime.ledger.engine, runtime.clock).holder(keys.BEAT_LEADER)
@@ -99,7 +99,7 @@ def render(report: StatusReport) -> str:
 def status_command(as_json: bool) -> None:
     """Show beat, workers, queues and jobs; exit 1 when beat or a queue's workers are down."""
     from agentcron.jobs import ASYNC_QUEUE, SYNC_QUEUE
-    from agentcron.operate import queue_depths
+    from agentcron.watch.queued import queue_depths
 
     runtime = load_runtime()
     try:

@@ -12,8 +12,8 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 
-from agentcron.dynamic import ScheduleStore
 from agentcron.jobs import JobSpec
+from agentcron.ledger.schedules import ScheduleStore
 from agentcron.runtime import Runtime
 
 

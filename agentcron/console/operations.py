@@ -15,8 +15,8 @@ from agentcron import keys
 from agentcron.console.catalogue import JobEntry
 from agentcron.console.data import ConsoleData
 from agentcron.console.letters import LettersView
-from agentcron.heartbeats import BEAT, WORKER, open_heartbeats
 from agentcron.jobs import ASYNC_QUEUE, SYNC_QUEUE
+from agentcron.watch.heartbeats import BEAT, WORKER, open_heartbeats
 
 BACKFILL_LIMIT = 1000
 
@@ -60,7 +60,7 @@ class Operations:
 
     def fleet(self) -> Fleet:
         """The fleet as the heartbeats, the leader lease and the broker see it now."""
-        from agentcron.operate import queue_depths
+        from agentcron.watch.queued import queue_depths
 
         clock = self.runtime.clock
         now = clock.now()
@@ -114,14 +114,14 @@ class Operations:
 
     def backfill_count(self, entry: JobEntry, start: datetime, end: datetime) -> int:
         """How many windows ``[start, end]`` holds (raises BackfillError past the limit)."""
-        from agentcron.backfill import plan_windows
+        from agentcron.watch.backfill import plan_windows
 
         return len(plan_windows(entry.spec, start, end, BACKFILL_LIMIT))
 
     def backfill(self, entry: JobEntry, start: datetime, end: datetime) -> str:
         """Enqueue the windows of ``[start, end]`` that have not succeeded."""
-        from agentcron.backfill import backfill
         from agentcron.beat.publisher import CeleryPublisher
+        from agentcron.watch.backfill import backfill
 
         report = backfill(entry.spec, self.runtime.ledger, CeleryPublisher(self._celery()),
                           start, end, BACKFILL_LIMIT)  # fmt: skip

@@ -1,4 +1,4 @@
-"""Prometheus series of the outbox (on the default registry, beside agentcron.metrics').
+"""Prometheus series of the outbox (on the default registry, beside agentcron.series).
 
 | series | type | labels |
 |---|---|---|

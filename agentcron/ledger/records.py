@@ -68,6 +68,11 @@ class RunRecord:
     error_message: str | None
     result: Any
 
+    @property
+    def next_attempt(self) -> int:
+        """The attempt number of this window's next delivery."""
+        return max(self.attempt, 0) + 1
+
 
 def record_from(values: Mapping[Any, Any]) -> RunRecord:
     """A record from a row's values by column name (datetimes as the caller typed them)."""

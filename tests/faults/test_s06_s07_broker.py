@@ -25,7 +25,7 @@ def restart_broker_in_flight(cluster: Cluster, asynchronous: bool) -> None:
     terminates the prefork children mid-run, and kombu's restore of their unacked messages
     goes to the broker while it shuts down: after the restart neither the queue nor kombu's
     unacked hash holds them, and their rows stay 'running'. The beat's watchdog sees those rows'
-    tokens no longer hold their leases and re-publishes them (agentcron/stranded.py)."""
+    tokens no longer hold their leases and re-publishes them (agentcron/watch/stranded.py)."""
     cluster.settings |= {"watchdog_interval": 2, "watchdog_min_age": 3}
     cluster.stop_redis()
     cluster.start_redis("--appendonly", "yes", "--appendfsync", "always")

@@ -11,8 +11,8 @@ import redis
 
 from agentcron.agents import DeclaredModules
 from agentcron.clock import SYSTEM_CLOCK
-from agentcron.dynamic import ScheduleStore
 from agentcron.jobs import Job
+from agentcron.ledger.schedules import ScheduleStore
 from tests.integration.test_beat_support import (
     RedisBroker,
     beat_env,

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from agentcron.clock import SYSTEM_CLOCK
-from agentcron.heartbeats import open_heartbeats
 from agentcron.leases.factory import open_async_lease_store, open_lease_store
 from agentcron.ledger.store import Ledger
 from agentcron.settings import Settings
 from agentcron.timeouts import check_broker, cli_app
+from agentcron.watch.heartbeats import open_heartbeats
 from tests.services import free_port
 
 pytestmark = pytest.mark.integration

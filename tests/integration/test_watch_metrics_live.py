@@ -14,11 +14,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agentcron.beat.planner import emission_for
 from agentcron.jobs import Job, JobSpec, compile_job
-from agentcron.metrics import RunObserver
 from agentcron.runtime import Runtime
 from agentcron.schedules import parse_instant
 from agentcron.series import Metrics, serve
 from agentcron.settings import Settings
+from agentcron.watch.metrics import RunObserver
 from tests.services import free_port
 
 pytestmark = pytest.mark.integration
@@ -94,7 +94,7 @@ def test_queue_depths_read_from_the_real_broker(redis_url: str, redis_client: An
     from celery import Celery
 
     from agentcron.beat.publisher import CeleryPublisher, Outgoing
-    from agentcron.operate import queue_depths
+    from agentcron.watch.queued import queue_depths
 
     app = Celery("watch-depth", broker=redis_url)
     ok = spec(f"depth_{uuid.uuid4().hex[:8]}", good)

@@ -22,10 +22,10 @@ from agentcron.jobs import Job, JobSpec, compile_job
 from agentcron.leases.redis import RedisLeaseStore
 from agentcron.ledger.records import RunState
 from agentcron.ledger.store import Ledger
-from agentcron.queued import RedisQueueInspector, message_window_key
 from agentcron.schedules import parse_instant
 from agentcron.settings import Settings
-from agentcron.watchdog import Watchdog
+from agentcron.watch.queued import RedisQueueInspector, message_window_key
+from agentcron.watch.watchdog import Watchdog
 
 pytestmark = pytest.mark.integration
 QUEUE = "agentcron.sync"

@@ -9,10 +9,11 @@ import pytest
 from click.testing import CliRunner
 
 from agentcron.agents import DeclaredModules, import_object, resolve_agent
+from agentcron.catalogue import load_specs
 from agentcron.cli import main
-from agentcron.dynamic import ScheduleStore, load_specs
 from agentcron.errors import ConfigError
 from agentcron.jobs import Job, compile_job
+from agentcron.ledger.schedules import ScheduleStore
 from agentcron.ledger.store import Ledger
 from agentcron.settings import Settings
 
@@ -110,8 +111,8 @@ def test_runtime_rows_load_only_from_declared_modules(mods: Path, tmp_path: Path
     settings = Settings(schedule_path=tmp_path / "beat_schedule.py", agent_modules="decl_agents")
     sys.path.insert(0, str(mods))
     try:
-        assert [s.name for s in load_specs(ledger, settings)] == ["ok"]
-        assert load_specs(ledger, Settings(schedule_path=settings.schedule_path)) == []
+        assert [s.name for s in load_specs(ledger.engine, settings)] == ["ok"]
+        assert load_specs(ledger.engine, Settings(schedule_path=settings.schedule_path)) == []
     finally:
         sys.path.remove(str(mods))
     assert "sideeffect_mod" not in sys.modules
@@ -136,7 +137,7 @@ def test_schedules_add_refuses_an_undeclared_agent_in_one_line(tmp_path: Path) -
 def test_the_watchdog_never_loads_an_undeclared_row(mods: Path, tmp_path: Path,
                                                     caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
     from agentcron.runtime import Runtime
-    from agentcron.watchdog import enabled_specs
+    from agentcron.watch.watchdog import enabled_specs
 
     (tmp_path / "beat_schedule.py").write_text(
         "from agentcron import Job\nJOBS = [Job('f', agent='decl_agents:tick', schedule='@daily')]\n")
@@ -180,7 +181,7 @@ def test_the_beat_never_plans_an_undeclared_row(mods: Path, tmp_path: Path,
 
 
 def test_a_bad_setting_is_one_line_in_the_cli_and_ignored_by_loaders(tmp_path: Path) -> None:
-    from agentcron.dynamic import declared_modules
+    from agentcron.catalogue import declared_modules
 
     (tmp_path / "beat_schedule.py").write_text("JOBS = []\n")
     env = {"AGENTCRON_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.sqlite'}",

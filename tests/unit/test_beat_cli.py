@@ -14,9 +14,9 @@ from agentcron.beat.publisher import Outgoing
 from agentcron.cli import main
 from agentcron.cli.trigger import manual_message, trigger
 from agentcron.clock import FrozenClock
-from agentcron.dynamic import ScheduleStore
 from agentcron.jobs import Job, compile_job
 from agentcron.ledger.records import NewWindow
+from agentcron.ledger.schedules import ScheduleStore
 from agentcron.ledger.store import Ledger
 
 AGENT = "tests.unit.test_beat_cli:agent"

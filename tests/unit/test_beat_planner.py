@@ -115,3 +115,16 @@ def test_due_respects_limit_and_keeps_the_rest() -> None:
     rest = planner.due(T0 + timedelta(minutes=1))
     assert len(first) == 4 and len(rest) == 6
     assert {e.window.job for e in first + rest} == {f"j{i}" for i in range(10)}
+
+
+def test_the_fast_path_spells_the_window_key_as_window_key_does() -> None:
+    from agentcron.windows import window_key, window_start
+
+    planner = Planner()
+    for name, schedule, window in (("fast", "1m", "slot"), ("hourly_window", "1m", "hour")):
+        planner.add(spec(name, schedule, window=window), T0)
+    for emission in planner.due(T0 + timedelta(minutes=3)):
+        w = emission.window
+        job = emission.window.job
+        expected = window_key(job, window_start(w.slot, "slot" if job == "fast" else "hour", "UTC"))
+        assert w.window_key == expected

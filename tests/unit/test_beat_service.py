@@ -15,10 +15,10 @@ from agentcron.beat.publisher import Outgoing
 from agentcron.beat.service import BeatConfig, BeatService
 from agentcron.beat.sources import SpecSource
 from agentcron.clock import FrozenClock
-from agentcron.dynamic import ScheduleStore
 from agentcron.jobs import Job
 from agentcron.leases.memory import MemoryLeaseStore
 from agentcron.ledger.records import RunState
+from agentcron.ledger.schedules import ScheduleStore
 from agentcron.ledger.store import Ledger
 from agentcron.settings import Settings
 

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from agentcron.cli import main
 from agentcron.clock import FrozenClock
-from agentcron.dynamic import ScheduleStore
 from agentcron.jobs import Job
+from agentcron.ledger.schedules import ScheduleStore
 from agentcron.runtime import Runtime
 from agentcron.settings import Settings
 

@@ -11,13 +11,13 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentcron.backfill import BackfillError, count_windows, iter_windows, plan_windows
 from agentcron.cli import main
 from agentcron.cli.failures import describe
 from agentcron.errors import ConfigError
 from agentcron.guard_overlap import policy_for
 from agentcron.jobs import Job, compile_job, to_timedelta
 from agentcron.schedules import format_instant, parse_instant, parse_schedule
+from agentcron.watch.backfill import BackfillError, count_windows, iter_windows, plan_windows
 from agentcron.windows import is_job_name, parse_window_key, window_start
 
 T0 = datetime(2016, 1, 1, tzinfo=UTC)

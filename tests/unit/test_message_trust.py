@@ -252,3 +252,18 @@ async def test_a_force_runs_only_with_a_grant(tmp_path: Path) -> None:
     assert confirmed is not None and confirmed.message.force
     again = await confirm_async(admit(forced.to_kwargs(), lambda: runtime, ask_ledger=False))  # type: ignore[arg-type]
     assert again is not None and not again.message.force
+
+
+def test_a_message_is_built_from_a_window_or_a_row_in_one_place(tmp_path: Path) -> None:
+    start = datetime(2026, 3, 17, 6, 0, tzinfo=UTC)
+    window = NewWindow("job", start, window_key("job", start), start + timedelta(minutes=5), "manual")
+    message = RunMessage.from_record(window)
+    assert message == RunMessage("job", "job@2026-03-17T06:00:00Z", start, window.slot, "manual", 1)
+    assert RunMessage.from_kwargs(message.to_kwargs()) == message
+    ledger = Ledger(f"sqlite:///{tmp_path / 'l.sqlite'}")
+    ledger.record_scheduled([window])
+    row = ledger.get("job", start)
+    assert row is not None and row.attempt == 0 and row.next_attempt == 1
+    again = RunMessage.from_record(row, row.next_attempt, trigger="watchdog", force=True)
+    assert (again.trigger, again.attempt, again.force, again.slot) == ("watchdog", 1, True, window.slot)
+    ledger.close()

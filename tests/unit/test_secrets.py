@@ -17,11 +17,11 @@ from agentcron.agents import DeclaredModules
 from agentcron.alerts import Alert, Alerter, WebhookNotifier
 from agentcron.clock import FrozenClock
 from agentcron.context import RunContext
-from agentcron.dynamic import ScheduleStore
 from agentcron.errors import ConfigError
 from agentcron.flower_auth import MESSAGE, auth_problem
 from agentcron.jobs import Job, compile_job
 from agentcron.ledger.records import RunState
+from agentcron.ledger.schedules import ScheduleStore
 from agentcron.ledger.store import Ledger
 from agentcron.private_files import private_dir, private_file
 from agentcron.secrets import (

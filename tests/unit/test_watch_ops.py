@@ -11,17 +11,17 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agentcron.alerts import Alert, Alerter, WebhookNotifier, alerter_from_settings, ping_url, safe_target
-from agentcron.backfill import BackfillError, backfill
 from agentcron.clock import FrozenClock
 from agentcron.errors import ConfigError
 from agentcron.guard import Outcome
-from agentcron.heartbeats import BEAT, WORKER, FileHeartbeats, Heartbeat, Heartbeater
 from agentcron.ledger.records import RunState
 from agentcron.messages import RunMessage
-from agentcron.metrics import RunObserver
 from agentcron.schedules import parse_instant
 from agentcron.series import Metrics
 from agentcron.settings import Settings
+from agentcron.watch.backfill import BackfillError, backfill
+from agentcron.watch.heartbeats import BEAT, WORKER, FileHeartbeats, Heartbeat, Heartbeater
+from agentcron.watch.metrics import RunObserver
 from tests.unit.test_watch_watchdog import MemoryPublisher, Rig, daily
 
 Sent = list[tuple[str, bytes | None]]
@@ -187,7 +187,7 @@ def test_status_problems_name_missing_beat_and_workers() -> None:
 def test_metered_publisher_observes_the_beat_emission_lag(tmp_path: Path) -> None:
     from agentcron.beat.planner import emission_for
     from agentcron.beat.publisher import Outgoing
-    from agentcron.metrics import MeteredPublisher
+    from agentcron.watch.metrics import MeteredPublisher
 
     clock = FrozenClock("2026-03-17T06:00:02Z")
     registry = CollectorRegistry()
@@ -237,9 +237,9 @@ class FakeService:
 
 
 def test_beat_ops_heartbeat_and_watchdog_only_while_leading(tmp_path: Path) -> None:
-    from agentcron.heartbeats import FileHeartbeats
-    from agentcron.operate import BeatOps
     from agentcron.series import get_metrics
+    from agentcron.watch.heartbeats import FileHeartbeats
+    from workers.operate import BeatOps
 
     clock = FrozenClock()
     settings = Settings(data_dir=tmp_path, watchdog_interval=60, heartbeat_interval=3600)
@@ -272,7 +272,7 @@ def test_beat_ops_heartbeat_and_watchdog_only_while_leading(tmp_path: Path) -> N
 
 def test_metered_publisher_keeps_the_fast_window_path() -> None:
     from agentcron.beat.planner import emission_for
-    from agentcron.metrics import MeteredPublisher
+    from agentcron.watch.metrics import MeteredPublisher
 
     class Fast(MemoryPublisher):
         def __init__(self) -> None:

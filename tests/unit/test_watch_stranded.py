@@ -14,7 +14,7 @@ from agentcron.clock import FrozenClock
 from agentcron.jobs import JobSpec
 from agentcron.leases.base import Lease
 from agentcron.ledger.records import NewWindow, RunState
-from agentcron.watchdog import WatchdogConfig
+from agentcron.watch.watchdog import WatchdogConfig
 from agentcron.windows import window_key
 from tests.unit.test_watch_watchdog import SLOT, Queued, Rig, daily
 

@@ -15,9 +15,9 @@ from agentcron.jobs import Job, JobSpec, compile_job
 from agentcron.leases.memory import MemoryLeaseStore
 from agentcron.ledger.records import NewWindow, RunState
 from agentcron.ledger.store import Ledger
-from agentcron.queued import message_window_key
 from agentcron.schedules import parse_instant
-from agentcron.watchdog import Watchdog, WatchdogConfig, grace_of
+from agentcron.watch.queued import message_window_key
+from agentcron.watch.watchdog import Watchdog, WatchdogConfig, grace_of
 
 SLOT = parse_instant("2026-03-17T06:00:00Z")
 

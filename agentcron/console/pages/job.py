@@ -86,7 +86,7 @@ async def trigger(request: Request) -> Response:
 
 async def backfill(request: Request) -> Response:
     """POST /jobs/{name}/backfill: without ``confirm`` shows the count; with it, sends."""
-    from agentcron.backfill import BackfillError
+    from agentcron.watch.backfill import BackfillError
 
     console = console_of(request)
     entry = await _entry(console, request)

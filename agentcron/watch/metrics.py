@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from agentcron.jobs import JobSpec
     from agentcron.ledger.store import Ledger
     from agentcron.messages import RunMessage
-    from agentcron.watchdog import WatchReport
+    from agentcron.watch.report import WatchReport
 
 log = logging.getLogger("agentcron.metrics")
 _ALERT_STATES = (RunState.FAILED, RunState.TIMEOUT)

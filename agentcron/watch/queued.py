@@ -1,4 +1,4 @@
-"""What is waiting on the broker: window keys of queued and reserved run messages.
+"""What is waiting on the broker: window keys of queued and reserved run messages, queue depths.
 
 The watchdog asks before re-publishing a window left ``scheduled``. On the Redis transport the
 messages are JSON in the queue lists (one per priority band) and, once a worker reserved them,
@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from agentcron.settings import Settings
+
+log = logging.getLogger("agentcron.operate")
 
 
 class QueuedWindows(Protocol):
@@ -83,3 +86,17 @@ def queue_inspector(settings: Settings, queues: Sequence[str]) -> QueuedWindows 
     from agentcron.timeouts import redis_client
 
     return RedisQueueInspector(redis_client(settings.broker_url, settings), queues)
+
+
+def queue_depths(app: Any, queues: Iterable[str]) -> dict[str, int]:
+    """Messages waiting on each queue (any kombu transport); a queue never declared counts 0."""
+    depths: dict[str, int] = {}
+    with app.connection_for_read() as conn:
+        channel = conn.default_channel
+        for queue in queues:
+            try:
+                depths[queue] = int(channel.queue_declare(queue, passive=True).message_count)
+            except conn.channel_errors as exc:  # passive declare of a queue nobody declared yet
+                log.debug("queue %s not declared (%s)", queue, type(exc).__name__)
+                depths[queue] = 0
+    return depths

@@ -1,4 +1,4 @@
-"""Dynamic schedules: jobs kept in the ledger's ``schedules`` table, changed at runtime.
+"""The schedules table: jobs kept in the ledger, changed at runtime (dynamic schedules).
 
 ``agentcron schedules add|list|pause|resume|remove`` and this module's :class:`ScheduleStore`
 write rows; a running beat polls :meth:`ScheduleStore.revision` (one indexed ``max()``) and
@@ -7,6 +7,8 @@ Jobs of ``beat_schedule.py`` are upserted at beat start with ``source='file'`` (
 pause survives that); a file job that disappeared from the file is disabled
 (``source='file-removed'``), its history kept, and comes back enabled when it reappears. A
 removed job keeps its row as a tombstone (``source='removed'``) so running beats see it.
+
+How rows become job specs (and which are refused) is :mod:`agentcron.catalogue`'s business.
 """
 
 from __future__ import annotations
@@ -23,10 +25,9 @@ from sqlalchemy import Engine, Table, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from agentcron.agents import DeclaredModules, _ref_of
-from agentcron.alerts import Alert, safe_alerter
 from agentcron.clock import SYSTEM_CLOCK, Clock
 from agentcron.errors import ConfigError, Problem
-from agentcron.jobs import Declared, Job, JobSpec, compile_job
+from agentcron.jobs import Job
 from agentcron.ledger.engine import begin_read, begin_write
 from agentcron.ledger.models import ScheduleRow
 from agentcron.secrets import redact
@@ -236,56 +237,3 @@ def env_declared_modules() -> DeclaredModules:
     path = settings.schedule_path
     return DeclaredModules.of(settings.agent_modules,
                               load_schedule_file(path) if path.is_file() else [])
-
-
-def declared_modules(settings: Any, file_jobs: Iterable[Job] = ()) -> DeclaredModules:
-    """Where runtime schedules' agents may come from: ``AGENTCRON_AGENT_MODULES`` plus the
-    modules of the schedule file's jobs."""
-    file_jobs = list(file_jobs)
-    try:
-        return DeclaredModules.of(settings.agent_modules, file_jobs)
-    except ConfigError as exc:  # a running process goes on with the valid entries
-        log.error("%s; ignoring the entries that are not module names", exc)
-        return DeclaredModules.of(settings.agent_modules, file_jobs, strict=False)
-
-
-def compile_entry(entry: ScheduleEntry, search_paths: Sequence[Any], config_max_bytes: int,
-                  declared: DeclaredModules, declarations: Declared | None = None) -> JobSpec:  # fmt: skip
-    """The spec of a runtime schedule row: its agent and callbacks only from ``declared``
-    modules (checked before anything is imported), never a class; a budget or limits named
-    from ``declarations`` (the schedule file's BUDGETS and LIMITS). Raises ConfigError."""
-    return compile_job(entry.job(), search_paths, config_max_bytes, declared, declarations)
-
-
-_ALERTED: dict[str, str] = {}
-
-
-def refuse_entry(settings: Any, name: str, error: ConfigError | str) -> None:
-    """Log and alert (once per process and reason) that the schedule row ``name`` is ignored."""
-    reason = str(error)
-    if _ALERTED.get(name) == reason:
-        return
-    _ALERTED[name] = reason
-    safe_alerter(settings).alert(Alert(name, "-", "refused",
-                                       f"schedule ignored: {reason}"[:2000]))  # fmt: skip
-
-
-def load_specs(ledger: Any, settings: Any, file_jobs: Iterable[Job] = (),
-               declarations: Declared | None = None) -> list[JobSpec]:  # fmt: skip
-    """Specs of the jobs added at runtime (``source='api'``), paused ones included, so that a
-    worker can still run a window queued before the pause. Rows that do not compile (an
-    unknown budget or limit name among them), or whose agent is not from a declared module,
-    are skipped with an alert.
-    """
-    specs: list[JobSpec] = []
-    folder = [settings.schedule_path.parent.resolve()]
-    declared = declared_modules(settings, file_jobs)
-    for entry in ScheduleStore(ledger.engine).entries():
-        if entry.source in ("file", LEFT_FILE):
-            continue
-        try:
-            specs.append(compile_entry(entry, folder, settings.config_max_bytes, declared,
-                                       declarations))  # fmt: skip
-        except ConfigError as exc:
-            refuse_entry(settings, entry.name, exc)
-    return specs

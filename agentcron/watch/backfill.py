@@ -13,7 +13,7 @@ otherwise drop it as done); a succeeded or running window is left alone.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from agentcron.beat.planner import emission_for, task_for
@@ -116,9 +116,7 @@ def plan_windows(spec: JobSpec, start: datetime, end: datetime, limit: int) -> l
                                 f"narrow it or raise --limit (at most {MAX_LIMIT:,})")  # fmt: skip
         messages = []
         for slot, _begins in iter_windows(spec, start, end):
-            window = emission_for(spec, slot, "backfill").window
-            messages.append(RunMessage(spec.name, window.window_key, window.window_start, slot,
-                                       "backfill"))  # fmt: skip
+            messages.append(RunMessage.from_record(emission_for(spec, slot, "backfill").window))
         return messages
     except ConfigError as exc:
         raise BackfillError(str(exc)) from exc
@@ -145,8 +143,7 @@ def backfill(spec: JobSpec, ledger: Ledger, publisher: Publisher, start: datetim
                 report.running.append(message.window_key)  # recorded meanwhile by someone else
                 continue
         elif row.state.terminal:
-            message = RunMessage(message.job, message.window_key, message.window_start,
-                                 message.slot, "backfill", max(row.attempt, 0) + 1, force=True)
+            message = replace(message, attempt=row.next_attempt, force=True)  # the row's slot may differ
             report.forced.append(message.window_key)
         batch.append(Outgoing(task, spec.queue, message))
         report.sent.append(message.window_key)

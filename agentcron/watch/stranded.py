@@ -12,42 +12,18 @@ and the guard's claim takes the row over with a newer token (the ledger fences o
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
-
-from sqlalchemy import Engine, select
 
 from agentcron.beat.planner import task_for
 from agentcron.beat.publisher import Outgoing
 from agentcron.jobs import JobSpec
 from agentcron.leases.base import Lease, LeaseStore
-from agentcron.ledger.engine import begin_read
-from agentcron.ledger.records import ACTIVE_STATES, RunRecord, record_from
-from agentcron.ledger.store import RUNS
+from agentcron.ledger.records import RunRecord
 from agentcron.messages import RunMessage
-
-MAX_STRANDED = 1000
 
 
 def lease_name(spec: JobSpec, row: RunRecord) -> str:
     """The lease a run of ``row`` holds while it is alive (as the guard names it)."""
     return row.window_key if spec.job.overlap == "allow" else spec.name
-
-
-def active_rows(engine: Engine, jobs: Iterable[str], untouched_since: datetime,
-                limit: int = MAX_STRANDED) -> list[RunRecord]:  # fmt: skip
-    """Active rows of ``jobs`` not written since ``untouched_since`` (oldest first)."""
-    names = sorted(set(jobs))
-    if not names:
-        return []
-    query = (
-        select(RUNS)
-        .where(RUNS.c.state.in_(sorted(str(s) for s in ACTIVE_STATES)), RUNS.c.job.in_(names),
-               RUNS.c.updated_at <= untouched_since)
-        .order_by(RUNS.c.updated_at, RUNS.c.id)
-        .limit(limit)
-    )  # fmt: skip
-    with begin_read(engine) as conn:
-        return [record_from(row._mapping) for row in conn.execute(query)]
 
 
 def stranded_rows(rows: Iterable[RunRecord], specs: Mapping[str, JobSpec],
@@ -71,9 +47,7 @@ def stranded_rows(rows: Iterable[RunRecord], specs: Mapping[str, JobSpec],
 
 def again(spec: JobSpec, row: RunRecord) -> Outgoing:
     """The run message of ``row`` once more, with the next attempt number."""
-    message = RunMessage(row.job, row.window_key, row.window_start, row.slot, row.trigger,
-                         max(row.attempt, 0) + 1)  # fmt: skip
-    return Outgoing(task_for(spec), spec.queue, message)
+    return Outgoing(task_for(spec), spec.queue, RunMessage.from_record(row, row.next_attempt))
 
 
 def rescue_batch(stranded: Iterable[tuple[JobSpec, RunRecord]], queued: set[str] | None,

@@ -11,38 +11,24 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from typing import Any
 
 from agentcron.clock import SYSTEM_CLOCK, Clock
-from agentcron.heartbeats import BEAT, WORKER, Heartbeater, open_heartbeats, process_heartbeat
 from agentcron.jobs import ASYNC_QUEUE, SYNC_QUEUE
 from agentcron.messages import ASYNC_TASK, SYNC_TASK
 from agentcron.settings import Settings
-from agentcron.watchdog import WATCHDOG_TASK
+from agentcron.watch.heartbeats import BEAT, WORKER, Heartbeater, open_heartbeats, process_heartbeat
+from agentcron.watch.queued import queue_depths
+from agentcron.watch.watchdog import WATCHDOG_TASK
 
 log = logging.getLogger("agentcron.operate")
 _STATE: dict[str, Any] = {}
 
 
-def queue_depths(app: Any, queues: Iterable[str]) -> dict[str, int]:
-    """Messages waiting on each queue (any kombu transport); a queue never declared counts 0."""
-    depths: dict[str, int] = {}
-    with app.connection_for_read() as conn:
-        channel = conn.default_channel
-        for queue in queues:
-            try:
-                depths[queue] = int(channel.queue_declare(queue, passive=True).message_count)
-            except conn.channel_errors as exc:  # passive declare of a queue nobody declared yet
-                log.debug("queue %s not declared (%s)", queue, type(exc).__name__)
-                depths[queue] = 0
-    return depths
-
-
 def run_watchdog_task() -> str:
     """The body of the ``agentcron.watchdog`` task: one pass in this worker."""
     from agentcron.runtime import get_runtime
-    from agentcron.watchdog import run_watchdog
+    from agentcron.watch.watchdog import run_watchdog
 
     app = _STATE["app"]
     return run_watchdog(get_runtime(), app).summary()
@@ -119,7 +105,7 @@ class BeatOps:
 
     def __init__(self, app: Any, service: Any, settings: Settings | None = None,
                  clock: Clock = SYSTEM_CLOCK) -> None:  # fmt: skip
-        from agentcron.metrics import MeteredPublisher
+        from agentcron.watch.metrics import MeteredPublisher
 
         self.app = app
         self.service = service

@@ -10,7 +10,7 @@ For each enabled job, every window whose slot lies inside the job's catch-up win
 - a row left ``claimed`` / ``running`` by a run that is gone (its token does not hold its
   lease), untouched for ``watchdog_min_age`` (blind: ``watchdog_republish_after``) and whose
   message is on no queue ⇒ published again with the next attempt (scenario 6, see
-  :mod:`agentcron.stranded`); the guard's claim takes the row over with a newer token.
+  :mod:`agentcron.watch.stranded`); the guard's claim takes the row over with a newer token.
 
 A window with no terminal success once ``slot + grace`` has passed is marked ``missed``
 (:meth:`Ledger.mark_terminal`) and alerted once. The grace defaults to one schedule period plus
@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
-
-from sqlalchemy import Engine, func, select
 
 from agentcron.alerts import Alert, Alerter
 from agentcron.beat.emitter import Emitter
@@ -35,12 +33,13 @@ from agentcron.beat.publisher import Outgoing, Publisher
 from agentcron.clock import Clock
 from agentcron.jobs import JobSpec
 from agentcron.leases.base import LeaseStore
-from agentcron.ledger.engine import begin_read
+from agentcron.ledger.queries import active_rows, first_slots
 from agentcron.ledger.records import ACTIVE_STATES, NewWindow, RunRecord, RunState
-from agentcron.ledger.store import RUNS, Ledger
-from agentcron.queued import QueuedWindows, queue_inspector
+from agentcron.ledger.store import Ledger
 from agentcron.settings import Settings
-from agentcron.stranded import active_rows, again, rescue_batch, stranded_rows
+from agentcron.watch.queued import QueuedWindows, queue_inspector
+from agentcron.watch.report import WatchReport
+from agentcron.watch.stranded import again, rescue_batch, stranded_rows
 
 if TYPE_CHECKING:
     from agentcron.runtime import Runtime
@@ -67,34 +66,11 @@ class WatchdogConfig:
                    settings.watchdog_grace)  # fmt: skip
 
 
-@dataclass
-class WatchReport:
-    """What one pass did (window keys)."""
-
-    enqueued: list[str] = field(default_factory=list)
-    republished: list[str] = field(default_factory=list)
-    missed: list[str] = field(default_factory=list)
-    alerted: list[str] = field(default_factory=list)
-    jobs: int = 0
-
-    def summary(self) -> str:
-        """One line for logs and ``agentcron check``."""
-        return (f"{self.jobs} job(s): {len(self.enqueued)} enqueued, {len(self.republished)} "
-                f"re-published, {len(self.missed)} marked missed, {len(self.alerted)} alerted")
-
-
 def grace_of(spec: JobSpec, config: WatchdogConfig) -> timedelta:
     """How long after its slot a window may still succeed before it is missed."""
     if config.grace > 0:
         return timedelta(seconds=config.grace)
     return (spec.schedule.period or timedelta(days=1)) + ONE_HOUR
-
-
-def first_slots(engine: Engine) -> dict[str, datetime]:
-    """The oldest slot the ledger holds for each job: windows before it are not owed."""
-    query = select(RUNS.c.job, func.min(RUNS.c.slot)).group_by(RUNS.c.job)
-    with begin_read(engine) as conn:
-        return {job: slot for job, slot in conn.execute(query) if slot is not None}
 
 
 def _slots(spec: JobSpec, start: datetime, end: datetime) -> list[datetime]:
@@ -174,7 +150,7 @@ class Watchdog:
     def _enqueue(self, expected: list[tuple[JobSpec, Emission]], rows: dict[str, RunRecord],
                  specs: dict[str, JobSpec], now: datetime, report: WatchReport) -> None:  # fmt: skip
         """Record and send windows without a row; re-send 'scheduled' rows the broker lost and
-        active rows whose run is gone (:mod:`agentcron.stranded`)."""
+        active rows whose run is gone (:mod:`agentcron.watch.stranded`)."""
         fresh = [e for _, e in expected if e.window.window_key not in rows]
         if fresh and self.emitter.emit(fresh):
             report.enqueued += [e.window.window_key for e in fresh]
@@ -252,30 +228,13 @@ class Watchdog:
 
 def enabled_specs(runtime: Runtime) -> list[JobSpec]:
     """The runtime's enabled jobs, less those paused or removed in the schedules table, plus
-    jobs added there at runtime."""
-    from agentcron.dynamic import ScheduleStore, compile_entry, declared_modules, refuse_entry
-    from agentcron.errors import ConfigError
+    jobs added there at runtime (:func:`agentcron.catalogue.watched_specs`)."""
+    from agentcron.catalogue import Catalogue, watched_specs
+    from agentcron.ledger.schedules import ScheduleStore
 
-    specs = {s.name: s for s in runtime.specs() if s.job.enabled}
-    try:
-        entries = ScheduleStore(runtime.ledger.engine, runtime.clock).entries(include_removed=True)
-    except Exception as exc:  # no schedules table yet: the file is all there is
-        log.debug("no dynamic schedules (%s)", type(exc).__name__)
-        return list(specs.values())
-    folder = runtime.settings.schedule_path.parent.resolve()
-    declared = declared_modules(runtime.settings, getattr(runtime, "file_jobs", []))
-    for entry in entries:
-        if entry.removed or not entry.enabled:
-            specs.pop(entry.name, None)
-        elif entry.name not in specs:
-            try:  # only agents from declared modules (see agentcron.dynamic.compile_entry)
-                specs[entry.name] = compile_entry(entry, [folder],
-                                                  runtime.settings.config_max_bytes, declared)
-            except ConfigError as exc:
-                refuse_entry(runtime.settings, entry.name, exc)
-            except Exception as exc:
-                log.warning("job %r not watched: %s", entry.name, exc)
-    return list(specs.values())
+    catalogue = Catalogue(runtime.settings, getattr(runtime, "file_jobs", []))
+    return watched_specs(runtime.specs(), ScheduleStore(runtime.ledger.engine, runtime.clock),
+                         catalogue)  # fmt: skip
 
 
 def build_watchdog(runtime: Runtime, app: Any, alerter: Alerter | None = None) -> Watchdog:
@@ -296,7 +255,7 @@ def build_watchdog(runtime: Runtime, app: Any, alerter: Alerter | None = None) -
 def run_watchdog(runtime: Runtime, app: Any, alerter: Alerter | None = None) -> WatchReport:
     """One watchdog pass over the runtime's enabled jobs (the periodic task and ``check``)."""
     report = build_watchdog(runtime, app, alerter).check(enabled_specs(runtime))
-    from agentcron.metrics import record_watch
+    from agentcron.watch.metrics import record_watch
 
     record_watch(report)
     return report
