@@ -18,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from agentcron.ledger.base import Base
+from agentcron.ledger.orm import Base
 from agentcron.ledger.outbox_models import DeliveryRow
 from agentcron.ledger.types import UTCDateTime
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from agentcron.ledger.base import Base
+from agentcron.ledger.orm import Base
 from agentcron.ledger.types import UTCDateTime
 
 

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import JSON, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from agentcron.ledger.base import Base
 from agentcron.ledger.models import UTCDateTime
+from agentcron.ledger.orm import Base
 
 
 class RunLogRow(Base):

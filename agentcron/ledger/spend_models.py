@@ -7,8 +7,8 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Float, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from agentcron.ledger.base import Base
 from agentcron.ledger.models import UTCDateTime
+from agentcron.ledger.orm import Base
 
 
 class RunUsageRow(Base):

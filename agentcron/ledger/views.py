@@ -18,7 +18,8 @@ from agentcron.clock import SYSTEM_CLOCK, Clock
 from agentcron.ledger.engine import begin_read, begin_write
 from agentcron.ledger.records import RunRecord, RunState, record_from
 from agentcron.ledger.run_logs import RunLogRow
-from agentcron.ledger.store import RUNS, Ledger
+from agentcron.ledger.sql_base import RUNS
+from agentcron.ledger.store import Ledger
 
 RUN_LOGS = cast(Table, RunLogRow.__table__)
 _CHUNK = 500

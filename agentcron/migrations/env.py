@@ -12,7 +12,7 @@ from alembic import context
 from sqlalchemy import Connection, text
 
 import agentcron.ledger.models  # noqa: F401  (registers the tables on the metadata)
-from agentcron.ledger.base import Base
+from agentcron.ledger.orm import Base
 
 MIGRATION_LOCK_ID = 0x61676E74  # "agnt": the advisory lock that serialises upgrades
 

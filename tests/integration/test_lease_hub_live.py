@@ -23,8 +23,8 @@ from agentcron.leases import (
     SqlLeaseStore,
 )
 from agentcron.leases.hub import LeaseHub
-from agentcron.ledger.base import Base
 from agentcron.ledger.engine import create_engine_for
+from agentcron.ledger.orm import Base
 from tests.services import wait_for
 
 HOLD = 3.0

@@ -29,8 +29,8 @@ from agentcron.leases import (
     SqlCancelSignals,
     SqlLeaseStore,
 )
-from agentcron.ledger.base import Base
 from agentcron.ledger.engine import create_engine_for
+from agentcron.ledger.orm import Base
 from tests.services import wait_for
 
 TTL = 0.5

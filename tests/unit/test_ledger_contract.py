@@ -1,4 +1,5 @@
-"""The ledger's contract: the same test bodies over SQLite (a temp file) and PostgreSQL.
+"""The ledger's contract: the same test bodies over SQLite (a temp file), PostgreSQL and the
+in-memory twin (:class:`~agentcron.ledger.memory.MemoryLedger`).
 
 The PostgreSQL variant is marked ``integration`` (it needs the server; skipped locally when it is
 missing, a failure under CI=true); its schema is dropped and recreated before each test.
@@ -14,14 +15,19 @@ import pytest
 
 from agentcron.clock import FrozenClock
 from agentcron.ledger import ClaimStatus, Ledger, ResultError
+from agentcron.ledger.base import RunLedger
+from agentcron.ledger.memory import MemoryLedger
 from agentcron.ledger.records import NewWindow, RunState
 from tests.services import reset_postgres
 
 START = datetime(2026, 3, 17, 6, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration),
+                        "memory"])  # fmt: skip
 def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "memory":
+        return "memory"
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'nested' / 'ledger.sqlite'}"
     url: str = request.getfixturevalue("postgres_url")
@@ -30,8 +36,12 @@ def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def ledger(ledger_url: str, clock: FrozenClock) -> Iterator[Ledger]:
-    store = Ledger(ledger_url, clock, result_max_bytes=1000, error_max_chars=50)
+def ledger(ledger_url: str, clock: FrozenClock) -> Iterator[RunLedger]:
+    store: RunLedger
+    if ledger_url == "memory":
+        store = MemoryLedger(clock, result_max_bytes=1000, error_max_chars=50)
+    else:
+        store = Ledger(ledger_url, clock, result_max_bytes=1000, error_max_chars=50)
     store.upgrade()
     yield store
     store.close()
@@ -46,7 +56,7 @@ def hours(n: int) -> list[NewWindow]:
     return [window(start=START + timedelta(hours=i)) for i in range(n)]
 
 
-def test_record_scheduled_is_idempotent_and_returns_only_new_keys(ledger: Ledger) -> None:
+def test_record_scheduled_is_idempotent_and_returns_only_new_keys(ledger: RunLedger) -> None:
     first = ledger.record_scheduled(hours(3))
     assert sorted(first) == sorted(w.window_key for w in hours(3))
     again = ledger.record_scheduled(hours(5))
@@ -59,7 +69,7 @@ def test_record_scheduled_is_idempotent_and_returns_only_new_keys(ledger: Ledger
     assert ledger.count_by_state() == {"scheduled": 5}
 
 
-def test_claim_start_complete_happy_path(ledger: Ledger, clock: FrozenClock) -> None:
+def test_claim_start_complete_happy_path(ledger: RunLedger, clock: FrozenClock) -> None:
     ledger.record_scheduled([window()])
     claim = ledger.claim(window(), token=7, worker_id="w1", max_attempts=3)
     assert claim.status is ClaimStatus.CLAIMED
@@ -77,14 +87,14 @@ def test_claim_start_complete_happy_path(ledger: Ledger, clock: FrozenClock) -> 
     assert record.finished_at == START + timedelta(seconds=2.5)
 
 
-def test_claim_inserts_a_missing_row(ledger: Ledger) -> None:
+def test_claim_inserts_a_missing_row(ledger: RunLedger) -> None:
     claim = ledger.claim(window(trigger="manual"), token=1, worker_id="w", max_attempts=1)
     assert claim.status is ClaimStatus.CLAIMED
     assert claim.record.trigger == "manual"
     assert claim.record.attempt == 1
 
 
-def test_stale_token_completion_returns_false_and_changes_nothing(ledger: Ledger) -> None:
+def test_stale_token_completion_returns_false_and_changes_nothing(ledger: RunLedger) -> None:
     ledger.claim(window(), token=1, worker_id="old", max_attempts=5)
     ledger.start("report", START, 1)
     assert ledger.claim(window(), token=2, worker_id="new", max_attempts=5).status == "claimed"
@@ -96,7 +106,7 @@ def test_stale_token_completion_returns_false_and_changes_nothing(ledger: Ledger
     assert ledger.complete("report", START, 2, RunState.SUCCEEDED)
 
 
-def test_newer_token_takes_over_an_active_row(ledger: Ledger) -> None:
+def test_newer_token_takes_over_an_active_row(ledger: RunLedger) -> None:
     ledger.claim(window(), token=10, worker_id="a", max_attempts=5)
     ledger.start("report", START, 10)
     claim = ledger.claim(window(), token=11, worker_id="b", max_attempts=5)
@@ -107,14 +117,14 @@ def test_newer_token_takes_over_an_active_row(ledger: Ledger) -> None:
 
 
 @pytest.mark.parametrize("token", [5, 4])
-def test_equal_or_older_token_gets_active(ledger: Ledger, token: int) -> None:
+def test_equal_or_older_token_gets_active(ledger: RunLedger, token: int) -> None:
     ledger.claim(window(), token=5, worker_id="a", max_attempts=5)
     claim = ledger.claim(window(), token=token, worker_id="b", max_attempts=5)
     assert claim.status is ClaimStatus.ACTIVE
     assert (claim.record.token, claim.record.worker_id, claim.record.attempt) == (5, "a", 1)
 
 
-def test_done_after_success_and_force_reclaims(ledger: Ledger) -> None:
+def test_done_after_success_and_force_reclaims(ledger: RunLedger) -> None:
     ledger.claim(window(), token=1, worker_id="a", max_attempts=3)
     ledger.complete("report", START, 1, RunState.SUCCEEDED, result="ok")
     done = ledger.claim(window(), token=2, worker_id="b", max_attempts=3)
@@ -127,7 +137,7 @@ def test_done_after_success_and_force_reclaims(ledger: Ledger) -> None:
     assert forced.record.finished_at is None
 
 
-def test_exhausted_after_max_attempts_marks_worker_lost(ledger: Ledger) -> None:
+def test_exhausted_after_max_attempts_marks_worker_lost(ledger: RunLedger) -> None:
     for token in (1, 2, 3):
         assert ledger.claim(window(), token, "w", max_attempts=3).status is ClaimStatus.CLAIMED
     claim = ledger.claim(window(), 4, "w", max_attempts=3)
@@ -139,7 +149,7 @@ def test_exhausted_after_max_attempts_marks_worker_lost(ledger: Ledger) -> None:
     assert ledger.claim(window(), 5, "w", max_attempts=3).status is ClaimStatus.DONE
 
 
-def test_retry_increments_attempt_and_keeps_the_error(ledger: Ledger) -> None:
+def test_retry_increments_attempt_and_keeps_the_error(ledger: RunLedger) -> None:
     ledger.claim(window(), token=1, worker_id="w", max_attempts=3)
     ledger.start("report", START, 1)
     assert ledger.retry("report", START, 1, "TimeoutError", "x" * 80) == 2
@@ -150,7 +160,7 @@ def test_retry_increments_attempt_and_keeps_the_error(ledger: Ledger) -> None:
     assert record.error_message == "again"
 
 
-def test_error_message_is_truncated(ledger: Ledger) -> None:
+def test_error_message_is_truncated(ledger: RunLedger) -> None:
     ledger.claim(window(), token=1, worker_id="w", max_attempts=3)
     ledger.complete("report", START, 1, RunState.FAILED, error_type="E", error_message="y" * 500)
     record = ledger.get("report", START)
@@ -158,7 +168,7 @@ def test_error_message_is_truncated(ledger: Ledger) -> None:
     assert len(record.error_message) == 50
 
 
-def test_unserialisable_result_raises_result_error(ledger: Ledger) -> None:
+def test_unserialisable_result_raises_result_error(ledger: RunLedger) -> None:
     ledger.claim(window(), token=1, worker_id="w", max_attempts=3)
     with pytest.raises(ResultError, match="result not serialisable"):
         ledger.complete("report", START, 1, RunState.SUCCEEDED, result={1, 2})
@@ -168,14 +178,14 @@ def test_unserialisable_result_raises_result_error(ledger: Ledger) -> None:
     assert record is not None and record.state is RunState.CLAIMED
 
 
-def test_oversized_result_raises_result_error(ledger: Ledger) -> None:
+def test_oversized_result_raises_result_error(ledger: RunLedger) -> None:
     ledger.claim(window(), token=1, worker_id="w", max_attempts=3)
     with pytest.raises(ResultError, match=r"result too large: 1002 bytes, limit 1000 bytes"):
         ledger.complete("report", START, 1, RunState.SUCCEEDED, result="z" * 1000)
     assert ledger.complete("report", START, 1, RunState.SUCCEEDED, result="z" * 998)
 
 
-def test_mark_terminal_never_overwrites_success_or_active(ledger: Ledger) -> None:
+def test_mark_terminal_never_overwrites_success_or_active(ledger: RunLedger) -> None:
     ledger.claim(window(), token=1, worker_id="w", max_attempts=3)
     assert not ledger.mark_terminal(window(), RunState.MISSED, "late")
     ledger.complete("report", START, 1, RunState.SUCCEEDED)
@@ -184,7 +194,7 @@ def test_mark_terminal_never_overwrites_success_or_active(ledger: Ledger) -> Non
     assert record is not None and record.state is RunState.SUCCEEDED
 
 
-def test_mark_terminal_writes_scheduled_and_absent_windows(ledger: Ledger) -> None:
+def test_mark_terminal_writes_scheduled_and_absent_windows(ledger: RunLedger) -> None:
     later = window(start=START + timedelta(hours=1))
     ledger.record_scheduled([window()])
     assert ledger.mark_terminal(window(), RunState.MISSED, "beat was down")
@@ -214,7 +224,7 @@ def test_pending_lists_old_scheduled_rows_oldest_first(
     assert len(ledger.pending(older_than=clock.now(), limit=1)) == 1
 
 
-def test_list_runs_filters_and_count_by_state(ledger: Ledger) -> None:
+def test_list_runs_filters_and_count_by_state(ledger: RunLedger) -> None:
     ledger.record_scheduled([*hours(3), window(job="other", start=START - timedelta(hours=1))])
     ledger.claim(window(), 1, "w", 3)
     ledger.complete("report", START, 1, RunState.FAILED, error_message="bad")
@@ -229,7 +239,7 @@ def test_list_runs_filters_and_count_by_state(ledger: Ledger) -> None:
         ledger.list_runs(state="bogus")
 
 
-def test_timestamps_round_trip_as_aware_utc(ledger: Ledger) -> None:
+def test_timestamps_round_trip_as_aware_utc(ledger: RunLedger) -> None:
     from zoneinfo import ZoneInfo
 
     local = START.astimezone(ZoneInfo("America/New_York"))
@@ -244,7 +254,7 @@ def test_timestamps_round_trip_as_aware_utc(ledger: Ledger) -> None:
         ledger.get("report", START.replace(tzinfo=None))
 
 
-def test_reports_round_trip_newest_first(ledger: Ledger) -> None:
+def test_reports_round_trip_newest_first(ledger: RunLedger) -> None:
     ledger.save_report("report", "report@x", "first", {"a": 1})
     ledger.save_report("other", "other@x", "second", ["b"])
     reports = ledger.list_reports()

@@ -11,8 +11,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from agentcron.ledger import Ledger
-from agentcron.ledger.base import Base
 from agentcron.ledger.engine import create_engine_for
+from agentcron.ledger.orm import Base
 from agentcron.migrations import alembic_config, current_revision, upgrade
 from tests.services import reset_postgres
 
