@@ -7,8 +7,9 @@ from agentcron.clock import Clock, FrozenClock, SystemClock
 from agentcron.context import BudgetExceeded, RunCancelled, RunContext
 from agentcron.errors import ConfigError, Problem
 from agentcron.inprocess import AgentScheduler, AsyncAgentScheduler, SchedulerOptions
-from agentcron.jobs import Job, JobSpec, compile_jobs, load_jobs
+from agentcron.jobs import Job, JobSpec, compile_jobs
 from agentcron.limits.declare import Limit
+from agentcron.schedule_file import load_jobs
 from agentcron.schedules import Schedule, parse_schedule
 from agentcron.spend.budgets import Budget
 from agentcron.windows import parse_window_key, window_key, window_start

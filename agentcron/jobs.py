@@ -1,40 +1,43 @@
 """Job declarations (data the user writes) and their validation into runnable specs.
 
 ``beat_schedule.py`` is data only: ``JOBS = [Job(...), ...]``. :func:`compile_jobs` checks every
-field of every job, reports every problem of the file together in one :class:`ConfigError`, and
-returns nothing at all from a half-valid file.
+field of every job (:mod:`agentcron.job_fields`), reports every problem of the file together in
+one :class:`ConfigError`, and returns nothing at all from a half-valid file. Loading the file
+itself is :mod:`agentcron.schedule_file`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib.util
-import json
-import math
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from agentcron.agents import Agent, AgentKind, DeclaredModules, import_object, resolve_agent
+from agentcron.agents import Agent, AgentKind, DeclaredModules, resolve_agent
 from agentcron.delivery.targets import Target, parse_targets
 from agentcron.errors import ConfigError, Problem
-from agentcron.limits.declare import Limit, job_limits, named_limits
-from agentcron.schedules import MAX_INTERVAL, Schedule, parse_instant, parse_schedule
-from agentcron.secrets import check_config, redact
-from agentcron.spend.budgets import Budget, job_budget, named_budgets
+from agentcron.job_fields import (
+    Duration,
+    check_choice,
+    check_job_config,
+    check_max_retries,
+    check_type,
+    resolve_callback,
+    to_timedelta,
+)
+from agentcron.limits.declare import Limit, job_limits
+from agentcron.schedules import Schedule, parse_instant, parse_schedule
+from agentcron.spend.budgets import Budget, job_budget
 from agentcron.windows import GRANULARITIES, is_job_name, is_queue_name
 
-Duration = int | float | timedelta | str
 OVERLAP_POLICIES = ("skip", "buffer_one", "buffer_all", "cancel_other", "allow")
 COALESCE_POLICIES = ("latest", "all", "none")
 SYNC_QUEUE = "agentcron.sync"
 ASYNC_QUEUE = "agentcron.async"
 DEFAULT_CONFIG_MAX_BYTES = 64 * 1024
-MAX_ATTEMPTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -105,76 +108,6 @@ class JobSpec:
         return self.agent.kind
 
 
-def to_timedelta(value: Duration, field_name: str) -> timedelta:
-    """Seconds, a timedelta or an interval text (``"90s"``, ``"15m"``) as a timedelta."""
-    if isinstance(value, bool):
-        raise ConfigError([Problem(None, field_name, str(value), "expected a duration")])
-    if isinstance(value, timedelta):
-        result = value
-    elif isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise ConfigError([Problem(None, field_name, str(value), "must be finite")])
-        if abs(value) > MAX_INTERVAL.total_seconds():
-            reason = f"must be at most {MAX_INTERVAL.days} days (10 years)"
-            raise ConfigError([Problem(None, field_name, str(value), reason)])
-        result = timedelta(seconds=value)
-    elif isinstance(value, str):
-        from agentcron.schedules import IntervalSchedule
-
-        try:
-            parsed = parse_schedule(value)
-        except ConfigError as exc:
-            why = exc.problems[0].reason if exc.problems else ""
-            reason = why if "at most" in why else "not a duration"
-            raise ConfigError([Problem(None, field_name, value, reason)]) from exc
-        if not isinstance(parsed, IntervalSchedule):
-            raise ConfigError([Problem(None, field_name, value, "not a duration (try '15m')")])
-        result = parsed.period
-    else:
-        raise ConfigError([Problem(None, field_name, repr(value), "expected a duration")])
-    if result < timedelta(0):
-        raise ConfigError([Problem(None, field_name, str(value), "must not be negative")])
-    if result > MAX_INTERVAL:
-        reason = f"must be at most {MAX_INTERVAL.days} days (10 years)"
-        raise ConfigError([Problem(None, field_name, str(value), reason)])
-    return result
-
-
-def _check_choice(value: object, field_name: str, choices: Sequence[str]) -> None:
-    if value not in choices:
-        reason = f"unknown value; one of {', '.join(choices)}"
-        raise ConfigError([Problem(None, field_name, str(value), reason)])
-
-
-def _check_config(config: object, limit: int) -> None:
-    if not isinstance(config, Mapping):
-        raise ConfigError([Problem(None, "config", repr(config), "must be a dict")])
-    try:
-        size = len(json.dumps(config, allow_nan=False).encode())
-    except (TypeError, ValueError) as exc:
-        shown = repr(redact(config))[:80]  # never a secret in an error message
-        raise ConfigError([Problem(None, "config", shown, f"not JSON: {exc}")]) from exc
-    if size > limit:
-        reason = f"too large: {size} bytes, limit {limit} bytes"
-        raise ConfigError([Problem(None, "config", f"{size} bytes", reason)])
-    if problems := check_config(config):  # env:NAME must name a variable
-        raise ConfigError(problems)
-
-
-def _resolve_callback(
-    value: object, field_name: str, paths: Sequence[Path], declared: DeclaredModules | None = None
-) -> Callable[..., Any] | None:
-    if value is None:
-        return None
-    target = (import_object(value, paths, field_name, declared) if isinstance(value, str)
-              else value)  # fmt: skip
-    if isinstance(target, type):  # never instantiate a class named by a reference
-        raise ConfigError([Problem(None, field_name, repr(value)[:200], "is a class, not a function")])
-    if not callable(target):
-        raise ConfigError([Problem(None, field_name, repr(value), "not callable")])
-    return target  # type: ignore[no-any-return]
-
-
 def _queue_for(job: Job, kind: AgentKind) -> str:
     if job.queue is not None:
         if not is_queue_name(job.queue):
@@ -184,31 +117,15 @@ def _queue_for(job: Job, kind: AgentKind) -> str:
     return ASYNC_QUEUE if kind is AgentKind.ASYNC else SYNC_QUEUE
 
 
-def _check_max_retries(value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ConfigError([Problem(None, "max_retries", repr(value), "not an integer")])
-    if value < 1:
-        reason = "must be >= 1 (it counts total attempts, 1 initial + retries)"
-        raise ConfigError([Problem(None, "max_retries", str(value), reason)])
-    if value > MAX_ATTEMPTS:
-        reason = f"must be at most {MAX_ATTEMPTS}"
-        raise ConfigError([Problem(None, "max_retries", str(value)[:40], reason)])
-
-
-def _check_type(value: object, field_name: str, kind: type, what: str) -> None:
-    if not isinstance(value, kind):
-        raise ConfigError([Problem(None, field_name, repr(value), f"must be {what}")])
-
-
 def _scalar_checks(job: Job, limit: int) -> list[Callable[[], None]]:
     return [
-        lambda: _check_choice(job.window, "window", GRANULARITIES),
-        lambda: _check_choice(job.overlap, "overlap", OVERLAP_POLICIES),
-        lambda: _check_choice(job.coalesce, "coalesce", COALESCE_POLICIES),
-        lambda: _check_max_retries(job.max_retries),
-        lambda: _check_type(job.task, "task", str, "text"),
-        lambda: _check_type(job.enabled, "enabled", bool, "True or False"),
-        lambda: _check_config(job.config, limit),
+        lambda: check_choice(job.window, "window", GRANULARITIES),
+        lambda: check_choice(job.overlap, "overlap", OVERLAP_POLICIES),
+        lambda: check_choice(job.coalesce, "coalesce", COALESCE_POLICIES),
+        lambda: check_max_retries(job.max_retries),
+        lambda: check_type(job.task, "task", str, "text"),
+        lambda: check_type(job.enabled, "enabled", bool, "True or False"),
+        lambda: check_job_config(job.config, limit),
     ]
 
 
@@ -250,7 +167,7 @@ def compile_job(
     if durations["lease_ttl"] is not None and durations["lease_ttl"] < timedelta(seconds=1):
         problems.append(Problem(job.name, "lease_ttl", str(job.lease_ttl), "must be >= 1 second"))
     callbacks: dict[str, Callable[..., Any] | None] = {
-        name: attempt(functools.partial(_resolve_callback, getattr(job, name), name, search_paths,
+        name: attempt(functools.partial(resolve_callback, getattr(job, name), name, search_paths,
                                         declared))
         for name in ("on_success", "on_failure")
     }
@@ -351,51 +268,3 @@ def compile_jobs(
     if problems:
         raise ConfigError(problems)
     return share_budgets(specs)
-
-
-def load_schedule_file(path: Path | str) -> list[Job]:
-    """Execute a schedule file and return its ``JOBS`` list (not yet validated)."""
-    return load_declarations(path)[0]
-
-
-def load_declarations(path: Path | str, limits_json: str = "") -> tuple[list[Job], Declared]:
-    """Execute a schedule file: its ``JOBS`` (not yet validated), its ``BUDGETS`` and
-    ``LIMITS`` (validated, with ``limits_json`` from ``AGENTCRON_LIMITS``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError([Problem(None, "schedule file", str(path), "no such file")])
-    module_name = f"_agentcron_schedule_{abs(hash(path.resolve()))}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise ConfigError([Problem(None, "schedule file", str(path), "cannot be loaded")])
-    module = importlib.util.module_from_spec(spec)
-    from agentcron.agents import import_paths
-
-    try:
-        with import_paths([path.parent]):
-            sys.modules[module_name] = module
-            spec.loader.exec_module(module)
-    except Exception as exc:
-        reason = f"failed to load: {type(exc).__name__}: {exc}"
-        raise ConfigError([Problem(None, "schedule file", str(path), reason)]) from exc
-    jobs = getattr(module, "JOBS", None)
-    if not isinstance(jobs, list | tuple):
-        reason = "must define JOBS = [Job(...), ...]"
-        raise ConfigError([Problem(None, "schedule file", str(path), reason)])
-    budgets, limits = getattr(module, "BUDGETS", ()), getattr(module, "LIMITS", ())
-    for name, value in (("BUDGETS", budgets), ("LIMITS", limits)):
-        if not isinstance(value, list | tuple):
-            raise ConfigError([Problem(None, name, repr(value)[:80], "must be a list")])
-    declared = Declared(named_budgets(budgets), named_limits(limits, limits_json))
-    return list(jobs), declared
-
-
-def load_jobs(
-    path: Path | str, config_max_bytes: int = DEFAULT_CONFIG_MAX_BYTES, limits_json: str = ""
-) -> list[JobSpec]:
-    """Load and validate a schedule file; agent paths resolve from its folder and the cwd."""
-    path = Path(path)
-    jobs, declared = load_declarations(path, limits_json)
-    return compile_jobs(jobs, [path.parent.resolve()], config_max_bytes, declared)
-
-

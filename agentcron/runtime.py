@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING
 from agentcron.clock import Clock
 from agentcron.errors import ConfigError
 from agentcron.guard import Guard
-from agentcron.jobs import Declared, Job, JobSpec, compile_jobs, load_declarations
+from agentcron.jobs import Declared, Job, JobSpec, compile_jobs
 from agentcron.leases.base import LeaseStore
 from agentcron.leases.factory import open_cancel_signals, open_lease_store
 from agentcron.ledger.store import Ledger
 from agentcron.refclock import ReferenceClock, attach_reference
+from agentcron.schedule_file import load_declarations
 from agentcron.settings import Settings
 
 if TYPE_CHECKING:

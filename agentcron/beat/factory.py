@@ -12,10 +12,11 @@ from agentcron.beat.publisher import CeleryPublisher, Publisher
 from agentcron.beat.service import BeatConfig, BeatService
 from agentcron.beat.sources import SpecSource
 from agentcron.clock import SYSTEM_CLOCK, Clock
-from agentcron.jobs import Job, compile_jobs, load_declarations
+from agentcron.jobs import Job, compile_jobs
 from agentcron.ledger.schedules import ScheduleStore
 from agentcron.ledger.store import Ledger
 from agentcron.refclock import ReferenceClock, attach_reference
+from agentcron.schedule_file import load_declarations
 from agentcron.settings import Settings, is_redis_url, redact_url
 
 log = logging.getLogger(__name__)

@@ -17,9 +17,10 @@ from agentcron.agents import DeclaredModules
 from agentcron.cli.timing import fail
 from agentcron.clock import SYSTEM_CLOCK
 from agentcron.errors import ConfigError
-from agentcron.jobs import Declared, Job, compile_job, load_declarations
+from agentcron.jobs import Declared, Job, compile_job
 from agentcron.ledger.schedules import ScheduleStore
 from agentcron.limits.declare import named_limits
+from agentcron.schedule_file import load_declarations
 from agentcron.secrets import literal_secrets, redact
 from agentcron.settings import Settings
 

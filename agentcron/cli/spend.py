@@ -11,8 +11,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from agentcron.clock import SYSTEM_CLOCK
 from agentcron.errors import ConfigError
-from agentcron.jobs import JobSpec, load_jobs
+from agentcron.jobs import JobSpec
 from agentcron.ledger import Ledger
+from agentcron.schedule_file import load_jobs
 from agentcron.settings import Settings
 from agentcron.spend.gate import BudgetGate
 from agentcron.spend.periods import period_bounds

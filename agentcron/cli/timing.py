@@ -10,7 +10,7 @@ import click
 
 from agentcron.clock import SYSTEM_CLOCK
 from agentcron.errors import ConfigError
-from agentcron.jobs import load_jobs
+from agentcron.schedule_file import load_jobs
 from agentcron.schedules import format_instant, parse_instant, parse_schedule
 
 if TYPE_CHECKING:

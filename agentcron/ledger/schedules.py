@@ -230,7 +230,7 @@ def check_declared(job: Job, declared: DeclaredModules) -> None:
 
 def env_declared_modules() -> DeclaredModules:
     """``AGENTCRON_AGENT_MODULES`` plus the modules of the configured schedule file's jobs."""
-    from agentcron.jobs import load_schedule_file
+    from agentcron.schedule_file import load_schedule_file
     from agentcron.settings import Settings
 
     settings = Settings.from_env()

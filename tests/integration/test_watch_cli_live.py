@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from agentcron.beat.planner import emission_for
-from agentcron.jobs import load_jobs, load_schedule_file
 from agentcron.ledger.records import RunState
 from agentcron.ledger.schedules import ScheduleStore
 from agentcron.ledger.store import Ledger
+from agentcron.schedule_file import load_jobs, load_schedule_file
 from agentcron.schedules import parse_instant
 from tests.services import REDIS_URL, wait_for
 

@@ -17,9 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from agentcron.beat.planner import emission_for
 from agentcron.beat.publisher import CeleryPublisher, Outgoing
 from agentcron.clock import SYSTEM_CLOCK
-from agentcron.jobs import load_jobs
 from agentcron.ledger.records import RunState
 from agentcron.ledger.store import Ledger
+from agentcron.schedule_file import load_jobs
 from agentcron.watch.heartbeats import WORKER, RedisHeartbeats
 from tests.integration.test_watch_cli_live import JOB, start, stop
 from tests.integration.test_watch_cli_live import env as env

@@ -10,7 +10,8 @@ import pytest
 from agentcron.agents import AgentKind, resolve_agent
 from agentcron.context import RunContext
 from agentcron.errors import ConfigError
-from agentcron.jobs import ASYNC_QUEUE, SYNC_QUEUE, Job, compile_job, compile_jobs, load_jobs
+from agentcron.jobs import ASYNC_QUEUE, SYNC_QUEUE, Job, compile_job, compile_jobs
+from agentcron.schedule_file import load_jobs
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,8 +13,8 @@ import pytest
 from agentcron.clock import FrozenClock
 from agentcron.context import RunContext
 from agentcron.errors import ConfigError
-from agentcron.jobs import load_jobs
 from agentcron.ledger.records import RunState
+from agentcron.schedule_file import load_jobs
 from agentcron.spend.budgets import Budget, BudgetExceeded
 from agentcron.spend.periods import period_bounds
 from agentcron.spend.usage import UsageMeter, parse_prices, usage_of
