@@ -19,6 +19,7 @@ from typing import Any
 from agentcron.agents import Agent, AgentKind, DeclaredModules, resolve_agent
 from agentcron.delivery.targets import Target, parse_targets
 from agentcron.errors import ConfigError, Problem
+from agentcron.instants import parse_instant
 from agentcron.job_fields import (
     Duration,
     check_choice,
@@ -29,7 +30,7 @@ from agentcron.job_fields import (
     to_timedelta,
 )
 from agentcron.limits.declare import Limit, job_limits
-from agentcron.schedules import Schedule, parse_instant, parse_schedule
+from agentcron.schedules import Schedule, parse_schedule
 from agentcron.spend.budgets import Budget, job_budget
 from agentcron.windows import GRANULARITIES, is_job_name, is_queue_name
 

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from agentcron.schedules import format_instant, parse_instant
+from agentcron.instants import format_instant, parse_instant
 from agentcron.windows import parse_window_key
 
 SYNC_TASK = "agentcron.run_sync"

@@ -23,13 +23,13 @@ from typing import IO, Any
 from agentcron.clock import SYSTEM_CLOCK, Clock
 from agentcron.console.data import short_result
 from agentcron.delivery.service import describe_delivery
+from agentcron.instants import format_instant
 from agentcron.jobs import JobSpec
 from agentcron.ledger.engine import sqlite_path
 from agentcron.ledger.records import RunRecord
 from agentcron.ledger.store import Ledger
 from agentcron.private_files import private_dir, private_file
 from agentcron.schedule_file import load_jobs
-from agentcron.schedules import format_instant
 from agentcron.secrets import scrub
 from agentcron.settings import Settings, redact_url
 from agentcron.up_stats import combine, describe, parse_stats

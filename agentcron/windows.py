@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Literal, get_args
 
 from agentcron.errors import ConfigError, Problem
-from agentcron.schedules import format_instant, get_timezone, to_utc
+from agentcron.instants import format_instant, get_timezone, to_utc
 
 Granularity = Literal["slot", "hour", "day", "week", "month"]
 GRANULARITIES: tuple[str, ...] = get_args(Granularity)

@@ -16,10 +16,10 @@ from agentcron.alerts import Alerter
 from agentcron.beat.planner import emission_for
 from agentcron.beat.publisher import Outgoing
 from agentcron.clock import FrozenClock
+from agentcron.instants import parse_instant
 from agentcron.jobs import Job, compile_job
 from agentcron.leases.memory import MemoryLeaseStore
 from agentcron.ledger.store import Ledger
-from agentcron.schedules import parse_instant
 from agentcron.watch.watchdog import Watchdog
 
 

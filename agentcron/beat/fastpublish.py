@@ -19,9 +19,9 @@ from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from agentcron.beat.publisher import Outgoing
+from agentcron.instants import format_instant
 from agentcron.ledger.records import NewWindow
 from agentcron.messages import RunMessage
-from agentcron.schedules import format_instant
 from agentcron.signing import SIGNATURE_FIELD, signature
 
 _BODY = (

@@ -16,10 +16,10 @@ from datetime import UTC, datetime, timedelta
 
 from agentcron.agents import AgentKind
 from agentcron.beat.jitter import jitter_offset
+from agentcron.instants import format_instant
 from agentcron.jobs import JobSpec
 from agentcron.ledger.records import NewWindow
 from agentcron.messages import ASYNC_TASK, SYNC_TASK, RunMessage
-from agentcron.schedules import format_instant
 from agentcron.windows import join_window_key, window_key, window_start
 
 

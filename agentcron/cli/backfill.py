@@ -8,7 +8,7 @@ import click
 
 from agentcron.cli.timing import load_runtime
 from agentcron.errors import ConfigError
-from agentcron.schedules import format_instant, parse_instant
+from agentcron.instants import format_instant, parse_instant
 from agentcron.timeouts import cli_app
 from agentcron.watch.backfill import DEFAULT_LIMIT, MAX_LIMIT
 

@@ -13,8 +13,8 @@ import click
 
 from agentcron import keys
 from agentcron.cli.timing import load_runtime
+from agentcron.instants import format_instant
 from agentcron.ledger.records import RunState
-from agentcron.schedules import format_instant
 from agentcron.timeouts import cli_app
 from agentcron.watch.heartbeats import BEAT, WORKER, Heartbeat, open_heartbeats
 

@@ -10,8 +10,9 @@ import click
 
 from agentcron.clock import SYSTEM_CLOCK
 from agentcron.errors import ConfigError
+from agentcron.instants import format_instant, parse_instant
 from agentcron.schedule_file import load_jobs
-from agentcron.schedules import format_instant, parse_instant, parse_schedule
+from agentcron.schedules import parse_schedule
 
 if TYPE_CHECKING:
     from agentcron.runtime import Runtime

@@ -14,10 +14,10 @@ from zoneinfo import ZoneInfo
 
 from agentcron.console.catalogue import Catalogue, JobEntry
 from agentcron.console.spending import JobSpend, SpendView
+from agentcron.instants import format_instant
 from agentcron.ledger.records import RunRecord
 from agentcron.ledger.views import LedgerViews, WindowCell
 from agentcron.runtime import Runtime
-from agentcron.schedules import format_instant
 
 SORTS = ("name", "next", "queue", "paused")
 PAGE_SIZE = 50

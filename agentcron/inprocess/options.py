@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from agentcron.agents import Agent
 from agentcron.delivery.targets import parse_targets
 from agentcron.errors import ConfigError, Problem
-from agentcron.schedules import EPOCH, get_timezone
+from agentcron.instants import get_timezone
+from agentcron.schedules import EPOCH
 from agentcron.windows import is_job_name, window_start
 
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_.\-]+")

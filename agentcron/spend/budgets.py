@@ -75,7 +75,7 @@ class Spent:
 
 def check_budget(budget: Budget, inline: bool = False) -> Budget:
     """``budget`` if valid; a ConfigError naming the wrong field otherwise."""
-    from agentcron.schedules import get_timezone
+    from agentcron.instants import get_timezone
 
     def bad(name: str, value: object, reason: str) -> ConfigError:
         return ConfigError([Problem(None, f"budget.{name}", repr(value), reason)])

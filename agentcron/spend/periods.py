@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
-from agentcron.schedules import get_timezone
+from agentcron.instants import get_timezone
 
 PERIODS = ("window", "day", "week", "month")
 

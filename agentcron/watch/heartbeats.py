@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from agentcron import keys
 from agentcron.clock import Clock
-from agentcron.schedules import format_instant, parse_instant
+from agentcron.instants import format_instant, parse_instant
 from agentcron.settings import Settings
 
 log = logging.getLogger("agentcron.heartbeats")

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from agentcron.beat.fastpublish import RedisListPublisher, header_template, reply_to_of
 from agentcron.beat.publisher import Outgoing
+from agentcron.instants import MAX_INSTANT, MIN_INSTANT
 from agentcron.messages import ASYNC_TASK, SYNC_TASK, TRIGGERS, RunMessage
-from agentcron.schedules import MAX_INSTANT, MIN_INSTANT
 from agentcron.settings import Settings
 from agentcron.signing import signed_kwargs
 from agentcron.windows import JOB_NAME_PATTERN, QUEUE_NAME_PATTERN, is_job_name, is_queue_name, window_key

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 from agentcron.beat.planner import emission_for
+from agentcron.instants import parse_instant
 from agentcron.ledger.records import RunState
 from agentcron.ledger.schedules import ScheduleStore
 from agentcron.ledger.store import Ledger
 from agentcron.schedule_file import load_jobs, load_schedule_file
-from agentcron.schedules import parse_instant
 from tests.services import REDIS_URL, wait_for
 
 pytestmark = pytest.mark.integration

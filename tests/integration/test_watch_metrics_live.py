@@ -13,9 +13,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentcron.beat.planner import emission_for
+from agentcron.instants import parse_instant
 from agentcron.jobs import Job, JobSpec, compile_job
 from agentcron.runtime import Runtime
-from agentcron.schedules import parse_instant
 from agentcron.series import Metrics, serve
 from agentcron.settings import Settings
 from agentcron.watch.metrics import RunObserver

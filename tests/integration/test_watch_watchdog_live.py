@@ -18,11 +18,11 @@ from agentcron.beat.emitter import Emitter
 from agentcron.beat.planner import emission_for
 from agentcron.beat.publisher import CeleryPublisher
 from agentcron.clock import FrozenClock
+from agentcron.instants import parse_instant
 from agentcron.jobs import Job, JobSpec, compile_job
 from agentcron.leases.redis import RedisLeaseStore
 from agentcron.ledger.records import RunState
 from agentcron.ledger.store import Ledger
-from agentcron.schedules import parse_instant
 from agentcron.settings import Settings
 from agentcron.watch.queued import RedisQueueInspector, message_window_key
 from agentcron.watch.watchdog import Watchdog

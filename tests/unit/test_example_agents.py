@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from agentcron.context import RunContext
-from agentcron.schedules import parse_instant
+from agentcron.instants import parse_instant
 from examples.briefing import briefing
 from examples.churn import report
 from examples.logscan import scan

@@ -15,9 +15,10 @@ from agentcron.cli import main
 from agentcron.cli.failures import describe
 from agentcron.errors import ConfigError
 from agentcron.guard_overlap import policy_for
+from agentcron.instants import format_instant, parse_instant
 from agentcron.job_fields import to_timedelta
 from agentcron.jobs import Job, compile_job
-from agentcron.schedules import format_instant, parse_instant, parse_schedule
+from agentcron.schedules import parse_schedule
 from agentcron.watch.backfill import BackfillError, count_windows, iter_windows, plan_windows
 from agentcron.windows import is_job_name, parse_window_key, window_start
 

@@ -23,11 +23,11 @@ def test_every_layer_contract_is_kept() -> None:
 
 
 def test_an_upward_import_breaks_the_layers(tmp_path: Path) -> None:
-    # agentcron.windows imports agentcron.schedules: declaring windows the lower layer must fail.
+    # agentcron.messages imports agentcron.windows: declaring messages the lower layer must fail.
     config = tmp_path / "reversed.toml"
     config.write_text('[tool.importlinter]\nroot_packages = ["agentcron"]\n\n'
                       '[[tool.importlinter.contracts]]\nname = "reversed"\ntype = "layers"\n'
-                      'layers = ["agentcron.schedules", "agentcron.windows"]\n')  # fmt: skip
+                      'layers = ["agentcron.windows", "agentcron.messages"]\n')  # fmt: skip
     result = _lint(str(config))
     assert result.returncode != 0
-    assert "agentcron.windows -> agentcron.schedules" in result.stdout
+    assert "agentcron.messages -> agentcron.windows" in result.stdout

@@ -9,14 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agentcron.errors import ConfigError
-from agentcron.schedules import (
-    CronSchedule,
-    IntervalSchedule,
-    OneShotSchedule,
-    format_instant,
-    parse_instant,
-    parse_schedule,
-)
+from agentcron.instants import format_instant, parse_instant
+from agentcron.schedules import CronSchedule, IntervalSchedule, OneShotSchedule, parse_schedule
 
 
 def fires(expr: str, after: str, n: int, tz: str = "UTC") -> list[str]:

@@ -14,9 +14,9 @@ from agentcron.alerts import Alert, Alerter, WebhookNotifier, alerter_from_setti
 from agentcron.clock import FrozenClock
 from agentcron.errors import ConfigError
 from agentcron.guard import Outcome
+from agentcron.instants import parse_instant
 from agentcron.ledger.records import RunState
 from agentcron.messages import RunMessage
-from agentcron.schedules import parse_instant
 from agentcron.series import Metrics
 from agentcron.settings import Settings
 from agentcron.watch.backfill import BackfillError, backfill

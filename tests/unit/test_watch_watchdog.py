@@ -11,11 +11,11 @@ import pytest
 from agentcron.alerts import Alert, Alerter
 from agentcron.beat.publisher import Outgoing
 from agentcron.clock import FrozenClock
+from agentcron.instants import parse_instant
 from agentcron.jobs import Job, JobSpec, compile_job
 from agentcron.leases.memory import MemoryLeaseStore
 from agentcron.ledger.records import NewWindow, RunState
 from agentcron.ledger.store import Ledger
-from agentcron.schedules import parse_instant
 from agentcron.watch.queued import message_window_key
 from agentcron.watch.watchdog import Watchdog, WatchdogConfig, grace_of
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agentcron.errors import ConfigError
-from agentcron.schedules import format_instant, parse_instant
+from agentcron.instants import format_instant, parse_instant
 from agentcron.windows import parse_window_key, window_key, window_start
 
 TABLE = [

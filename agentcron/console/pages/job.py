@@ -11,7 +11,7 @@ from agentcron.console.app import Console, console_of, in_thread
 from agentcron.console.catalogue import JobEntry
 from agentcron.console.data import local_time
 from agentcron.console.pages.params import instant, text
-from agentcron.schedules import format_instant
+from agentcron.instants import format_instant
 
 
 async def _entry(console: Console, request: Request) -> JobEntry:

@@ -8,7 +8,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from agentcron.errors import ConfigError
-from agentcron.schedules import parse_instant
+from agentcron.instants import parse_instant
 
 MAX_TEXT = 200
 
