@@ -22,9 +22,14 @@ import os
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from agentcron.clock import SYSTEM_CLOCK, Clock
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from agentcron.settings import Settings
 
 log = logging.getLogger("agentcron.clock")
 Measure = Callable[[], datetime]
@@ -113,7 +118,7 @@ class ReferenceClock:
             self.measure_now()
 
 
-def database_time(engine: Any) -> Measure:
+def database_time(engine: Engine) -> Measure:
     """PostgreSQL's ``clock_timestamp()`` on ``engine`` (the ledger's server clock)."""
     from sqlalchemy import text
 
@@ -142,7 +147,7 @@ def _never(value: object) -> datetime:
     raise TypeError(f"the database returned {type(value).__name__} for clock_timestamp()")
 
 
-def attach_reference(clock: ReferenceClock, settings: Any, engine: Any) -> None:
+def attach_reference(clock: ReferenceClock, settings: Settings, engine: Engine | None) -> None:
     """Point ``clock`` at the ledger (PostgreSQL) or Redis; leave it local for SQLite alone."""
     if engine is not None and engine.dialect.name == "postgresql":
         clock.attach(database_time(engine), "database now()")

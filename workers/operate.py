@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentcron.clock import SYSTEM_CLOCK, Clock
 from agentcron.jobs import ASYNC_QUEUE, SYNC_QUEUE
@@ -20,6 +20,9 @@ from agentcron.settings import Settings
 from agentcron.watch.heartbeats import BEAT, WORKER, Heartbeater, open_heartbeats, process_heartbeat
 from agentcron.watch.queued import queue_depths
 from agentcron.watch.watchdog import WATCHDOG_TASK
+
+if TYPE_CHECKING:
+    from agentcron.beat.service import BeatService
 
 log = logging.getLogger("agentcron.operate")
 _STATE: dict[str, Any] = {}
@@ -103,7 +106,7 @@ def _start_ping(task: Any = None, kwargs: dict[str, Any] | None = None, **_: Any
 class BeatOps:
     """What the beat process does besides emitting: heartbeat, watchdog, gauges, metrics."""
 
-    def __init__(self, app: Any, service: Any, settings: Settings | None = None,
+    def __init__(self, app: Any, service: BeatService, settings: Settings | None = None,
                  clock: Clock = SYSTEM_CLOCK) -> None:  # fmt: skip
         from agentcron.watch.metrics import MeteredPublisher
 

@@ -8,17 +8,17 @@ the guard executes even over a finished window.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 import click
 
 from agentcron.beat.planner import task_for
-from agentcron.beat.publisher import Outgoing
+from agentcron.beat.publisher import Outgoing, Publisher
 from agentcron.cli.timing import load_runtime
 from agentcron.clock import Clock
 from agentcron.jobs import JobSpec
 from agentcron.ledger.history import grant_force
 from agentcron.ledger.records import NewWindow
+from agentcron.ledger.store import Ledger
 from agentcron.messages import RunMessage
 from agentcron.timeouts import cli_app
 from agentcron.windows import window_key, window_start
@@ -40,7 +40,7 @@ def manual_message(spec: JobSpec, now: datetime, force: bool) -> RunMessage:
     return RunMessage(spec.name, window_key(spec.name, start), start, slot, "manual", 1, force)
 
 
-def trigger(spec: JobSpec, ledger: Any, publisher: Any, clock: Clock, force: bool) -> str:
+def trigger(spec: JobSpec, ledger: Ledger, publisher: Publisher, clock: Clock, force: bool) -> str:
     """Record and publish a manual run; a sentence saying what happened."""
     message = manual_message(spec, clock.now(), force)
     window = NewWindow(spec.name, message.window_start, message.window_key, message.slot, "manual")
