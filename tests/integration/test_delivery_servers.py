@@ -282,12 +282,12 @@ def test_metrics_count_deliveries_by_state_and_kind_and_their_lag(world: World,
 def test_the_success_and_its_reports_commit_together(world: World,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A failure while writing the reports rolls the success back too (one transaction)."""
-    from agentcron.ledger import store
+    from agentcron.ledger import completions
 
     def broken(*args: Any) -> None:
         raise RuntimeError("disk full while writing the outbox")
 
-    monkeypatch.setattr(store, "write_outputs", broken)
+    monkeypatch.setattr(completions, "write_outputs", broken)
     spec = make_spec(lambda ctx: ctx.report("t", "b"), deliver=["mailto:a@example.com"])
     message = world.message(spec)
     with pytest.raises(RuntimeError, match="disk full"):
