@@ -25,7 +25,7 @@ def envelope(task: str, kwargs: dict[str, Any], queue: str, *,
         embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
         body = json.dumps([[], kwargs, embed]).encode()
     task_id = str(uuid.uuid4())
-    headers = {"lang": "py", "task": task, "id": task_id, "shadow": None, "eta": None,
+    headers: dict[str, Any] = {"lang": "py", "task": task, "id": task_id, "shadow": None, "eta": None,
                "expires": None, "group": None, "group_index": None, "retries": 0,
                "timelimit": [None, None], "root_id": task_id, "parent_id": None,
                "argsrepr": "()", "kwargsrepr": "{}", "origin": "tests", "ignore_result": True,

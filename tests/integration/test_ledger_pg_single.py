@@ -117,7 +117,7 @@ def test_connections_go_back_to_the_pool_as_they_came(ledger: Ledger) -> None:
         assert pooled.driver_connection.autocommit is False
     finally:
         pooled.close()
-    assert ledger.engine.pool.checkedout() == 0
+    assert ledger.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
 def test_a_database_error_is_sqlalchemys_and_the_connection_is_discarded(

@@ -192,7 +192,7 @@ def test_no_refresh_query_between_polls(tmp_path: Path, clock: FrozenClock) -> N
     rig = Rig(tmp_path, clock, [Job("tick", agent=AGENT, schedule="*/1s")])
     calls = []
     original = rig.store.revision
-    rig.store.revision = lambda: calls.append(1) or original()  # type: ignore[method-assign]
+    rig.store.revision = lambda: calls.append(1) or original()  # type: ignore[method-assign,func-returns-value]
     rig.run(10, step=0.1)
     assert 4 <= len(calls) <= 6  # once per refresh_interval, not once per tick
 

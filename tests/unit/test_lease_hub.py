@@ -133,7 +133,7 @@ def test_a_vanished_lease_is_reacquired_with_a_fresh_token_when_the_row_names_us
     lease = take(store)
     moves: list[tuple[int, int]] = []
     stops: list[str] = []
-    reacquire = Reacquire(store, 3.0, lambda old, new: moves.append((old, new)) or True)
+    reacquire = Reacquire(store, 3.0, lambda old, new: moves.append((old, new)) or True)  # type: ignore[func-returns-value]
     with hub.hold(lease, 3.0, stops.append, reacquire) as holding:
         store._held.pop("job")  # evicted
         clock.advance(1.1)

@@ -6,13 +6,13 @@ from datetime import timedelta
 
 from agentcron.clock import FrozenClock
 from agentcron.ledger import ClaimStatus, Ledger
-from agentcron.ledger.records import ClaimRequest, RunState
+from agentcron.ledger.records import ClaimRequest, NewWindow, RunState
 from tests.unit.test_ledger_contract import START, hours, ledger, ledger_url, window
 
 __all__ = ["ledger", "ledger_url"]  # fixtures
 
 
-def requests(windows: list, first_token: int = 1, max_attempts: int = 3) -> list[ClaimRequest]:
+def requests(windows: list[NewWindow], first_token: int = 1, max_attempts: int = 3) -> list[ClaimRequest]:
     return [ClaimRequest(w, first_token + i, f"w{i}", max_attempts, running=True)
             for i, w in enumerate(windows)]
 

@@ -97,7 +97,7 @@ def test_an_unreachable_limit_store_requeues_and_a_bad_wait_is_rejected(tmp_path
     def broken(*_: Any) -> bool:
         raise ConnectionError("store down")
 
-    guard.limits.store.acquire_slot = broken  # type: ignore[method-assign]
+    guard.limits.store.acquire_slot = broken  # type: ignore[method-assign,assignment]
     spec = spec_of(lambda ctx: "never", limits=["one"])
     outcome = guard.run_sync(spec, world.message(spec))
     assert outcome.state is None and outcome.requeue_after is not None

@@ -156,7 +156,7 @@ def test_admit_refuses_through_one_function(tmp_path: Path, caplog: pytest.LogCa
     refused: list[str] = []
     real = admission.refuse_message
     monkeypatch.setattr(admission, "refuse_message",
-                        lambda kwargs, reason: (refused.append(reason), real(kwargs, reason)))
+                        lambda kwargs, reason: (refused.append(reason), real(kwargs, reason)))  # type: ignore[func-returns-value]
 
     class Runtime:
         settings = type("S", (), {"signing_key": KEY})()

@@ -244,7 +244,7 @@ def test_beat_ops_heartbeat_and_watchdog_only_while_leading(tmp_path: Path) -> N
     clock = FrozenClock()
     settings = Settings(data_dir=tmp_path, watchdog_interval=60, heartbeat_interval=3600)
     app, service = FakeApp(), FakeService()
-    ops = BeatOps(app, service, settings, clock)
+    ops = BeatOps(app, service, settings, clock)  # type: ignore[arg-type]
     try:
         store = FileHeartbeats(tmp_path / "heartbeats", clock)
         assert [(h.role, h.ident, h.leader) for h in store.alive()] == [(BEAT, "beat-test", False)]

@@ -42,7 +42,7 @@ class RecordingAlerter(Alerter):
         super().__init__()
         self.alerts: list[Alert] = []
 
-    def alert(self, alert: Alert) -> None:
+    def alert(self, alert: Alert, *, log_line: bool = True) -> None:
         self.alerts.append(alert)
 
 
