@@ -15,7 +15,7 @@ from agentcron.backfill import BackfillError, count_windows, iter_windows, plan_
 from agentcron.cli import main
 from agentcron.cli.failures import describe
 from agentcron.errors import ConfigError
-from agentcron.guard_overlap import policy_for
+from agentcron.guard.overlap import policy_for
 from agentcron.jobs import Job, compile_job, to_timedelta
 from agentcron.schedules import format_instant, parse_instant, parse_schedule
 from agentcron.windows import is_job_name, parse_window_key, window_start

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from agentcron.guard_modes import Mode
+from agentcron.guard.modes import Mode
 from agentcron.leases.base import Lease, LeaseStore
 
 log = logging.getLogger("agentcron.guard")

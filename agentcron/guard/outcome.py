@@ -1,0 +1,49 @@
+"""What one delivery of a run message did, and what callbacks receive."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from agentcron.ledger.records import RunRecord, RunState
+
+STATE_COUNTER = {
+    RunState.SUCCEEDED: "successes", RunState.FAILED: "failures", RunState.SKIPPED: "skipped",
+    RunState.MISSED: "missed", RunState.CANCELLED: "cancelled", RunState.TIMEOUT: "timeouts",
+}  # fmt: skip
+"""The statistics counter each terminal state adds to."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one delivery of a run message did."""
+
+    state: RunState | None
+    duplicate: bool
+    attempts: int
+    result: Any
+    error: str | None
+    detail: str
+    duration: float | None = None
+    started_at: datetime | None = None
+    requeue_after: float | None = None  # waited in vain for a fleet-wide limit: publish again
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What ``on_success`` / ``on_failure`` callbacks receive."""
+
+    job: str
+    window_key: str
+    slot: str
+    state: str
+    attempts: int
+    result: Any
+    error: str | None
+
+
+
+def duplicate(detail: str, record: RunRecord | None = None) -> Outcome:
+    """The outcome of a delivery that did not run: its window was done, running or fenced."""
+    return Outcome(None, True, record.attempt if record else 0, None, None, f"duplicate: {detail}")
