@@ -17,7 +17,7 @@ from agentcron.clock import Clock
 from agentcron.context import RunCancelled, RunContext
 from agentcron.errors import ConfigError
 from agentcron.guard.modes import Mode, RunTimedOut
-from agentcron.guard.outcome import Outcome, RunReport, duplicate
+from agentcron.guard.outcome import Outcome, RunReport, Settlement, duplicate
 from agentcron.jobs import JobSpec
 from agentcron.leases.base import Lease, LeaseStore
 from agentcron.leases.hub import LeaseHub
@@ -52,6 +52,8 @@ class Attempts:
     hub: LeaseHub
     spend: BudgetGate
     limits: LimitGate
+    defer_settlement: bool
+    _sync_mode: Mode
 
     async def _attempts(
         self, spec: JobSpec, message: RunMessage, window: NewWindow, mode: Mode,
@@ -157,6 +159,11 @@ class Attempts:
             request = self.ledger.complete_request(
                 window.job, window.window_start, lease.token, state, error_type="ResultError",
                 error_message=error, duration=duration)
+        if self.defer_settlement and mode is self._sync_mode:  # the main process settles it
+            settlement = Settlement(request, lease, window)
+            self.run_stats.add("deferred")
+            return Outcome(state, False, attempt, result, error, "", duration, started_at,
+                           pending=settlement)  # fmt: skip
         ok = await self._retrying(lambda: mode.complete(self.ledger, request))
         if not ok:
             self.run_stats.add("stale")

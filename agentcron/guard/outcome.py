@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from agentcron.ledger.records import RunRecord, RunState
+from agentcron.leases.base import Lease
+from agentcron.ledger.records import CompleteRequest, NewWindow, RunRecord, RunState
 
 STATE_COUNTER = {
     RunState.SUCCEEDED: "successes", RunState.FAILED: "failures", RunState.SKIPPED: "skipped",
@@ -28,6 +29,19 @@ class Outcome:
     duration: float | None = None
     started_at: datetime | None = None
     requeue_after: float | None = None  # waited in vain for a fleet-wide limit: publish again
+    pending: Settlement | None = None  # ran in a prefork child: the main process settles it
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """A run that ended in a prefork child and is not yet recorded: its fenced completion and
+    its lease, which the worker's main process writes and releases in batches
+    (:meth:`agentcron.guard.run.Guard.settle`). Until then the row stays active under the
+    run's token and the lease stays held (it expires within its TTL if nobody settles)."""
+
+    request: CompleteRequest
+    lease: Lease
+    window: NewWindow
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ import asyncio
 import logging
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import timedelta
 
 from agentcron.clock import Clock
@@ -26,7 +27,7 @@ from agentcron.guard.attempts import Attempts
 from agentcron.guard.modes import AsyncMode, Mode, SyncMode
 from agentcron.guard.outcome import STATE_COUNTER, Outcome, RunReport, duplicate
 from agentcron.guard.overlap import Duplicate, OverlapWait, Skip, acquire_with_policy, lease_owner
-from agentcron.guard.release import release_quietly
+from agentcron.guard.release import release_all, release_quietly
 from agentcron.guard.stale import end_stale_run
 from agentcron.jobs import JobSpec
 from agentcron.leases.base import Lease, LeaseStore
@@ -78,6 +79,7 @@ class Guard(Attempts):
         self.spend = open_gate(ledger.engine, clock, settings.prices)  # budgets, usage records
         self.limits = open_limit_gate(settings, ledger.engine, clock)  # fleet-wide limits
         self.observers: list[Callable[[Outcome, JobSpec, RunMessage], None]] = []  # metrics, alerts
+        self.defer_settlement = False  # True in prefork children: the main process settles
 
     def stats(self) -> dict[str, float]:
         """Counters and durations since this guard was made."""
@@ -99,6 +101,12 @@ class Guard(Attempts):
         window = NewWindow(message.job, message.window_start, message.window_key, message.slot,
                            message.trigger)  # fmt: skip
         outcome = await self._guarded(spec, message, window, mode)
+        if outcome.pending is None:  # else counted, logged and observed where it is settled
+            await self._account(spec, message, outcome, mode)
+        return outcome
+
+    async def _account(self, spec: JobSpec, message: RunMessage, outcome: Outcome,
+                       mode: Mode) -> None:  # fmt: skip
         self.run_stats.add("duplicates" if outcome.duplicate else "runs")
         if outcome.state is not None and outcome.state in STATE_COUNTER:
             self.run_stats.add(STATE_COUNTER[outcome.state])
@@ -106,7 +114,48 @@ class Guard(Attempts):
             log.info("%s: %s", message.short(), outcome.detail)
         for observer in self.observers:  # e.g. agentcron.metrics.RunObserver; never fails a run
             await mode.callback(observer, outcome, spec, message)
-        return outcome
+
+    def settle(self, runs: Sequence[tuple[JobSpec, RunMessage, Outcome]]) -> list[Outcome]:
+        """Record runs that ended in prefork children (each ``Outcome.pending``): their fenced
+        completions in ONE ledger transaction, their leases released in one round trip, then
+        statistics, observers and callbacks once per recorded outcome (the worker's main
+        process calls this with the runs its children returned; :mod:`workers.settle`)."""
+        loop: asyncio.AbstractEventLoop | None = getattr(self._loops, "loop", None)
+        if loop is None or loop.is_closed():
+            loop = asyncio.new_event_loop()
+            self._loops.loop = loop
+        return loop.run_until_complete(self._settle(runs, self._sync_mode))
+
+    async def _settle(self, runs: Sequence[tuple[JobSpec, RunMessage, Outcome]],
+                      mode: Mode) -> list[Outcome]:  # fmt: skip
+        pending = [outcome.pending for _, _, outcome in runs]
+        settled = [p for p in pending if p is not None]
+        requests = [p.request for p in settled]
+        done = iter(await self._commit(mode, self.ledger.complete_many, requests))
+        await release_all(mode, self.leases, [p.lease for p in settled])
+        outcomes: list[Outcome] = []
+        for spec, message, outcome in runs:
+            if outcome.pending is not None:
+                outcome = await self._recorded(spec, outcome, next(done), mode)
+            await self._account(spec, message, outcome, mode)
+            outcomes.append(outcome)
+        return outcomes
+
+    async def _recorded(self, spec: JobSpec, outcome: Outcome, ok: bool, mode: Mode) -> Outcome:
+        """The final outcome of a settled run: recorded (callbacks run), or fenced out."""
+        assert outcome.pending is not None
+        window, token = outcome.pending.window, outcome.pending.lease.token
+        if not ok:
+            self.run_stats.add("stale")
+            log.warning("%s: completion fenced out (token %d is stale); dropped",
+                        window.window_key, token)  # fmt: skip
+            return duplicate("completion fenced out: a newer holder owns this window")
+        state = outcome.state
+        detail = "" if state is None else (
+            state.value if outcome.error is None else f"{state.value}: {outcome.error}")
+        final = replace(outcome, detail=detail, pending=None)
+        await self._callbacks(mode, spec, window, final)
+        return final
 
     async def _guarded(
         self, spec: JobSpec, message: RunMessage, window: NewWindow, mode: Mode
@@ -148,14 +197,18 @@ class Guard(Attempts):
             return duplicate(acquired.detail)
         if isinstance(acquired, Skip):
             return await self._terminal(mode, spec, window, RunState.SKIPPED, acquired.reason)
+        outcome: Outcome | None = None
         try:
             spent, refused = (await self._commit(mode, self.spend.check, spec, window.window_start)
                               if spec.budget is not None else (None, None))  # fmt: skip
             if refused is not None:
-                return await self._terminal(mode, spec, window, RunState.SKIPPED, refused)
-            return await self._claimed(spec, message, window, mode, acquired, spent)
+                outcome = await self._terminal(mode, spec, window, RunState.SKIPPED, refused)
+            else:
+                outcome = await self._claimed(spec, message, window, mode, acquired, spent)
+            return outcome
         finally:
-            await release_quietly(mode, self.leases, acquired, window.window_key)
+            if outcome is None or outcome.pending is None:  # a pending run's lease: settle()
+                await release_quietly(mode, self.leases, acquired, window.window_key)
 
     async def _terminal(
         self, mode: Mode, spec: JobSpec, window: NewWindow, state: RunState, reason: str
