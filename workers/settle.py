@@ -52,6 +52,10 @@ class Deferred:
     message: RunMessage
     outcome: Outcome
 
+    def __repr__(self) -> str:  # what Celery logs in the child: never the run's result
+        state = self.outcome.state.value if self.outcome.state is not None else "none"
+        return f"<{state}, recorded by the main process>"
+
 
 @dataclass(frozen=True)
 class _Returned:

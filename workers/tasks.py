@@ -44,7 +44,9 @@ def worker_runtime() -> Runtime:
             runtime = Runtime(Settings.from_env(), timeout_errors=(SoftTimeLimitExceeded,))
             set_runtime(runtime)
             install_metrics(runtime.guard, runtime.ledger)  # run metrics, pings, failure alerts
-            runtime.guard.defer_settlement = bool(_CHILD.get("defer"))
+            # AGENTCRON_SYNC_SETTLE=child: children record their own runs (as before issue 18)
+            in_child = runtime.settings.extra.get("AGENTCRON_SYNC_SETTLE", "main") == "child"
+            runtime.guard.defer_settlement = bool(_CHILD.get("defer")) and not in_child
             _BUILT["runtime"] = runtime
         return _BUILT["runtime"]
 
@@ -130,6 +132,16 @@ def _log_statistics(**_: Any) -> None:
     if settle.SETTLER is not None and settle.SETTLER.settled:
         stats.update(settled=settle.SETTLER.settled, settle_batches=settle.SETTLER.batches)
     log.info("run statistics: %s", ", ".join(f"{k}={v:g}" for k, v in stats.items()))
+
+
+@signals.worker_ready.connect  # type: ignore[untyped-decorator]
+def _ready(**_: Any) -> None:
+    """Open the main process's runtime once its children are forked: it settles their runs,
+    and must not first reach the stores when one is down (the runs would wait on it)."""
+    try:
+        worker_runtime()
+    except Exception as exc:  # the first settlement tries again
+        log.warning("runtime not ready at start (%s: %s)", type(exc).__name__, exc)
 
 
 settle.SETTLER = settle.Settler(worker_runtime, summary)
