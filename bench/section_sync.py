@@ -49,6 +49,7 @@ class System:
     enqueue: Enqueue
     agent: bool = False
     guarded: bool = False
+    settle_in_main: bool = False  # AGENTCRON_SYNC_SETTLE=main: the main process records runs
     rates: list[float] = field(default_factory=list)
     cpu: dict[str, float] = field(default_factory=dict)
 
@@ -84,8 +85,14 @@ def systems() -> list[System]:
     if so.ONCE_TASKS:
         found.append(System("QueueOnce + idempotency record no-op, -c 2", 2, aa.PLAIN_QUEUE,
                             once("idem")))  # fmt: skip
+    found.append(System("  the same, main process records (SETTLE=main), -c 2", 2,
+                        "agentcron.sync", guarded("bench_noop"), guarded=True,
+                        settle_in_main=True))
     found += [System("agentcron guarded 50 ms agent, -c 2", 2, "agentcron.sync",
                      guarded("bench_agent50"), agent=True, guarded=True),
+              System("  the same, main process records (SETTLE=main), 50 ms, -c 2", 2,
+                     "agentcron.sync", guarded("bench_agent50"), agent=True, guarded=True,
+                     settle_in_main=True),
               System("plain Celery 50 ms agent, -c 2", 2, aa.PLAIN_QUEUE, plain("bench.agent50"),
                      agent=True)]  # fmt: skip
     if so.ONCE_TASKS:
@@ -107,6 +114,8 @@ def run(quick: bool, section: Section) -> None:
         for system in measured:
             runs = plan.agent_runs if system.agent else plan.runs
             env = aa.agentcron_env(schedule) if system.guarded else {}
+            if system.settle_in_main:
+                env["AGENTCRON_SYNC_SETTLE"] = "main"
             trial: dict[str, float] = {}
             system.rates += aa.measure(system.argv(), env, system.enqueue, runs, 1, cpu=trial)
             for group, ms in trial.items():

@@ -1,13 +1,15 @@
-"""Prefork children run; the worker's main process records their runs, in batches.
+"""Prefork children run; the worker's main process records their runs (opt-in, issue 18).
 
-A sync run's last two store calls, its fenced completion and its lease release, used to go from
-the prefork child, one run at a time. Here the child stops at the end of the run (the guard's
-``defer_settlement``): its task returns a :class:`Deferred` (the completion request and the
-lease it still holds) through the pool's result pipe, and the main process writes the
-completions of every run that came back meanwhile in ONE ledger transaction and releases their
-leases in one round trip (:meth:`agentcron.guard.run.Guard.settle`), in one settling thread;
-then, back on the consumer's event loop, it acknowledges each message and sends Celery's
-*task-succeeded* event with the run's summary.
+With ``AGENTCRON_SYNC_SETTLE=main`` a sync run's last two store calls, its fenced completion
+and its lease release, leave the prefork child: the child stops at the end of the run (the
+guard's ``defer_settlement``), its task returns a :class:`Deferred` (the completion request and
+the lease it still holds) through the pool's result pipe, and the main process records it
+(:meth:`agentcron.guard.run.Guard.settle`: completions in one ledger call, leases released in
+one round trip, then statistics, observers and callbacks once per recorded outcome) and only
+then acknowledges the message and sends Celery's *task-succeeded* event. The default
+(``child``) keeps every write in the child: measured at prefetch multiplier 1, settling in the
+main process serialises what two children did in parallel and is slower (bench/RESULTS.md);
+it is the base for claiming in the main process ahead of the children (issue 18, not done).
 
 The hook is Celery's own: the task's ``Request`` class (:class:`SettlingRequest`). Celery builds
 a subclass of it per task (``create_request_cls``) whose ``on_success`` acknowledges; ours wraps
@@ -27,16 +29,12 @@ for the ledger's commit.
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from celery.utils.saferepr import saferepr
-from celery.worker import state as worker_state
 from celery.worker.request import Request
-from kombu.asynchronous import get_event_loop
 
 from agentcron.guard import Outcome
 from agentcron.messages import RunMessage
@@ -66,35 +64,18 @@ class _Returned:
 
 
 class Settler:
-    """The main process's settling thread: batches of returned runs, settled by the guard."""
+    """Records the runs prefork children returned, on the consumer's loop."""
 
     def __init__(self, runtime_of: Callable[[], Any], summary: Callable[[Outcome], Any]) -> None:
         self.runtime_of = runtime_of
         self.summary = summary
         self.batches = 0
         self.settled = 0
-        self._queue: queue.SimpleQueue[_Returned] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._waiting: list[_Returned] = []
 
     def add(self, returned: _Returned) -> None:
-        """Settle ``returned`` in the next batch (starts the thread on first use)."""
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="agentcron-settle",
-                                                daemon=True)  # fmt: skip
-                self._thread.start()
-        self._queue.put(returned)
-
-    def _loop(self) -> None:
-        while True:
-            batch = [self._queue.get()]
-            while True:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            self.settle(batch)
+        """Settle ``returned`` now, on the consumer's loop, before it is acknowledged."""
+        self.settle([returned])
 
     def settle(self, batch: list[_Returned]) -> None:
         """Record ``batch`` (one transaction, one lease round trip), then answer Celery."""
@@ -111,22 +92,8 @@ class Settler:
                 batch)
         self.batches += 1
         self.settled += len(batch)
-        hub = None if stopping() else get_event_loop()
         for returned, summary in zip(batch, summaries, strict=True):
-            if hub is None:  # no loop, or one about to stop: answer from here
-                _answer(returned, summary)
-            else:  # acknowledgements go out on the consumer's loop (thread-safe call_soon)
-                hub.call_soon(_answer, returned, summary)  # type: ignore[no-untyped-call]
-
-
-def stopping() -> bool:
-    """Whether the worker is shutting down: its consumer loop may not run a callback again
-    (a warm shutdown waits for the runs in its pool, outside the loop)."""
-    return worker_state.should_stop is not None or worker_state.should_terminate is not None
-
-
-def _answer(returned: _Returned, summary: Any) -> None:
-    returned.answer(returned.request, (0, saferepr(summary), returned.runtime))
+            returned.answer(returned.request, (0, saferepr(summary), returned.runtime))
 
 
 SETTLER: Settler | None = None  # set by workers.tasks
@@ -150,11 +117,7 @@ def _settling(answer: Answer) -> Answer:
     def on_success(self: Request, failed__retval__runtime: Any, **kwargs: Any) -> Any:
         failed, retval, runtime = failed__retval__runtime
         if not failed and isinstance(retval, Deferred) and SETTLER is not None:
-            returned = _Returned(self, retval, runtime, answer)
-            if stopping():  # settled and acknowledged before the connection closes
-                SETTLER.settle([returned])
-            else:
-                SETTLER.add(returned)
+            SETTLER.add(_Returned(self, retval, runtime, answer))
             return None
         return answer(self, failed__retval__runtime, **kwargs)
 

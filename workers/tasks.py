@@ -44,11 +44,17 @@ def worker_runtime() -> Runtime:
             runtime = Runtime(Settings.from_env(), timeout_errors=(SoftTimeLimitExceeded,))
             set_runtime(runtime)
             install_metrics(runtime.guard, runtime.ledger)  # run metrics, pings, failure alerts
-            # AGENTCRON_SYNC_SETTLE=child: children record their own runs (as before issue 18)
-            in_child = runtime.settings.extra.get("AGENTCRON_SYNC_SETTLE", "main") == "child"
-            runtime.guard.defer_settlement = bool(_CHILD.get("defer")) and not in_child
+            runtime.guard.defer_settlement = bool(_CHILD.get("defer")) and settles_in_main()
             _BUILT["runtime"] = runtime
         return _BUILT["runtime"]
+
+
+def settles_in_main() -> bool:
+    """``AGENTCRON_SYNC_SETTLE=main``: prefork children leave their runs' completions and lease
+    releases to the main process (:mod:`workers.settle`); ``child`` (default): they write them."""
+    from workers.app import settings
+
+    return settings.extra.get("AGENTCRON_SYNC_SETTLE", "child") == "main"
 
 
 def prepare(kwargs: dict[str, Any]) -> tuple[Runtime, JobSpec, RunMessage] | None:
@@ -129,7 +135,9 @@ def _log_statistics(**_: Any) -> None:
     if runtime is None:
         return
     stats = runtime.guard.stats()
-    if settle.SETTLER is not None and settle.SETTLER.settled:
+    if (settle.SETTLER is not None and not _CHILD and app.conf.worker_pool == "prefork"
+            and settles_in_main()):  # fmt: skip
+        # a prefork worker's main process: it recorded what its children ran (agentcron.up_stats)
         stats.update(settled=settle.SETTLER.settled, settle_batches=settle.SETTLER.batches)
     log.info("run statistics: %s", ", ".join(f"{k}={v:g}" for k, v in stats.items()))
 
@@ -138,6 +146,8 @@ def _log_statistics(**_: Any) -> None:
 def _ready(**_: Any) -> None:
     """Open the main process's runtime once its children are forked: it settles their runs,
     and must not first reach the stores when one is down (the runs would wait on it)."""
+    if _CHILD or not settles_in_main():
+        return
     try:
         worker_runtime()
     except Exception as exc:  # the first settlement tries again

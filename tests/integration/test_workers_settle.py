@@ -1,4 +1,5 @@
-"""Prefork children run sync agents; the worker's main process records the runs in batches.
+"""Prefork children run sync agents; the worker's main process records the runs
+(``AGENTCRON_SYNC_SETTLE=main``).
 
 A real ``celery worker -c 2`` on Redis and PostgreSQL: every run ends succeeded once, with its
 callback once, its lease released and its message acknowledged, and the statistics the worker
@@ -78,7 +79,8 @@ def test_children_run_and_the_main_process_records_every_run(
     use_broker(redis_url)
     env = worker_env(AGENTCRON_DATABASE_URL=postgres_url,
                      AGENTCRON_SCHEDULE_PATH=str(tmp_path / "beat_schedule.py"),
-                     AGENTCRON_DATA_DIR=str(tmp_path / "data"))  # fmt: skip
+                     AGENTCRON_DATA_DIR=str(tmp_path / "data"),
+                     AGENTCRON_SYNC_SETTLE="main")  # fmt: skip
     log = tmp_path / "sync.log"
     msgs = [message(n) for n in range(RUNS)]
     with celery_worker("-Q", "agentcron.sync", "-c", "2", "-n", "settle@e2e", env=env,

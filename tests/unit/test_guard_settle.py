@@ -17,7 +17,7 @@ from agentcron.jobs import JobSpec
 from agentcron.ledger.records import CompleteRequest, NewWindow, RunState
 from agentcron.messages import RunMessage
 from tests.unit.test_guard import World, counting, make_spec
-from tests.unit.test_guard import world as world
+from tests.unit.test_guard import world as world  # the fixture
 
 
 def spy_completions(world: World, monkeypatch: pytest.MonkeyPatch) -> list[int]:
