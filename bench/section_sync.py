@@ -178,6 +178,7 @@ def _targets(by_name: dict[str, System], quick: bool, plan: Plan) -> list[Target
                 "Celery + QueueOnce")  # fmt: skip
         compare(f"sync-vs-celery{suffix}", guarded, plain, 0.7, "plain Celery")
         cpu(f"sync-cpu-vs-celery{suffix}", guarded, plain)
+    note = quick_note(quick, plan.agent_runs, 1000)
     compare("sync-agent50-vs-celery", "agentcron guarded 50 ms agent, -c 2",
             "plain Celery 50 ms agent, -c 2", 0.95, "plain Celery")  # fmt: skip
     return found

@@ -71,7 +71,6 @@ class Settler:
         self.summary = summary
         self.batches = 0
         self.settled = 0
-        self._waiting: list[_Returned] = []
 
     def add(self, returned: _Returned) -> None:
         """Settle ``returned`` now, on the consumer's loop, before it is acknowledged."""
