@@ -10,7 +10,7 @@ class RunStats:
     """Thread-safe counters of what a guard did, and a bounded sample of durations."""
 
     COUNTERS = ("runs", "successes", "failures", "retries", "duplicates", "skipped", "missed",
-                "cancelled", "timeouts", "stale")  # fmt: skip
+                "cancelled", "timeouts", "stale", "deferred")  # fmt: skip
 
     def __init__(self, sample_size: int = 10_000) -> None:
         self._lock = threading.Lock()

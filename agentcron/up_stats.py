@@ -1,7 +1,8 @@
 """``agentcron up``'s closing statistics: one line per worker kind, totals over its processes.
 
 Every worker process (each prefork child, the async worker's process) logs one
-``run statistics: runs=…, successes=…, …, mean_duration=…, p95_duration=…`` line when it stops.
+``run statistics: runs=…, successes=…, …, mean_duration=…, p95_duration=…`` line when it stops;
+a prefork worker's main process, which records what its children ran, adds ``settled=…``.
 :func:`combine` adds the counters up, weights the mean by runs and keeps the largest p95.
 """
 
@@ -30,15 +31,20 @@ def parse_stats(line: str) -> dict[str, float] | None:
 
 def combine(lines: Iterable[dict[str, float]]) -> tuple[int, dict[str, float]]:
     """(processes, totals) of several processes' statistics."""
-    processes, totals, weighted = 0, dict.fromkeys(SHOWN, 0.0), 0.0
+    processes, totals, weighted, timed = 0, dict.fromkeys(SHOWN, 0.0), 0.0, 0.0
     p95 = 0.0
     for stats in lines:
-        processes += 1
+        # A prefork worker's main process (``settled=``) records the runs its children ran
+        # (``deferred=``, timed there): it counts their outcomes, not as a process of its own.
+        recorder = "settled" in stats
+        processes += 0 if recorder else 1
         for name in SHOWN:
             totals[name] += stats.get(name, 0.0)
-        weighted += stats.get("mean_duration", 0.0) * stats.get("runs", 0.0)
+        durations = stats.get("deferred", 0.0) + (0.0 if recorder else stats.get("runs", 0.0))
+        weighted += stats.get("mean_duration", 0.0) * durations
+        timed += durations
         p95 = max(p95, stats.get("p95_duration", 0.0))
-    totals["mean_duration"] = weighted / totals["runs"] if totals["runs"] else 0.0
+    totals["mean_duration"] = weighted / timed if timed else 0.0
     totals["p95_duration"] = p95
     return processes, totals
 

@@ -2,6 +2,12 @@
 
     .venv/bin/python -m bench.sync_overhead [--runs 5000] [--repeats 3]
 
+The peers of ``python -m bench sync`` live here too (their tasks must be importable by the
+worker: ``-I bench.sync_overhead``): Celery + celery-once's ``QueueOnce`` (a Redis lock per
+message taken at publish, ``graceful``, released after the run), ``QueueOnce`` plus a Redis
+idempotency record per message (set NX before the body, marked done after it), and a 50 ms
+agent (``time.sleep(0.05)``) under each.
+
 Both run on ``celery worker -P prefork -c 2`` against Redis db 13; one producer publishes N
 messages (batched, like beat) and we time until a Redis counter that each run increments reaches
 N. agentcron's runs go through the full guard: ledger claim/start/complete in PostgreSQL
@@ -13,6 +19,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +43,19 @@ SCHEDULE = """
 from agentcron import Job
 
 JOBS = [Job("bench_noop", agent="bench.sync_overhead:noop_agent", schedule="* * * * *",
+            overlap="allow", max_retries=1, misfire_grace=3650 * 86400),
+        Job("bench_agent50", agent="bench.sync_overhead:agent50", schedule="* * * * *",
             overlap="allow", max_retries=1, misfire_grace=3650 * 86400)]
 """
+AGENT_SECONDS = 0.05
+ONCE_TIMEOUT = 3600
+app.conf.ONCE = {"backend": "celery_once.backends.Redis",
+                 "settings": {"url": REDIS_URL, "default_timeout": ONCE_TIMEOUT}}
 _CLIENT: dict[str, Any] = {}
 
 
 def _incr() -> None:
-    if "client" not in _CLIENT:
-        _CLIENT["client"] = redis.Redis.from_url(REDIS_URL)
-    _CLIENT["client"].incr(COUNTER)
+    _client().incr(COUNTER)
 
 
 def noop_agent(ctx: Any) -> None:
@@ -56,6 +67,64 @@ def noop_agent(ctx: Any) -> None:
 def noop_task() -> None:
     """The plain Celery no-op: only counts."""
     _incr()
+
+
+def agent50(ctx: Any) -> None:
+    """The guarded 50 ms agent (an LLM call's wait, shortened), then counts."""
+    time.sleep(AGENT_SECONDS)
+    _incr()
+
+
+@app.task(name="bench.agent50")  # type: ignore[untyped-decorator]
+def agent50_task() -> None:
+    """The plain Celery 50 ms agent."""
+    agent50(None)
+
+
+def _once_tasks() -> dict[str, Any]:
+    """celery-once's ``QueueOnce`` tasks (registered only when celery-once is installed)."""
+    try:
+        from celery_once import QueueOnce  # type: ignore[import-untyped]
+    except ImportError:
+        return {}
+    once = {"graceful": True}
+
+    @app.task(name="bench.once_noop", base=QueueOnce, once=once)  # type: ignore[untyped-decorator]
+    def once_noop(window: str) -> None:
+        _incr()
+
+    @app.task(name="bench.once_agent50", base=QueueOnce, once=once)  # type: ignore[untyped-decorator]
+    def once_agent50(window: str) -> None:
+        agent50(None)
+
+    @app.task(name="bench.once_idem_noop", base=QueueOnce, once=once)  # type: ignore[untyped-decorator]
+    def once_idem_noop(window: str) -> None:
+        client = _client()
+        key = f"bench:idem:{window}"
+        if not client.set(key, "running", nx=True, ex=ONCE_TIMEOUT):
+            return  # recorded already: a repeated delivery
+        _incr()
+        client.set(key, "done", ex=ONCE_TIMEOUT)
+
+    return {"noop": once_noop, "agent50": once_agent50, "idem": once_idem_noop}
+
+
+def _client() -> Any:
+    if "client" not in _CLIENT:
+        _CLIENT["client"] = redis.Redis.from_url(REDIS_URL)
+    return _CLIENT["client"]
+
+
+ONCE_TASKS = _once_tasks()
+
+
+def once_enqueue(kind: str, n: int, trial: int) -> None:
+    """Publish ``n`` ``QueueOnce`` tasks (one lock each, taken at publish), batched."""
+    task = ONCE_TASKS[kind]
+    with app.producer_or_acquire() as producer, producer.batch(1000):
+        for i in range(n):
+            task.apply_async(kwargs={"window": f"{trial}:{i}"}, queue=PLAIN_QUEUE,
+                             producer=producer, retry=False)  # fmt: skip
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ from agentcron.admission import Admitted, admit, confirm_async
 from agentcron.messages import ASYNC_TASK, SYNC_TASK
 from agentcron.settings import Settings
 from agentcron.signing import signed_kwargs
+from workers import settle
 from workers.app import app
 from workers.pool import defer
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("agentcron.tasks")
 _BUILT: dict[str, Runtime] = {}
 _LOCK = threading.Lock()
+_CHILD: dict[str, Any] = {}  # in a prefork child: "defer" (its runs are settled by the main)
 
 
 def worker_runtime() -> Runtime:
@@ -42,8 +44,17 @@ def worker_runtime() -> Runtime:
             runtime = Runtime(Settings.from_env(), timeout_errors=(SoftTimeLimitExceeded,))
             set_runtime(runtime)
             install_metrics(runtime.guard, runtime.ledger)  # run metrics, pings, failure alerts
+            runtime.guard.defer_settlement = bool(_CHILD.get("defer")) and settles_in_main()
             _BUILT["runtime"] = runtime
         return _BUILT["runtime"]
+
+
+def settles_in_main() -> bool:
+    """``AGENTCRON_SYNC_SETTLE=main``: prefork children leave their runs' completions and lease
+    releases to the main process (:mod:`workers.settle`); ``child`` (default): they write them."""
+    from workers.app import settings
+
+    return settings.extra.get("AGENTCRON_SYNC_SETTLE", "child") == "main"
 
 
 def prepare(kwargs: dict[str, Any]) -> tuple[Runtime, JobSpec, RunMessage] | None:
@@ -71,7 +82,7 @@ def summary(outcome: Outcome) -> dict[str, Any]:
             "detail": outcome.detail}
 
 
-@app.task(name=SYNC_TASK)  # type: ignore[untyped-decorator]
+@app.task(name=SYNC_TASK, Request="workers.settle:SettlingRequest")  # type: ignore[untyped-decorator]
 def run_sync(**kwargs: Any) -> dict[str, Any] | None:
     """Run one window of a sync agent under the guard."""
     prepared = prepare(kwargs)
@@ -79,6 +90,8 @@ def run_sync(**kwargs: Any) -> dict[str, Any] | None:
         return None
     runtime, spec, message = prepared
     outcome = runtime.guard.run_sync(spec, message)
+    if outcome.pending is not None:  # a prefork child: the main process records it
+        return settle.Deferred(message, outcome)  # type: ignore[return-value]
     requeue(SYNC_TASK, spec, message, outcome)
     return summary(outcome)
 
@@ -106,8 +119,13 @@ def run_async(**kwargs: Any) -> Any:
 def _after_fork(**_: Any) -> None:
     from agentcron.runtime import reset_runtime
 
+    inherited = _BUILT.pop("runtime", None)
+    if inherited is not None:  # forked from a main process that settles: not this child's
+        inherited.ledger.engine.dispose(close=False)
+        _CHILD["inherited"] = inherited  # kept referenced: collecting it would close its sockets
     reset_runtime()
-    _BUILT.clear()
+    _CHILD["defer"] = True  # this child executes; the main process records (workers.settle)
+    settle.install_in_child(app.tasks[SYNC_TASK])
 
 
 @signals.worker_process_shutdown.connect  # type: ignore[untyped-decorator]
@@ -117,4 +135,23 @@ def _log_statistics(**_: Any) -> None:
     if runtime is None:
         return
     stats = runtime.guard.stats()
+    if (settle.SETTLER is not None and not _CHILD and app.conf.worker_pool == "prefork"
+            and settles_in_main()):  # fmt: skip
+        # a prefork worker's main process: it recorded what its children ran (agentcron.up_stats)
+        stats.update(settled=settle.SETTLER.settled, settle_batches=settle.SETTLER.batches)
     log.info("run statistics: %s", ", ".join(f"{k}={v:g}" for k, v in stats.items()))
+
+
+@signals.worker_ready.connect  # type: ignore[untyped-decorator]
+def _ready(**_: Any) -> None:
+    """Open the main process's runtime once its children are forked: it settles their runs,
+    and must not first reach the stores when one is down (the runs would wait on it)."""
+    if _CHILD or not settles_in_main():
+        return
+    try:
+        worker_runtime()
+    except Exception as exc:  # the first settlement tries again
+        log.warning("runtime not ready at start (%s: %s)", type(exc).__name__, exc)
+
+
+settle.SETTLER = settle.Settler(worker_runtime, summary)

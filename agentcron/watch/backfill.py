@@ -4,7 +4,7 @@ The windows are counted before anything is planned (arithmetically, or walking w
 with an early stop), so an absurd range is refused at once with its count. Each window of
 ``[start, end]`` gets a run message with trigger ``backfill``, sent on the job's queue; the
 windows of a backfill queue behind each other under any overlap policy but ``allow`` (see
-:mod:`agentcron.guard_overlap`), they never skip one another. A window with
+:mod:`agentcron.guard.overlap`), they never skip one another. A window with
 no row is recorded ``scheduled`` first (record before publish); a window that ended ``failed``,
 ``missed``, ``timeout``, ``cancelled`` or ``skipped`` is sent with ``force`` (the guard would
 otherwise drop it as done); a succeeded or running window is left alone.

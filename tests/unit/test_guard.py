@@ -429,7 +429,7 @@ async def test_async_interrupt_cancels_only_the_agent_and_only_while_it_runs() -
     canceller's cancellation (a revoke, a shutdown) still propagates; an interrupt that arrives
     after the agent returned cancels nothing (the completion must not be cut short)."""
     from agentcron.agents import resolve_agent
-    from agentcron.guard_modes import AsyncMode
+    from agentcron.guard.modes import AsyncMode
 
     mode = AsyncMode()
     started = asyncio.Event()

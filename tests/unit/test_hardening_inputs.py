@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from agentcron.cli import main
 from agentcron.cli.failures import describe
 from agentcron.errors import ConfigError
-from agentcron.guard_overlap import policy_for
+from agentcron.guard.overlap import policy_for
 from agentcron.instants import format_instant, parse_instant
 from agentcron.job_fields import to_timedelta
 from agentcron.jobs import Job, compile_job

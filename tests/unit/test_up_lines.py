@@ -51,3 +51,19 @@ def test_statistics_add_up_over_processes_with_a_label() -> None:
     text = describe("sync worker (prefork)", *combine(found))
     assert text == ("sync worker (prefork), 2 processes: runs=4 successes=3 failures=1 retries=2 "
                     "duplicates=1 mean=2.00s p95=5.00s")
+
+
+def test_a_prefork_main_process_adds_its_childrens_outcomes_not_a_process() -> None:
+    from agentcron.up_stats import combine, parse_stats
+
+    lines = [
+        "run statistics: runs=0, successes=0, deferred=3, mean_duration=0.2, p95_duration=0.3",
+        "run statistics: runs=1, duplicates=1, deferred=1, mean_duration=0.6, p95_duration=0.6",
+        "run statistics: runs=4, successes=4, deferred=0, mean_duration=0, p95_duration=0, "
+        "settled=4, settle_batches=2",
+    ]
+    processes, totals = combine(stats for line in lines if (stats := parse_stats(line)))
+    assert processes == 2
+    assert totals["runs"] == 5 and totals["successes"] == 4 and totals["duplicates"] == 1
+    assert abs(totals["mean_duration"] - (0.2 * 3 + 0.6 * 2) / 5) < 1e-9
+    assert totals["p95_duration"] == 0.6

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from agentcron.clock import Clock
-from agentcron.guard_modes import Mode
+from agentcron.guard.modes import Mode
 from agentcron.jobs import JobSpec
 from agentcron.leases.base import Lease, LeaseStore
 from agentcron.leases.cancel import CancelSignals

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agentcron.guard_modes import Mode
+from agentcron.guard.modes import Mode
 from agentcron.leases.base import LeaseStore
 from agentcron.ledger.records import ACTIVE_STATES, ClaimStatus, NewWindow, RunRecord, RunState
 from agentcron.ledger.store import Ledger
