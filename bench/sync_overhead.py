@@ -84,7 +84,7 @@ def agent50_task() -> None:
 def _once_tasks() -> dict[str, Any]:
     """celery-once's ``QueueOnce`` tasks (registered only when celery-once is installed)."""
     try:
-        from celery_once import QueueOnce  # type: ignore[import-untyped]
+        from celery_once import QueueOnce
     except ImportError:
         return {}
     once = {"graceful": True}

@@ -20,6 +20,12 @@ from tests.unit.test_guard import World, counting, make_spec
 from tests.unit.test_guard import world as world  # the fixture
 
 
+def _state(world: World, spec: JobSpec, message: RunMessage) -> RunState:
+    record = world.ledger.get(spec.name, message.window_start)
+    assert record is not None
+    return record.state
+
+
 def spy_completions(world: World, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The size of every ``complete_many`` call on the world's ledger."""
     sizes: list[int] = []
@@ -55,7 +61,7 @@ def test_a_child_leaves_its_run_active_and_leased_until_the_main_settles_it(
     assert calls == [1] * 5 and sizes == [] and reports == []  # nothing recorded by the child
     for _, message, outcome in runs:
         assert outcome.pending is not None and outcome.state is RunState.SUCCEEDED
-        assert world.ledger.get(spec.name, message.window_start).state is RunState.RUNNING
+        assert _state(world, spec, message) is RunState.RUNNING
         assert world.leases.holder(message.window_key) is not None
     assert child.stats()["deferred"] == 5 and child.stats()["successes"] == 0
 
@@ -65,7 +71,7 @@ def test_a_child_leaves_its_run_active_and_leased_until_the_main_settles_it(
     assert [o.state for o in outcomes] == [RunState.SUCCEEDED] * 5
     assert all(o.pending is None and o.detail == "succeeded" for o in outcomes)
     for _, message, _ in runs:
-        assert world.ledger.get(spec.name, message.window_start).state is RunState.SUCCEEDED
+        assert _state(world, spec, message) is RunState.SUCCEEDED
         assert world.leases.holder(message.window_key) is None
     assert sorted(r.window_key for r in reports) == sorted(m.window_key for _, m, _ in runs)
     assert main.stats()["successes"] == 5 and main.stats()["runs"] == 5
@@ -94,7 +100,7 @@ def test_a_settled_run_fenced_out_by_a_newer_holder_is_dropped_without_callbacks
     assert settled.duplicate and "fenced out" in settled.detail
     assert reports == [] and failures == []
     assert main.stats()["stale"] == 1  # the newer holder's row and lease are untouched
-    assert world.ledger.get(spec.name, message.window_start).state is RunState.CLAIMED
+    assert _state(world, spec, message) is RunState.CLAIMED
     assert world.leases.holder(spec.name) is not None
 
 
