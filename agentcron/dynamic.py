@@ -93,10 +93,48 @@ def job_from_definition(name: str, definition: dict[str, Any], enabled: bool = T
     return Job(name, enabled=enabled, **values)
 
 
-def _differs(entry: ScheduleEntry | None, job: Job) -> bool:
+class _Definitions:
+    """Stored definitions of many jobs, each distinct one built once: jobs whose fields are the
+    same objects (a comprehension in the schedule file) share it. Keyed by the fields' ids (an
+    empty config counts as one), so it must not outlive the jobs it was given (one
+    ``sync_file`` or ``upsert`` call)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._built: dict[tuple[int, ...], tuple[dict[str, Any], Any]] = {}
+
+    @staticmethod
+    def _key(job: Job) -> tuple[int, ...]:
+        values = (getattr(job, name) for name in _JOB_FIELDS)
+        return tuple(-1 if isinstance(v, dict) and not v else id(v) for v in values)  # {}: default
+
+    def _entry(self, job: Job) -> tuple[dict[str, Any], Any]:
+        key = self._key(job)
+        found = self._built.get(key)
+        if found is None:
+            definition = stored_definition(job, self.source)
+            found = self._built[key] = (definition, None)
+        return found
+
+    def of(self, job: Job) -> dict[str, Any]:
+        """What the table keeps for ``job``."""
+        return self._entry(job)[0]
+
+    def as_read(self, job: Job) -> Any:
+        """:meth:`of` as it reads back from the table (JSON round trip)."""
+        key = self._key(job)
+        definition, read = self._entry(job)
+        if read is None:
+            read = json.loads(json.dumps(definition, default=str))
+            self._built[key] = (definition, read)
+        return read
+
+
+def _differs(entry: ScheduleEntry | None, job: Job, definitions: _Definitions | None = None,
+             ) -> bool:  # fmt: skip
     if entry is None or entry.source != "file":
         return True
-    stored = json.loads(json.dumps(stored_definition(job, "file"), default=str))
+    stored = (definitions or _Definitions("file")).as_read(job)
     return bool(entry.definition != stored)
 
 
@@ -146,7 +184,8 @@ class ScheduleStore:
         with begin_write(self.engine) as conn:
             revision = self._next_revision(conn)
             now = self.clock.now()
-            rows = [{"name": job.name, "definition": stored_definition(job, source),
+            definitions = _Definitions(source)
+            rows = [{"name": job.name, "definition": definitions.of(job),
                      "enabled": job.enabled, "source": source, "revision": revision, "updated_at": now}
                     for job in jobs]  # fmt: skip
             if not rows:
@@ -190,7 +229,8 @@ class ScheduleStore:
         """
         jobs = list(jobs)
         current = {e.name: e for e in self.entries(include_removed=True)}
-        changed = [job for job in jobs if _differs(current.get(job.name), job)]
+        definitions = _Definitions("file")
+        changed = [job for job in jobs if _differs(current.get(job.name), job, definitions)]
         if changed:
             self.upsert(changed, "file")
         names = {job.name for job in jobs}
