@@ -58,15 +58,15 @@ def pg_insert_params(windows: Sequence[NewWindow], now: datetime) -> dict[str, A
             found = texts[value] = value.isoformat()
         return found
 
-    params = {"now": now, "jobs": "\n".join([w.job for w in windows]),
-              "starts": "\n".join([instant(w.window_start) for w in windows]),
-              "keys": "\n".join([w.window_key for w in windows]),
-              "slots": "\n".join([instant(w.slot) for w in windows]),
-              "triggers": "\n".join([w.trigger for w in windows])}  # fmt: skip
+    texts_of = {"jobs": "\n".join([w.job for w in windows]),
+                "keys": "\n".join([w.window_key for w in windows]),
+                "triggers": "\n".join([w.trigger for w in windows])}  # fmt: skip
     lines = max(len(windows) - 1, 0)
-    if any(params[c].count("\n") != lines for c in ("jobs", "keys", "triggers")):
+    if any(text.count("\n") != lines for text in texts_of.values()):
         raise ValueError("a job name, window key or trigger holds a newline")
-    return params
+    return {"now": now, **texts_of,
+            "starts": "\n".join([instant(w.window_start) for w in windows]),
+            "slots": "\n".join([instant(w.slot) for w in windows])}  # fmt: skip
 
 
 def rows_by_key(conn: Connection, runs: Table, keys: Sequence[str], record: Record,
