@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, case, func, or_, select, update
+from sqlalchemy import Engine, Table, Text, case, func, or_, select, update
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 
 from agentcron.agents import DeclaredModules, _ref_of
@@ -138,6 +139,25 @@ def _differs(entry: ScheduleEntry | None, job: Job, definitions: _Definitions | 
     return bool(entry.definition != stored)
 
 
+def _definition_of(text: str | None, decoded: dict[str, Any]) -> dict[str, Any]:
+    """A fresh dict of the JSON ``text`` (its nested lists and dicts fresh too), decoding each
+    distinct text once."""
+    if not text:
+        return {}
+    value = decoded.get(text)
+    if value is None:
+        value = decoded[text] = json.loads(text)
+    return dict(_fresh(value) or {})
+
+
+def _fresh(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _fresh(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fresh(v) for v in value]
+    return value
+
+
 class ScheduleStore:
     """CRUD over the schedules table, with a global revision counter."""
 
@@ -156,15 +176,20 @@ class ScheduleStore:
         self, since: int | None = None, include_removed: bool = False
     ) -> list[ScheduleEntry]:
         """Rows (all, or those with ``revision >= since``), by name."""
-        query = select(SCHEDULES).order_by(SCHEDULES.c.name)
+        c = SCHEDULES.c
+        # the definition as text, decoded once per distinct text (100,000 jobs from one
+        # comprehension share one): json.loads was 2.8 s of reading 100,000 rows
+        query = select(c.name, sql_cast(c.definition, Text).label("definition"), c.enabled, c.source,
+                       c.revision, c.updated_at).order_by(c.name)  # fmt: skip
         if since is not None:
-            query = query.where(SCHEDULES.c.revision >= since)
+            query = query.where(c.revision >= since)
         if not include_removed:
-            query = query.where(SCHEDULES.c.source != REMOVED)
+            query = query.where(c.source != REMOVED)
         with begin_read(self.engine) as conn:
             rows = conn.execute(query).all()
-        return [ScheduleEntry(r.name, dict(r.definition or {}), bool(r.enabled), r.source,
-                              int(r.revision), r.updated_at) for r in rows]  # fmt: skip
+        decoded: dict[str, Any] = {}
+        return [ScheduleEntry(r.name, _definition_of(r.definition, decoded), bool(r.enabled),
+                              r.source, int(r.revision), r.updated_at) for r in rows]  # fmt: skip
 
     def get(self, name: str) -> ScheduleEntry | None:
         """One live row, or None."""

@@ -303,3 +303,18 @@ def test_sync_file_stores_each_jobs_own_definition_when_jobs_share_their_fields(
     assert store.sync_file(jobs) > revision  # one changed job is seen among shared ones
     assert {e.name: e.definition for e in store.entries()}["l"]["config"] == {"n": 3}
     ledger.close()
+
+
+def test_entries_with_the_same_definition_do_not_share_their_dicts(tmp_path: Path) -> None:
+    """entries() decodes each distinct definition once; every entry still gets its own copy."""
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    ledger.upgrade()
+    store = ScheduleStore(ledger.engine)
+    store.sync_file([Job(f"j{i}", agent="examples.market:analyse", schedule="@daily",
+                         config={"tags": ["a"]}) for i in range(2)])  # fmt: skip
+    first, second = store.entries()
+    first.definition["config"]["tags"].append("b")
+    first.definition["schedule"] = "@hourly"
+    assert second.definition["config"] == {"tags": ["a"]}
+    assert second.definition["schedule"] == "@daily"
+    ledger.close()
