@@ -318,3 +318,20 @@ def test_entries_with_the_same_definition_do_not_share_their_dicts(tmp_path: Pat
     assert second.definition["config"] == {"tags": ["a"]}
     assert second.definition["schedule"] == "@daily"
     ledger.close()
+
+
+def test_runtime_only_entries_leave_out_the_schedule_files_rows(tmp_path: Path) -> None:
+    """What workers load (dynamic.load_specs) is read without the file's rows: a worker next to
+    100,000 file jobs no longer reads them all at start."""
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    ledger.upgrade()
+    store = ScheduleStore(ledger.engine)
+    every = "* * * * *"
+    store.sync_file([Job("f1", agent="examples.market:analyse", schedule=every),
+                     Job("f2", agent="examples.market:analyse", schedule=every)])  # fmt: skip
+    store.sync_file([Job("f1", agent="examples.market:analyse", schedule=every)])  # f2 left
+    store.add(Job("api1", agent="examples.market:analyse", schedule=every),
+              declared=DeclaredModules(("examples",)))  # fmt: skip
+    assert [e.name for e in store.entries()] == ["api1", "f1", "f2"]
+    assert [e.name for e in store.entries(runtime_only=True)] == ["api1"]
+    ledger.close()
