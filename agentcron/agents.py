@@ -155,8 +155,10 @@ def import_object(
     if declared is not None:
         declared.check(ref, field)
     try:
-        with import_paths([*search_paths, Path.cwd()]):
-            target: Any = importlib.import_module(module_name)
+        target: Any = sys.modules.get(module_name)
+        if target is None or _initializing(target):  # imported: no sys.path work (12 s a
+            with import_paths([*search_paths, Path.cwd()]):  # 100,000-job start-up)
+                target = importlib.import_module(module_name)
         for attr in attr_path.split("."):
             target = getattr(target, attr)
             if inspect.ismodule(target):
@@ -173,6 +175,12 @@ def import_object(
             reason = f"defined in {origin!r}, which is not a declared agent module"
             raise ConfigError([Problem(None, field, ref, reason)])
     return target
+
+
+def _initializing(module: Any) -> bool:
+    """True while ``module`` is still being imported (by another thread, say): then
+    ``import_module`` waits for it, where ``sys.modules`` would hand out a half-made module."""
+    return bool(getattr(getattr(module, "__spec__", None), "_initializing", False))
 
 
 def _is_async(func: Any) -> bool:

@@ -30,7 +30,7 @@ from agentcron.agents import DeclaredModules
 from agentcron.alerts import Alert, safe_alerter
 from agentcron.errors import ConfigError
 from agentcron.jobs import Declared, Job, JobSpec, compile_job
-from agentcron.ledger.schedules import LEFT_FILE, ScheduleEntry, ScheduleStore
+from agentcron.ledger.schedules import ScheduleEntry, ScheduleStore
 from agentcron.settings import Settings
 
 log = logging.getLogger("agentcron.catalogue")
@@ -116,9 +116,7 @@ def load_specs(engine: Engine, settings: Settings, file_jobs: Iterable[Job] = ()
     name among them), or whose agent is not from a declared module, are refused."""
     catalogue = Catalogue(settings, file_jobs, declarations=declarations)
     specs: list[JobSpec] = []
-    for entry in ScheduleStore(engine).entries():
-        if entry.source in ("file", LEFT_FILE):
-            continue
+    for entry in ScheduleStore(engine).entries(runtime_only=True):  # the file's rows: not read
         try:
             spec = catalogue.spec_of(entry, include_paused=True)
         except ConfigError as exc:

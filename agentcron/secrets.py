@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -48,7 +49,13 @@ _PATTERNS = (
 
 def is_secret_key(key: object) -> bool:
     """Whether a config key looks like it names a secret (``api_key``, ``Token``, ...)."""
-    return isinstance(key, str) and bool(_SECRET_KEY.search(key))
+    return isinstance(key, str) and _secret_name(key)
+
+
+@functools.lru_cache(maxsize=4096)
+def _secret_name(key: str) -> bool:
+    # the same few keys come back for every job (a beat start-up redacts 100,000 definitions)
+    return bool(_SECRET_KEY.search(key))
 
 
 def env_reference(value: object) -> str | None:

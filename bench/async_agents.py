@@ -71,7 +71,10 @@ def _aredis() -> Any:
 
     loop = id(asyncio.get_running_loop())
     if loop not in _CLIENTS:
-        pool = redis.asyncio.BlockingConnectionPool.from_url(REDIS_URL, max_connections=100)
+        # no timeout: 10,000 held runs each INCR once; on a loaded machine some waited more than
+        # the pool's default 20 s for one of the 100 connections and failed, never counted
+        pool = redis.asyncio.BlockingConnectionPool.from_url(REDIS_URL, max_connections=100,
+                                                             timeout=None)  # fmt: skip
         _CLIENTS[loop] = redis.asyncio.Redis(connection_pool=pool)
     return _CLIENTS[loop]
 

@@ -41,6 +41,7 @@ POSTGRES_URL = os.environ.get("AGENTCRON_BENCH_POSTGRES_URL",
 AGENTCRON_FILE = """from agentcron import Job
 JOBS = [Job(f"j{i}", agent="benchagents:noop", schedule="* * * * *") for i in range(%d)]
 """
+EMPTY_FILE = "JOBS = []\n"
 CELERY_APP = """from celery import Celery
 from celery.schedules import crontab
 app = Celery("bench", broker=%(broker)r)
@@ -107,8 +108,33 @@ def reset_ledger() -> None:
     ledger.close()
 
 
-def start(name: str, n: int, tmp: Path, broker: Broker, profile: bool) -> subprocess.Popen[bytes]:
-    """Start one beat process for ``name`` with ``n`` schedules."""
+def fill_schedules(n: int) -> float:
+    """Put ``n`` runtime (``source='api'``) every-minute jobs into the ``schedules`` table, as the
+    API would leave them, with one COPY; returns the seconds it took (not part of start-up)."""
+    import json
+
+    import psycopg
+
+    from agentcron import Job
+    from agentcron.ledger.schedules import stored_definition
+
+    definition = json.dumps(stored_definition(Job("j0", agent="benchagents:noop",
+                                                  schedule="* * * * *"), "api"), default=str)
+    began = time.perf_counter()
+    with psycopg.connect(POSTGRES_URL.replace("+psycopg", "")) as conn:
+        with conn.cursor() as cur, cur.copy(
+            "COPY schedules (name, definition, enabled, source, revision, updated_at) FROM STDIN"
+        ) as copy:
+            for i in range(n):
+                copy.write_row((f"j{i}", definition, True, "api", 1, "2026-01-01T00:00:00Z"))
+        conn.commit()
+    return time.perf_counter() - began
+
+
+def start(name: str, n: int, tmp: Path, broker: Broker, profile: bool,
+          source: str = "file") -> subprocess.Popen[bytes]:  # fmt: skip
+    """Start one beat process for ``name`` with ``n`` schedules: agentcron's from the schedule
+    file (``source='file'``) or from the ``schedules`` table with an empty file (``'table'``)."""
     folder = tmp / f"{name}-{n}"
     folder.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCRON_")}
@@ -116,8 +142,13 @@ def start(name: str, n: int, tmp: Path, broker: Broker, profile: bool) -> subpro
     log = open(folder / "beat.log", "wb")  # noqa: SIM115 - lives as long as the process
     if name == "agentcron":
         (folder / "benchagents.py").write_text("def noop(ctx):\n    return None\n")
-        (folder / "beat_schedule.py").write_text(AGENTCRON_FILE % n)
         reset_ledger()
+        if source == "table":
+            (folder / "beat_schedule.py").write_text(EMPTY_FILE)
+            fill_schedules(n)
+            env["AGENTCRON_AGENT_MODULES"] = "benchagents"
+        else:
+            (folder / "beat_schedule.py").write_text(AGENTCRON_FILE % n)
         env.update(AGENTCRON_BROKER_URL=broker.url, AGENTCRON_DATABASE_URL=POSTGRES_URL,
                    AGENTCRON_SCHEDULE_PATH=str(folder / "beat_schedule.py"))  # fmt: skip
         command = [CELERY, "-A", "workers.app", "beat", "-s", str(folder / "s"), "-l", "INFO"]

@@ -38,19 +38,35 @@ PG_INSERT_SCHEDULED: TextClause = text(
     "INSERT INTO runs (job, window_start, window_key, slot, trigger, state, attempt,"
     " scheduled_at, updated_at)"
     " SELECT u.job, u.window_start, u.window_key, u.slot, u.trigger, 'scheduled', 0, :now, :now"
-    " FROM unnest(CAST(:jobs AS varchar[]), CAST(:starts AS timestamptz[]),"
-    " CAST(:keys AS varchar[]), CAST(:slots AS timestamptz[]), CAST(:triggers AS varchar[]))"
+    " FROM unnest(string_to_array(:jobs, chr(10)),"
+    " CAST(string_to_array(:starts, chr(10)) AS timestamptz[]), string_to_array(:keys, chr(10)),"
+    " CAST(string_to_array(:slots, chr(10)) AS timestamptz[]), string_to_array(:triggers, chr(10)))"
     " AS u(job, window_start, window_key, slot, trigger)"
     " ON CONFLICT DO NOTHING RETURNING window_key"
 )
 
 
 def pg_insert_params(windows: Sequence[NewWindow], now: datetime) -> dict[str, Any]:
-    """Parameters of :data:`PG_INSERT_SCHEDULED`."""
-    return {"now": now, "jobs": [w.job for w in windows],
-            "starts": [w.window_start for w in windows],
-            "keys": [w.window_key for w in windows], "slots": [w.slot for w in windows],
-            "triggers": [w.trigger for w in windows]}  # fmt: skip
+    """Parameters of :data:`PG_INSERT_SCHEDULED`: each column one newline-separated text (the
+    driver's array dumping cost 1.3 s per 100,000 windows; a join costs milliseconds). Job
+    names, window keys and triggers never hold a newline; a value that did is refused."""
+    texts: dict[datetime, str] = {}  # a boundary's windows share a few instants
+
+    def instant(value: datetime) -> str:
+        found = texts.get(value)
+        if found is None:
+            found = texts[value] = value.isoformat()
+        return found
+
+    texts_of = {"jobs": "\n".join([w.job for w in windows]),
+                "keys": "\n".join([w.window_key for w in windows]),
+                "triggers": "\n".join([w.trigger for w in windows])}  # fmt: skip
+    lines = max(len(windows) - 1, 0)
+    if any(text.count("\n") != lines for text in texts_of.values()):
+        raise ValueError("a job name, window key or trigger holds a newline")
+    return {"now": now, **texts_of,
+            "starts": "\n".join([instant(w.window_start) for w in windows]),
+            "slots": "\n".join([instant(w.slot) for w in windows])}  # fmt: skip
 
 
 def rows_by_key(conn: Connection, runs: Table, keys: Sequence[str], record: Record,

@@ -217,3 +217,29 @@ def test_a_batch_of_claims_is_one_statement_and_the_rest_take_the_general_path(
     assert claims[3].record.attempt == 1 and claims[3].previous is not None  # forced rerun
     assert claims[4].record.token == 14
     assert row(ledger)[2] == 14
+
+
+def test_record_scheduled_inserts_new_windows_once_with_their_instants(ledger: Ledger) -> None:
+    """The bulk insert sends each column as one text: every row keeps its own job, key, window
+    start and slot (aware UTC), and a window recorded before is not returned again."""
+    base = datetime(2030, 1, 1, tzinfo=UTC)
+    windows = [NewWindow(f"job{i}", base + timedelta(minutes=i % 3),
+                         f"job{i}@{i % 3}", base + timedelta(minutes=i % 3, seconds=5))
+               for i in range(7)]  # fmt: skip
+    assert ledger.record_scheduled([]) == []
+    assert sorted(ledger.record_scheduled(windows[:4])) == sorted(w.window_key for w in windows[:4])
+    assert sorted(ledger.record_scheduled(windows)) == sorted(w.window_key for w in windows[4:])
+    with ledger.engine.begin() as conn:
+        rows = conn.execute(sa.text("select job, window_key, window_start, slot, trigger, state"
+                                    " from runs order by job")).all()  # fmt: skip
+    assert [(r.job, r.window_key, r.window_start, r.slot, r.trigger, r.state) for r in rows] == [
+        (w.job, w.window_key, w.window_start, w.slot, "schedule", "scheduled") for w in windows]
+
+
+def test_a_window_key_holding_a_newline_is_refused_before_anything_is_sent() -> None:
+    from agentcron.ledger.batch_sql import pg_insert_params
+
+    window = NewWindow("job", datetime(2030, 1, 1, tzinfo=UTC), "job@x\ny",
+                       datetime(2030, 1, 1, tzinfo=UTC))  # fmt: skip
+    with pytest.raises(ValueError, match="newline"):
+        pg_insert_params([window], datetime(2030, 1, 1, tzinfo=UTC))

@@ -217,3 +217,34 @@ def test_the_python_api_refuses_an_undeclared_agent_when_added(
                   declared=DeclaredModules(("tools",)))  # fmt: skip
     assert [e.name for e in store.entries()] == ["ok", "tool"]
     ledger.close()
+
+
+def test_an_agent_whose_module_another_thread_is_importing_waits_for_that_import(
+        tmp_path: Path) -> None:  # fmt: skip
+    """import_object skips the sys.path work for an imported module, but never hands out a
+    module another thread is still executing (a worker thread resolving its jobs while the
+    main thread imports the agents' module)."""
+    import sys
+    import threading
+    import time
+
+    from agentcron.agents import import_object
+
+    started = tmp_path / "started"
+    (tmp_path / "slowagents_h3.py").write_text(
+        "import pathlib, time\n"
+        f"pathlib.Path({str(started)!r}).write_text('x')\n"
+        "time.sleep(0.5)\n"
+        "def agent(ctx):\n    return None\n")  # fmt: skip
+    sys.path.insert(0, str(tmp_path))
+    try:
+        importer = threading.Thread(target=__import__, args=("slowagents_h3",))
+        importer.start()
+        deadline = time.monotonic() + 10
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert callable(import_object("slowagents_h3:agent", [tmp_path]))
+        importer.join()
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("slowagents_h3", None)

@@ -278,3 +278,60 @@ def test_standby_keeps_specs_current_and_takes_over_with_them(tmp_path: Path,
     b.run(1.5)
     assert "late" in b.beat.planner
     assert any(k.startswith("late@") for k in b.publisher.window_keys())
+
+
+def test_sync_file_stores_each_jobs_own_definition_when_jobs_share_their_fields(
+        tmp_path: Path) -> None:  # fmt: skip
+    """The file's jobs share one definition when their fields are the same objects (a schedule
+    file's comprehension); a job with its own config or agent keeps its own."""
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    ledger.upgrade()
+    store = ScheduleStore(ledger.engine)
+    every = "* * * * *"
+    jobs = [Job(f"j{i}", agent="examples.market:analyse", schedule=every) for i in range(3)]
+    jobs += [Job("k", agent="examples.market:analyse", schedule=every, config={"n": 1}),
+             Job("l", agent="examples.market:other", schedule=every, config={}),
+             Job("m", agent="examples.market:analyse", schedule="@daily", config={"n": 2})]
+    store.sync_file(jobs)
+    stored = {e.name: e.definition for e in store.entries()}
+    assert [stored[f"j{i}"]["config"] for i in range(3)] == [{}, {}, {}]
+    assert stored["k"]["config"] == {"n": 1} and stored["m"]["config"] == {"n": 2}
+    assert stored["l"]["agent"] == "examples.market:other" and stored["m"]["schedule"] == "@daily"
+    revision = store.revision()
+    assert store.sync_file(jobs) == revision  # unchanged: nothing rewritten
+    jobs[4] = Job("l", agent="examples.market:analyse", schedule=every, config={"n": 3})
+    assert store.sync_file(jobs) > revision  # one changed job is seen among shared ones
+    assert {e.name: e.definition for e in store.entries()}["l"]["config"] == {"n": 3}
+    ledger.close()
+
+
+def test_entries_with_the_same_definition_do_not_share_their_dicts(tmp_path: Path) -> None:
+    """entries() decodes each distinct definition once; every entry still gets its own copy."""
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    ledger.upgrade()
+    store = ScheduleStore(ledger.engine)
+    store.sync_file([Job(f"j{i}", agent="examples.market:analyse", schedule="@daily",
+                         config={"tags": ["a"]}) for i in range(2)])  # fmt: skip
+    first, second = store.entries()
+    first.definition["config"]["tags"].append("b")
+    first.definition["schedule"] = "@hourly"
+    assert second.definition["config"] == {"tags": ["a"]}
+    assert second.definition["schedule"] == "@daily"
+    ledger.close()
+
+
+def test_runtime_only_entries_leave_out_the_schedule_files_rows(tmp_path: Path) -> None:
+    """What workers load (dynamic.load_specs) is read without the file's rows: a worker next to
+    100,000 file jobs no longer reads them all at start."""
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    ledger.upgrade()
+    store = ScheduleStore(ledger.engine)
+    every = "* * * * *"
+    store.sync_file([Job("f1", agent="examples.market:analyse", schedule=every),
+                     Job("f2", agent="examples.market:analyse", schedule=every)])  # fmt: skip
+    store.sync_file([Job("f1", agent="examples.market:analyse", schedule=every)])  # f2 left
+    store.add(Job("api1", agent="examples.market:analyse", schedule=every),
+              declared=DeclaredModules(("examples",)))  # fmt: skip
+    assert [e.name for e in store.entries()] == ["api1", "f1", "f2"]
+    assert [e.name for e in store.entries(runtime_only=True)] == ["api1"]
+    ledger.close()
