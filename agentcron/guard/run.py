@@ -183,7 +183,7 @@ class Guard(Attempts):
     async def _leased(
         self, spec: JobSpec, message: RunMessage, window: NewWindow, mode: Mode
     ) -> Outcome:
-        name = window.window_key if spec.job.overlap == "allow" else spec.name
+        name = spec.lease_name(window.window_key)
         owner = lease_owner(window)
 
         async def current() -> RunRecord | None:
@@ -215,7 +215,7 @@ class Guard(Attempts):
     ) -> Outcome:
         written = await self._commit(mode, self.ledger.mark_terminal, window, state, reason)
         if not written:  # an active row: is its run alive? (a killed holder leaves it active)
-            name = window.window_key if spec.job.overlap == "allow" else spec.name
+            name = spec.lease_name(window.window_key)
             written = await end_stale_run(self._commit, mode, self.ledger, self.leases, window,
                                           name, state, reason, self.worker_id,
                                           spec.job.max_retries)  # fmt: skip

@@ -21,11 +21,6 @@ from agentcron.ledger.records import RunRecord
 from agentcron.messages import RunMessage
 
 
-def lease_name(spec: JobSpec, row: RunRecord) -> str:
-    """The lease a run of ``row`` holds while it is alive (as the guard names it)."""
-    return row.window_key if spec.job.overlap == "allow" else spec.name
-
-
 def stranded_rows(rows: Iterable[RunRecord], specs: Mapping[str, JobSpec],
                   leases: LeaseStore) -> list[tuple[JobSpec, RunRecord]]:  # fmt: skip
     """The rows whose token does not hold their lease (their run is gone), with their job."""
@@ -35,7 +30,7 @@ def stranded_rows(rows: Iterable[RunRecord], specs: Mapping[str, JobSpec],
         spec = specs.get(row.job)
         if spec is None:
             continue
-        name = lease_name(spec, row)
+        name = spec.lease_name(row.window_key)
         if name not in holders:
             holders[name] = leases.holder(name)
         holder = holders[name]

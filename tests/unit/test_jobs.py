@@ -60,6 +60,13 @@ def test_queue_follows_the_kind_unless_overridden() -> None:
     assert compile_job(Job("c", agent=sync_agent, schedule="@daily", queue="q")).queue == "q"
 
 
+def test_the_lease_is_per_window_only_when_the_job_allows_overlap() -> None:
+    key = "a@2026-01-01T00:00:00Z"
+    assert compile_job(Job("a", agent=sync_agent, schedule="@daily")).lease_name(key) == "a"
+    allow = compile_job(Job("a", agent=sync_agent, schedule="@daily", overlap="allow"))
+    assert allow.lease_name(key) == key
+
+
 def test_defaults_and_durations() -> None:
     spec = compile_job(Job("a", agent=sync_agent, schedule="every 15 minutes", timeout="90s",
                            jitter=5, misfire_grace=timedelta(minutes=2)))  # fmt: skip
