@@ -160,7 +160,7 @@ def _messages(job: str, n: int, trial: int) -> list[Any]:
 
 def agentcron_enqueue(job: str, n: int, trial: int, sync: bool = False) -> None:
     """Publish ``n`` windows of ``job`` the way beat does (batched, pipelined)."""
-    from agentcron.beat.publisher import CeleryPublisher, Outgoing
+    from agentcron.emission.publisher import CeleryPublisher, Outgoing
     from agentcron.messages import ASYNC_TASK, SYNC_TASK
 
     task, queue = (SYNC_TASK, "agentcron.sync") if sync else (ASYNC_TASK, "agentcron.async")

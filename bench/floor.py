@@ -41,7 +41,7 @@ def boundary_of(trial: int) -> datetime:
 def build(n: int, boundary: datetime) -> tuple[list[tuple[Any, ...]], list[str]]:
     """The rows and envelopes of jobs ``j0``…``j{n-1}`` at ``boundary``."""
     from agentcron.beat.fastpublish import RedisListPublisher, header_template, reply_to_of
-    from agentcron.beat.publisher import Outgoing
+    from agentcron.emission.publisher import Outgoing
     from agentcron.messages import SYNC_TASK, RunMessage
     from agentcron.windows import window_key
     from workers.app import app

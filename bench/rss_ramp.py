@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from agentcron.beat.publisher import CeleryPublisher, Outgoing
+from agentcron.emission.publisher import CeleryPublisher, Outgoing
 from agentcron.messages import ASYNC_TASK
 from bench import async_agents as aa
 from workers.app import app

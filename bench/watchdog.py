@@ -13,9 +13,9 @@ import uuid
 from collections.abc import Sequence
 
 from agentcron.alerts import Alerter
-from agentcron.beat.planner import emission_for
-from agentcron.beat.publisher import Outgoing
 from agentcron.clock import FrozenClock
+from agentcron.emission.envelope import emission_for
+from agentcron.emission.publisher import Outgoing
 from agentcron.instants import parse_instant
 from agentcron.jobs import Job, compile_job
 from agentcron.leases.memory import MemoryLeaseStore

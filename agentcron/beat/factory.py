@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from agentcron.beat.emitter import Emitter
 from agentcron.beat.fastpublish import RedisListPublisher, header_template
 from agentcron.beat.leader import LeaderElection, leader_leases
-from agentcron.beat.publisher import CeleryPublisher, Publisher
 from agentcron.beat.service import BeatConfig, BeatService
 from agentcron.beat.sources import SpecSource
 from agentcron.clock import SYSTEM_CLOCK, Clock
+from agentcron.emission.emitter import Emitter
+from agentcron.emission.publisher import CeleryPublisher, Publisher
 from agentcron.jobs import Job, compile_jobs
 from agentcron.ledger.schedules import ScheduleStore
 from agentcron.ledger.store import Ledger

@@ -5,7 +5,7 @@ Celery's ``send_task`` costs ~200 µs per message (routing, signals, events, one
 the same envelope kombu's Redis transport stores (the header template comes from Celery's own
 ``amqp.as_task_v2``, so a worker cannot tell the difference), and sends ``batch_size`` LPUSHes
 per non-transactional pipeline round trip. It is used only for ``redis://`` brokers; any other
-broker goes through :class:`~agentcron.beat.publisher.CeleryPublisher`.
+broker goes through :class:`~agentcron.emission.publisher.CeleryPublisher`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from datetime import datetime
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-from agentcron.beat.publisher import Outgoing
+from agentcron.emission.publisher import Outgoing
 from agentcron.instants import format_instant
 from agentcron.ledger.records import NewWindow
 from agentcron.messages import RunMessage

@@ -11,50 +11,15 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from agentcron.agents import AgentKind
-from agentcron.beat.jitter import jitter_offset
+from agentcron.emission.envelope import TASKS, Emission, emission_for
+from agentcron.emission.jitter import jitter_offset
 from agentcron.instants import format_instant
 from agentcron.jobs import JobSpec
 from agentcron.ledger.records import NewWindow
-from agentcron.messages import ASYNC_TASK, SYNC_TASK, RunMessage
 from agentcron.windows import join_window_key, window_key, window_start
-
-
-@dataclass(frozen=True)
-class Emission:
-    """One window to record and publish: where it goes and what it says."""
-
-    window: NewWindow
-    queue: str
-    task: str
-    due_at: datetime
-
-    def message(self, attempt: int = 1) -> RunMessage:
-        """The task message for this window."""
-        return RunMessage.from_record(self.window, attempt)
-
-
-_TASKS = {AgentKind.SYNC: SYNC_TASK, AgentKind.ASYNC: ASYNC_TASK}
-
-
-def task_for(spec: JobSpec) -> str:
-    """The Celery task that runs ``spec``: by the agent's kind."""
-    return ASYNC_TASK if spec.kind is AgentKind.ASYNC else SYNC_TASK
-
-
-def emission_for(spec: JobSpec, slot: datetime, trigger: str = "schedule") -> Emission:
-    """The emission of ``spec``'s window that contains ``slot`` (jitter from the window key)."""
-    job = spec.job
-    start = window_start(slot, job.window, job.tz)
-    key = window_key(job.name, start)
-    due_at = slot + jitter_offset(key, spec.jitter) if spec.jitter else slot
-    window = NewWindow(job.name, start, key, slot, trigger)
-    return Emission(window, spec.queue, task_for(spec), due_at)
-
 
 # A heap entry is a plain tuple (a NamedTuple costs ~0.2 s more per 100,000 pushes, measured):
 # (due time in epoch seconds, push order, job name, the job's generation when pushed, slot).
@@ -157,7 +122,7 @@ class Planner:
         if text is None:
             text = formatted[slot] = format_instant(slot)
         window = NewWindow(job.name, slot, join_window_key(job.name, text), slot, "schedule")
-        return Emission(window, spec.queue, _TASKS[spec.agent.kind], slot)
+        return Emission(window, spec.queue, TASKS[spec.agent.kind], slot)
 
     def _push(self, spec: JobSpec, slot: datetime | None, generation: int) -> None:
         if slot is None:

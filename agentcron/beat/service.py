@@ -20,11 +20,12 @@ from typing import Any
 from sqlalchemy import Engine
 
 from agentcron.beat.catchup import plan_catchup
-from agentcron.beat.emitter import Emitter
 from agentcron.beat.leader import LeaderElection
-from agentcron.beat.planner import Emission, Planner, emission_for
+from agentcron.beat.planner import Planner
 from agentcron.beat.sources import SpecSource
 from agentcron.clock import Clock
+from agentcron.emission.emitter import Emitter
+from agentcron.emission.envelope import Emission, emission_for
 from agentcron.jobs import JobSpec
 from agentcron.ledger.queries import last_slots
 from agentcron.ledger.records import NewWindow

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentcron.catalogue import Catalogue
+from agentcron.emission.envelope import task_for
 from agentcron.errors import ConfigError
 from agentcron.jobs import DEFAULT_CONFIG_MAX_BYTES, Job, JobSpec
 from agentcron.ledger.schedules import ScheduleEntry, ScheduleStore
@@ -88,8 +89,6 @@ class SpecSource:
 
     def route(self, job: str) -> tuple[str, str] | None:
         """``(task, queue)`` of a known job, for re-publishing its pending rows."""
-        from agentcron.beat.planner import task_for
-
         spec = self.specs.get(job)
         return None if spec is None else (task_for(spec), spec.queue)
 

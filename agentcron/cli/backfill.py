@@ -22,7 +22,7 @@ from agentcron.watch.backfill import DEFAULT_LIMIT, MAX_LIMIT
               help=f"Refuse ranges with more windows than this (at most {MAX_LIMIT}).")
 def backfill_command(job: str, start: str, end: str, limit: int) -> None:
     """Enqueue JOB's windows in a past range (trigger 'backfill'), skipping succeeded ones."""
-    from agentcron.beat.publisher import CeleryPublisher
+    from agentcron.emission.publisher import CeleryPublisher
     from agentcron.watch.backfill import BackfillError, backfill
 
     try:

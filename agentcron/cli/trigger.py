@@ -11,10 +11,10 @@ from datetime import datetime, timedelta
 
 import click
 
-from agentcron.beat.planner import task_for
-from agentcron.beat.publisher import Outgoing, Publisher
 from agentcron.cli.timing import load_runtime
 from agentcron.clock import Clock
+from agentcron.emission.envelope import task_for
+from agentcron.emission.publisher import Outgoing, Publisher
 from agentcron.jobs import JobSpec
 from agentcron.ledger.history import grant_force
 from agentcron.ledger.records import NewWindow

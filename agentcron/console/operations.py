@@ -120,7 +120,7 @@ class Operations:
 
     def backfill(self, entry: JobEntry, start: datetime, end: datetime) -> str:
         """Enqueue the windows of ``[start, end]`` that have not succeeded."""
-        from agentcron.beat.publisher import CeleryPublisher
+        from agentcron.emission.publisher import CeleryPublisher
         from agentcron.watch.backfill import backfill
 
         report = backfill(entry.spec, self.runtime.ledger, CeleryPublisher(self._celery()),

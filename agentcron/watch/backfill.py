@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from agentcron.beat.planner import emission_for, task_for
-from agentcron.beat.publisher import Outgoing, Publisher
 from agentcron.clock import SYSTEM_CLOCK, Clock
+from agentcron.emission.envelope import emission_for, task_for
+from agentcron.emission.publisher import Outgoing, Publisher
 from agentcron.errors import ConfigError
 from agentcron.jobs import JobSpec
 from agentcron.ledger.history import grant_force

@@ -15,8 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from agentcron.beat.publisher import Outgoing, Publisher
 from agentcron.clock import Clock
+from agentcron.emission.publisher import Outgoing, Publisher
 from agentcron.ledger.records import RunState
 from agentcron.series import Metrics, get_metrics
 
@@ -114,7 +114,7 @@ class RunObserver:
 
 
 class MeteredPublisher:
-    """A :class:`~agentcron.beat.publisher.Publisher` that records the beat's emission lag.
+    """A :class:`~agentcron.emission.publisher.Publisher` that records the beat's emission lag.
 
     One observation per distinct slot of a batch (``now - slot``, scheduled windows only), so
     10,000 windows due in the same minute cost one observation. The inner publisher's fast

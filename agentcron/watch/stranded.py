@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from agentcron.beat.planner import task_for
-from agentcron.beat.publisher import Outgoing
+from agentcron.emission.envelope import task_for
+from agentcron.emission.publisher import Outgoing
 from agentcron.jobs import JobSpec
 from agentcron.leases.base import Lease, LeaseStore
 from agentcron.ledger.records import RunRecord

@@ -2,8 +2,8 @@
 
 For each enabled job, every window whose slot lies inside the job's catch-up window is expected:
 
-- no row at all ⇒ recorded ``scheduled`` (trigger ``watchdog``) and published, through the
-  beat's own record-before-publish :class:`~agentcron.beat.emitter.Emitter`;
+- no row at all ⇒ recorded ``scheduled`` (trigger ``watchdog``) and published, record before
+  publish like the beat;
 - a row still ``scheduled`` whose message is on no queue (Redis: the queue lists and kombu's
   ``unacked`` hash), or, when the broker cannot be inspected, older than
   ``watchdog_republish_after`` ⇒ published again (scenarios 7, 8, 9);
@@ -16,6 +16,10 @@ A window with no terminal success once ``slot + grace`` has passed is marked ``m
 (:meth:`Ledger.mark_terminal`) and alerted once. The grace defaults to one schedule period plus
 one hour (a daily job alerts after 25 h). "Once" is a lease named ``alert:{window_key}``: the
 first watchdog to take it alerts, every other one (or a later pass) sees it taken.
+
+Which windows are expected, which the ledger holds, and sending a window are one service's,
+:class:`~agentcron.emission.expected.ExpectedWindows` (the beat builds and sends windows the same
+way); the watchdog only judges them.
 """
 
 from __future__ import annotations
@@ -27,10 +31,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from agentcron.alerts import Alert, Alerter
-from agentcron.beat.emitter import Emitter
-from agentcron.beat.planner import Emission, emission_for
-from agentcron.beat.publisher import Outgoing, Publisher
 from agentcron.clock import Clock
+from agentcron.emission.envelope import Emission
+from agentcron.emission.expected import ExpectedWindows
+from agentcron.emission.publisher import CeleryPublisher, Outgoing, Publisher
 from agentcron.jobs import JobSpec
 from agentcron.leases.base import LeaseStore
 from agentcron.ledger.queries import active_rows, first_slots
@@ -46,7 +50,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("agentcron.watchdog")
 WATCHDOG_TASK = "agentcron.watchdog"
-MAX_SLOTS_PER_JOB = 1000
 ONE_HOUR = timedelta(hours=1)
 _TICK = timedelta(microseconds=1)
 
@@ -73,15 +76,6 @@ def grace_of(spec: JobSpec, config: WatchdogConfig) -> timedelta:
     return (spec.schedule.period or timedelta(days=1)) + ONE_HOUR
 
 
-def _slots(spec: JobSpec, start: datetime, end: datetime) -> list[datetime]:
-    out: list[datetime] = []
-    for slot in spec.schedule.fires_between(start, end):
-        out.append(slot)
-        if len(out) >= MAX_SLOTS_PER_JOB:
-            break
-    return out
-
-
 class Watchdog:
     """One pass over every job: :meth:`check`."""
 
@@ -95,7 +89,7 @@ class Watchdog:
         self.once = once
         self.config = config or WatchdogConfig()
         self.queued = queued
-        self.emitter = Emitter(ledger, publisher, clock)
+        self.windows = ExpectedWindows(ledger, publisher, clock)
 
     def check(self, specs: Iterable[JobSpec]) -> WatchReport:
         """Re-enqueue lost windows and mark, then alert, missed ones."""
@@ -115,8 +109,7 @@ class Watchdog:
                 continue
             expected += self._expected(spec, now, first)
             overdue += self._overdue(spec, now, first)
-        keys = [e.window.window_key for _, e in expected] + [e.window.window_key for _, e, _ in overdue]
-        rows = self.ledger.get_many(keys)
+        rows = self.windows.recorded([e for _, e in expected] + [e for _, e, _ in overdue])
         self._enqueue(expected, rows, enabled, now, report)
         self._mark(overdue, rows, report)
         if report.enqueued or report.republished or report.missed:
@@ -128,12 +121,8 @@ class Watchdog:
     ]:
         """Windows inside the catch-up window, due long enough ago that the beat has sent them."""
         ripe = now - timedelta(seconds=self.config.min_age)
-        out: dict[str, tuple[JobSpec, Emission]] = {}
-        for slot in _slots(spec, max(now - spec.catchup_window, first - _TICK), now):
-            emission = emission_for(spec, slot, "watchdog")
-            if emission.due_at <= ripe:
-                out.setdefault(emission.window.window_key, (spec, emission))
-        return list(out.values())
+        start = max(now - spec.catchup_window, first - _TICK)
+        return [(spec, e) for e in self.windows.between(spec, start, now) if e.due_at <= ripe]
 
     def _overdue(self, spec: JobSpec, now: datetime, first: datetime) -> list[
         tuple[JobSpec, Emission, timedelta]
@@ -141,18 +130,15 @@ class Watchdog:
         """Windows whose ``slot + grace`` has passed (within one more catch-up window back)."""
         grace = grace_of(spec, self.config)
         lookback = max(spec.catchup_window, spec.schedule.period or timedelta(days=1))
-        out: dict[str, tuple[JobSpec, Emission, timedelta]] = {}
-        for slot in _slots(spec, max(now - grace - lookback, first - _TICK), now - grace):
-            emission = emission_for(spec, slot, "watchdog")
-            out.setdefault(emission.window.window_key, (spec, emission, grace + lookback))
-        return list(out.values())
+        start = max(now - grace - lookback, first - _TICK)
+        return [(spec, e, grace + lookback) for e in self.windows.between(spec, start, now - grace)]
 
     def _enqueue(self, expected: list[tuple[JobSpec, Emission]], rows: dict[str, RunRecord],
                  specs: dict[str, JobSpec], now: datetime, report: WatchReport) -> None:  # fmt: skip
         """Record and send windows without a row; re-send 'scheduled' rows the broker lost and
         active rows whose run is gone (:mod:`agentcron.watch.stranded`)."""
         fresh = [e for _, e in expected if e.window.window_key not in rows]
-        if fresh and self.emitter.emit(fresh):
+        if fresh and self.windows.send(fresh):
             report.enqueued += [e.window.window_key for e in fresh]
         owed = [(spec, rows[e.window.window_key]) for spec, e in expected
                 if e.window.window_key in rows
@@ -189,7 +175,7 @@ class Watchdog:
         if not batch:
             return
         try:
-            self.publisher.publish(batch)
+            self.windows.resend(batch)
         except Exception as exc:
             log.warning("watchdog could not re-publish %d window(s): %s", len(batch),
                         type(exc).__name__)  # fmt: skip
@@ -240,7 +226,6 @@ def enabled_specs(runtime: Runtime) -> list[JobSpec]:
 def build_watchdog(runtime: Runtime, app: Any, alerter: Alerter | None = None) -> Watchdog:
     """A watchdog on the runtime's ledger and leases, publishing through ``app``."""
     from agentcron.alerts import safe_alerter
-    from agentcron.beat.publisher import CeleryPublisher
     from agentcron.jobs import ASYNC_QUEUE, SYNC_QUEUE
 
     settings = runtime.settings

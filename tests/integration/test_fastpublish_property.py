@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agentcron.beat.fastpublish import RedisListPublisher, header_template, reply_to_of
-from agentcron.beat.publisher import Outgoing
+from agentcron.emission.publisher import Outgoing
 from agentcron.instants import MAX_INSTANT, MIN_INSTANT
 from agentcron.messages import ASYNC_TASK, SYNC_TASK, TRIGGERS, RunMessage
 from agentcron.settings import Settings

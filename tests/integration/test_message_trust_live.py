@@ -20,8 +20,8 @@ import redis
 import sqlalchemy
 
 from agentcron.beat.fastpublish import RedisListPublisher, header_template
-from agentcron.beat.publisher import CeleryPublisher, Outgoing
 from agentcron.deadletters import DeadLetterStore
+from agentcron.emission.publisher import CeleryPublisher, Outgoing
 from agentcron.ledger.history import history_of
 from agentcron.ledger.records import NewWindow, RunState
 from agentcron.ledger.store import Ledger

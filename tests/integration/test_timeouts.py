@@ -68,7 +68,7 @@ async def test_async_redis_clients_give_up(silent_port: int, tmp_path: Path) -> 
 
 
 def test_broker_gives_up(silent_port: int, tmp_path: Path) -> None:
-    from agentcron.beat.publisher import CeleryPublisher, Outgoing
+    from agentcron.emission.publisher import CeleryPublisher, Outgoing
     from agentcron.messages import SYNC_TASK, RunMessage
 
     slot = SYSTEM_CLOCK.now().replace(microsecond=0)

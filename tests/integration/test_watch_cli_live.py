@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from agentcron.beat.planner import emission_for
+from agentcron.emission.envelope import emission_for
 from agentcron.instants import parse_instant
 from agentcron.ledger.records import RunState
 from agentcron.ledger.schedules import ScheduleStore

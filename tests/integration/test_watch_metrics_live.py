@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from agentcron.beat.planner import emission_for
+from agentcron.emission.envelope import emission_for
 from agentcron.instants import parse_instant
 from agentcron.jobs import Job, JobSpec, compile_job
 from agentcron.runtime import Runtime
@@ -93,7 +93,7 @@ def test_metrics_endpoint_exposes_run_series(runtime: Runtime) -> None:
 def test_queue_depths_read_from_the_real_broker(redis_url: str, redis_client: Any) -> None:
     from celery import Celery
 
-    from agentcron.beat.publisher import CeleryPublisher, Outgoing
+    from agentcron.emission.publisher import CeleryPublisher, Outgoing
     from agentcron.watch.queued import queue_depths
 
     app = Celery("watch-depth", broker=redis_url)

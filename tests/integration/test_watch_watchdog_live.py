@@ -14,10 +14,10 @@ import pytest
 from celery import Celery
 
 from agentcron.alerts import alerter_from_settings
-from agentcron.beat.emitter import Emitter
-from agentcron.beat.planner import emission_for
-from agentcron.beat.publisher import CeleryPublisher
 from agentcron.clock import FrozenClock
+from agentcron.emission.emitter import Emitter
+from agentcron.emission.envelope import emission_for
+from agentcron.emission.publisher import CeleryPublisher
 from agentcron.instants import parse_instant
 from agentcron.jobs import Job, JobSpec, compile_job
 from agentcron.leases.redis import RedisLeaseStore
@@ -99,7 +99,7 @@ def publisher_message(app: Celery, spec: JobSpec) -> str:
 
 
 def _outgoing(emission: Any) -> Any:
-    from agentcron.beat.publisher import Outgoing
+    from agentcron.emission.publisher import Outgoing
 
     return Outgoing(emission.task, emission.queue, emission.message())
 

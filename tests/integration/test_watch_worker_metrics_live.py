@@ -14,9 +14,9 @@ import pytest
 from celery import Celery
 from prometheus_client.parser import text_string_to_metric_families
 
-from agentcron.beat.planner import emission_for
-from agentcron.beat.publisher import CeleryPublisher, Outgoing
 from agentcron.clock import SYSTEM_CLOCK
+from agentcron.emission.envelope import emission_for
+from agentcron.emission.publisher import CeleryPublisher, Outgoing
 from agentcron.ledger.records import RunState
 from agentcron.ledger.store import Ledger
 from agentcron.schedule_file import load_jobs

@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from agentcron.agents import DeclaredModules
-from agentcron.beat.publisher import Outgoing
 from agentcron.cli import main
 from agentcron.cli.trigger import manual_message, trigger
 from agentcron.clock import FrozenClock
+from agentcron.emission.publisher import Outgoing
 from agentcron.jobs import Job, compile_job
 from agentcron.ledger.records import NewWindow
 from agentcron.ledger.schedules import ScheduleStore

@@ -11,7 +11,7 @@ from typing import Any
 from celery import Celery
 
 from agentcron.beat.fastpublish import RedisListPublisher, header_template
-from agentcron.beat.publisher import Outgoing
+from agentcron.emission.publisher import Outgoing
 from agentcron.messages import SYNC_TASK, RunMessage
 
 SLOT = datetime(2026, 3, 17, 6, 1, tzinfo=UTC)
@@ -98,7 +98,7 @@ def test_a_publish_signal_listener_routes_the_beat_through_celerys_producer(
     from celery import signals
 
     from agentcron.beat.factory import open_publisher, publish_listeners
-    from agentcron.beat.publisher import CeleryPublisher
+    from agentcron.emission.publisher import CeleryPublisher
     from agentcron.settings import Settings
     from workers.app import app
 

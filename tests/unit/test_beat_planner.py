@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from agentcron.beat.jitter import jitter_offset
-from agentcron.beat.planner import Planner, emission_for
+from agentcron.beat.planner import Planner
+from agentcron.emission.envelope import emission_for
+from agentcron.emission.jitter import jitter_offset
 from agentcron.jobs import Job, JobSpec, compile_job
 from agentcron.messages import ASYNC_TASK, SYNC_TASK
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from agentcron.agents import DeclaredModules
-from agentcron.beat.emitter import Emitter
 from agentcron.beat.leader import LeaderElection
-from agentcron.beat.publisher import Outgoing
 from agentcron.beat.service import BeatConfig, BeatService
 from agentcron.beat.sources import SpecSource
 from agentcron.clock import FrozenClock
+from agentcron.emission.emitter import Emitter
+from agentcron.emission.publisher import Outgoing
 from agentcron.jobs import Job
 from agentcron.leases.memory import MemoryLeaseStore
 from agentcron.ledger.records import RunState

@@ -13,7 +13,7 @@ from celery import Celery
 
 from agentcron.admission import FUTURE_SKEW, admit, is_slot_window, window_problem
 from agentcron.beat.fastpublish import RedisListPublisher, header_template
-from agentcron.beat.publisher import CeleryPublisher, Outgoing
+from agentcron.emission.publisher import CeleryPublisher, Outgoing
 from agentcron.jobs import Job, JobSpec, compile_job
 from agentcron.ledger.records import NewWindow
 from agentcron.ledger.store import Ledger

@@ -185,8 +185,8 @@ def test_status_problems_name_missing_beat_and_workers() -> None:
 
 
 def test_metered_publisher_observes_the_beat_emission_lag(tmp_path: Path) -> None:
-    from agentcron.beat.planner import emission_for
-    from agentcron.beat.publisher import Outgoing
+    from agentcron.emission.envelope import emission_for
+    from agentcron.emission.publisher import Outgoing
     from agentcron.watch.metrics import MeteredPublisher
 
     clock = FrozenClock("2026-03-17T06:00:02Z")
@@ -271,7 +271,7 @@ def test_beat_ops_heartbeat_and_watchdog_only_while_leading(tmp_path: Path) -> N
 
 
 def test_metered_publisher_keeps_the_fast_window_path() -> None:
-    from agentcron.beat.planner import emission_for
+    from agentcron.emission.envelope import emission_for
     from agentcron.watch.metrics import MeteredPublisher
 
     class Fast(MemoryPublisher):

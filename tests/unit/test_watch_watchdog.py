@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from agentcron.alerts import Alert, Alerter
-from agentcron.beat.publisher import Outgoing
 from agentcron.clock import FrozenClock
+from agentcron.emission.publisher import Outgoing
 from agentcron.instants import parse_instant
 from agentcron.jobs import Job, JobSpec, compile_job
 from agentcron.leases.memory import MemoryLeaseStore
@@ -70,7 +70,7 @@ class Rig:
                                  config=config or WatchdogConfig(), queued=queued)  # fmt: skip
 
     def window(self, spec: JobSpec, slot: object = SLOT) -> NewWindow:
-        from agentcron.beat.planner import emission_for
+        from agentcron.emission.envelope import emission_for
 
         return emission_for(spec, slot).window  # type: ignore[arg-type]
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from agentcron.beat.planner import Emission
-from agentcron.beat.publisher import Outgoing, Publisher
 from agentcron.clock import Clock
+from agentcron.emission.envelope import Emission
+from agentcron.emission.publisher import Outgoing, Publisher
 from agentcron.ledger.records import NewWindow, RunRecord, RunState
 from agentcron.messages import RunMessage
 
@@ -148,8 +148,7 @@ class Emitter:
         if total < len(batch):
             return 0  # still owed: the broker is still down
         if len(rows) >= self.pending_batch:
-            log.warning("more than %d windows pending; the watchdog re-enqueues the rest",
-                        self.pending_batch)
+            log.warning("more than %d windows pending; the watchdog re-enqueues the rest", self.pending_batch)
         self.owed_until = None
         self.stats.republished += total
         if total:
