@@ -1,5 +1,8 @@
 """The claimed part of a run: attempts with renewal and retries, fenced completion, callbacks.
 
+The attempts and the backoff between them are the shared :func:`agentcron.runloop.attempt_loop`
+(the in-process schedulers' too); a retry is recorded in the ledger first, fenced by the token.
+
 :class:`Attempts` is the half of :class:`agentcron.guard.run.Guard` that runs once the window is
 claimed under its lease; the stores and settings it uses are the guard's own.
 """
@@ -30,6 +33,7 @@ from agentcron.limits.run import stop_on_lost_slot
 from agentcron.messages import RunMessage
 from agentcron.reports.content import PendingReport
 from agentcron.runlog import captured_lines, keep_run_log
+from agentcron.runloop import Backoff, attempt_loop
 from agentcron.secrets import resolve_config, scrub, scrub_value
 from agentcron.settings import Settings, read_environment
 from agentcron.spend.budgets import Spent
@@ -88,25 +92,33 @@ class Attempts:
                                       result, error, error_type, took, started_at,
                                       ctx.reports)  # fmt: skip
 
+        async def invoke(number: int) -> Any:
+            ctx.attempt = number
+            return await mode.invoke(spec.agent, ctx, timeout)
+
+        async def retry(number: int, exc: Exception, delay: float) -> int | None:
+            await self._keep_usage(mode, spec, ctx, spent)
+            return await self._retry(mode, window, holding.lease, ctx, exc, delay)
+
         ttl = spec.lease_ttl.total_seconds()
         stop_on_lost_slot(stop)  # a limit slot lost mid-run stops it as a lost lease does
         with self.hub.hold(lease, ttl, stop, self._reacquire(window, ttl)) as holding:
-            while True:
-                try:
-                    result = await mode.invoke(spec.agent, ctx, timeout)
-                except RunTimedOut as exc:
-                    return await finish(RunState.TIMEOUT, None, str(exc), "Timeout")
-                except RunCancelled as exc:
-                    return await finish(RunState.CANCELLED, None, str(exc), "Cancelled")
-                except Exception as exc:  # the agent's failure, recorded
-                    if isinstance(exc, ConfigError) or ctx.attempt >= spec.job.max_retries:
-                        error = f"{type(exc).__name__}: {exc}"
-                        return await finish(RunState.FAILED, None, error, type(exc).__name__)
-                    await self._keep_usage(mode, spec, ctx, spent)
-                    if await self._retry(mode, spec, window, holding.lease, ctx, exc) is None:
-                        return duplicate("fenced out while retrying (a newer holder took over)")
-                    continue
-                return await finish(RunState.SUCCEEDED, result, None, None)
+            ended = await attempt_loop(
+                invoke, first=attempt, max_attempts=spec.job.max_retries,
+                backoff=Backoff(spec.backoff_base, spec.backoff_cap, self.rng), retry=retry,
+                sleep=self._sleep, final=(RunTimedOut, RunCancelled, ConfigError),
+            )  # fmt: skip
+            failure = ended.error
+            if failure is None:
+                return await finish(RunState.SUCCEEDED, ended.result, None, None)
+            if ended.stopped:
+                return duplicate("fenced out while retrying (a newer holder took over)")
+            if isinstance(failure, RunTimedOut):
+                return await finish(RunState.TIMEOUT, None, str(failure), "Timeout")
+            if isinstance(failure, RunCancelled):
+                return await finish(RunState.CANCELLED, None, str(failure), "Cancelled")
+            error = f"{type(failure).__name__}: {failure}"  # the agent's failure, recorded
+            return await finish(RunState.FAILED, None, error, type(failure).__name__)
 
     async def _keep_usage(
         self, mode: Mode, spec: JobSpec, ctx: RunContext, spent: Spent | None
@@ -123,10 +135,11 @@ class Attempts:
         return Reacquire(self.leases, ttl, move)
 
     async def _retry(
-        self, mode: Mode, spec: JobSpec, window: NewWindow, lease: Lease, ctx: RunContext,
-        exc: Exception,
+        self, mode: Mode, window: NewWindow, lease: Lease, ctx: RunContext, exc: Exception,
+        delay: float,
     ) -> int | None:  # fmt: skip
-        delay = backoff_delay(ctx.attempt, spec.backoff_base, spec.backoff_cap, self.rng)
+        """Record the failed attempt (fenced by the token); the next attempt's number, or None
+        when a newer holder fenced this run out."""
         error = scrub(str(exc)) or ""
         log.warning("%s attempt %d failed (%s: %s); retrying in %.2fs", window.window_key,
                     ctx.attempt, type(exc).__name__, error, delay)  # fmt: skip
@@ -138,9 +151,12 @@ class Attempts:
             return None
         ctx.discard_reports()  # only the succeeded attempt's reports are kept
         self.run_stats.add("retries")
-        await self.clock.asleep(delay)
-        ctx.attempt = attempt
         return attempt
+
+    async def _sleep(self, seconds: float) -> bool:
+        """The backoff between attempts, on the injected clock (never cut short)."""
+        await self.clock.asleep(seconds)
+        return True
 
     async def _finish(
         self, mode: Mode, spec: JobSpec, window: NewWindow, lease: Lease, attempt: int,

@@ -1,4 +1,5 @@
-"""What one delivery of a run message did, and what callbacks receive."""
+"""What one delivery of a run message did; what callbacks receive is the one
+:class:`~agentcron.runloop.RunReport` (re-exported here)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from typing import Any
 
 from agentcron.leases.base import Lease
 from agentcron.ledger.records import CompleteRequest, NewWindow, RunRecord, RunState
+from agentcron.runloop import RunReport
+
+__all__ = ["STATE_COUNTER", "Outcome", "RunReport", "Settlement", "duplicate"]
 
 STATE_COUNTER = {
     RunState.SUCCEEDED: "successes", RunState.FAILED: "failures", RunState.SKIPPED: "skipped",
@@ -42,20 +46,6 @@ class Settlement:
     request: CompleteRequest
     lease: Lease
     window: NewWindow
-
-
-@dataclass(frozen=True)
-class RunReport:
-    """What ``on_success`` / ``on_failure`` callbacks receive."""
-
-    job: str
-    window_key: str
-    slot: str
-    state: str
-    attempts: int
-    result: Any
-    error: str | None
-
 
 
 def duplicate(detail: str, record: RunRecord | None = None) -> Outcome:

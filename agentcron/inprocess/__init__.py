@@ -7,9 +7,9 @@ with the shared backoff, and, given ``database_url``, go through the ledger and 
 
 from agentcron.inprocess.async_scheduler import AsyncAgentScheduler
 from agentcron.inprocess.options import SchedulerOptions
-from agentcron.inprocess.runner import RunReport
 from agentcron.inprocess.stats import SchedulerStats
 from agentcron.inprocess.sync_scheduler import AgentScheduler
+from agentcron.runloop import RunReport
 
 __all__ = [
     "AgentScheduler",

@@ -20,9 +20,10 @@ from agentcron.agents import resolve_agent
 from agentcron.callbacks import Callback
 from agentcron.clock import SYSTEM_CLOCK, Clock
 from agentcron.inprocess.options import SchedulerOptions, check_max_retries, job_name_for
-from agentcron.inprocess.runner import PlainRunner, RunTarget, WindowRunner, describe_error
+from agentcron.inprocess.runner import PlainRunner, RunTarget, WindowRunner
 from agentcron.inprocess.stats import StatsRecorder
 from agentcron.messages import RunMessage
+from agentcron.runloop import describe_error
 from agentcron.schedules import Schedule, parse_schedule
 from agentcron.windows import window_key, window_start
 

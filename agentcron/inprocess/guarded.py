@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING
 from agentcron.callbacks import asafe_call
 from agentcron.clock import Clock
 from agentcron.inprocess.options import SchedulerOptions
-from agentcron.inprocess.runner import RunReport, RunTarget
+from agentcron.inprocess.runner import RunTarget
 from agentcron.jobs import Job, JobSpec, compile_job
 from agentcron.ledger.records import RunState
 from agentcron.messages import RunMessage
+from agentcron.runloop import RunReport
 from agentcron.settings import Settings
 
 if TYPE_CHECKING:
@@ -85,14 +86,16 @@ class GuardedRunner:
         if self.spec.targets and self._sender is None:  # the reports' sender, on this loop
             self._sender = asyncio.get_running_loop().create_task(self._send_reports())
         outcome = await self.runtime.guard.run_async(self.spec, message)
+        window = (message.job, message.window_key, message.slot.isoformat())
         if outcome.duplicate or outcome.state is None:
-            return RunReport("duplicate", outcome.attempts, detail=outcome.detail)
+            return RunReport(*window, "duplicate", outcome.attempts, detail=outcome.detail)
         state = _REPORTED.get(outcome.state, "failed")
         if state == "succeeded":
             await asafe_call(self.target.on_success, outcome.result)
         elif state == "failed":
             await asafe_call(self.target.on_failure, RunFailed(outcome.error or outcome.detail))
-        return RunReport(state, outcome.attempts, outcome.result, outcome.error, outcome.detail)
+        return RunReport(*window, state, outcome.attempts, outcome.result, outcome.error,
+                         outcome.detail)  # fmt: skip
 
     def request_cancel(self, reason: str) -> None:
         """Nothing to do here: the guard's agent call is cancelled with the scheduler's task."""

@@ -1,5 +1,8 @@
 """Running one window in process: attempts, backoff between them, callbacks.
 
+The attempts and the backoff between them are the shared :func:`agentcron.runloop.attempt_loop`
+(the guard's too), and a window's end is the one :class:`~agentcron.runloop.RunReport`.
+
 A runner is the strategy that :class:`~agentcron.inprocess.async_scheduler.AsyncAgentScheduler`
 hands each window to: :class:`PlainRunner` here (no ledger), or the guarded runner in
 :mod:`agentcron.inprocess.guarded` (ledger + leases, one success per window across processes).
@@ -16,13 +19,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agentcron.agents import Agent, AgentKind
-from agentcron.backoff import backoff_delay
 from agentcron.callbacks import Callback, asafe_call
 from agentcron.clock import Clock
 from agentcron.context import RunCancelled, RunContext
 from agentcron.errors import ConfigError
 from agentcron.inprocess.options import SchedulerOptions
 from agentcron.messages import RunMessage
+from agentcron.runloop import Backoff, RunReport, attempt_loop, describe_error
 from agentcron.secrets import resolve_config
 from agentcron.settings import read_environment
 
@@ -30,17 +33,6 @@ log = logging.getLogger("agentcron.inprocess")
 
 Sleeper = Callable[[float], Awaitable[bool]]
 """Waits ``seconds`` on the injected clock; False when the scheduler is stopping."""
-
-
-@dataclass(frozen=True)
-class RunReport:
-    """How one window ended: ``state`` is succeeded, failed, cancelled or duplicate."""
-
-    state: str
-    attempts: int
-    result: Any = None
-    error: str | None = None
-    detail: str = ""
 
 
 class WindowRunner(Protocol):
@@ -70,12 +62,6 @@ class RunTarget:
     on_failure: Callback | None = None
 
 
-def describe_error(exc: BaseException) -> str:
-    """``"Type: message"`` for logs and stats (the message is the agent's own text)."""
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 class PlainRunner:
     """Attempts with backoff in this process; no ledger, no leases."""
 
@@ -96,7 +82,8 @@ class PlainRunner:
         self.current: RunContext | None = None
 
     async def run(self, message: RunMessage, max_retries: int) -> RunReport:
-        """Up to ``max_retries`` attempts, :func:`backoff_delay` between them, then callbacks."""
+        """Up to ``max_retries`` attempts with backoff between them (the shared
+        :func:`~agentcron.runloop.attempt_loop`), then callbacks."""
         report = await self._attempts(message, max_retries)
         if report.state == "succeeded":
             await asafe_call(self.target.on_success, report.result)
@@ -106,39 +93,53 @@ class PlainRunner:
 
     async def _attempts(self, message: RunMessage, max_retries: int) -> RunReport:
         self._last_error: BaseException | None = None
+
+        def report(state: str, attempts: int, result: Any = None, error: str | None = None,
+                   detail: str = "") -> RunReport:  # fmt: skip
+            return RunReport(message.job, message.window_key, message.slot.isoformat(), state,
+                             attempts, result, error, detail)  # fmt: skip
+
         try:  # env:NAME values are read here, right before the agent runs (as the guard does)
             config = resolve_config(self.target.config, read_environment, message.job)
         except ConfigError as exc:
             self._last_error = exc
             log.warning("%s not run: %s", message.window_key, exc)
-            return RunReport("failed", 1, error=str(exc), detail="config")
-        attempt = 0
-        for attempt in range(1, max_retries + 1):
-            ctx = self._context(message, attempt, config)
+            return report("failed", 1, error=str(exc), detail="config")
+        if max_retries < 1:
+            return report("failed", 0, error="no attempt ran", detail="failed after 0 attempt(s)")
+
+        async def invoke(number: int) -> Any:
+            ctx = self._context(message, number, config)
             self.current = ctx
             try:
                 result = await self._call(ctx)
-            except RunCancelled as exc:
-                return RunReport("cancelled", attempt, error=describe_error(exc))
+            except RunCancelled:
+                raise
             except Exception as exc:
                 self._last_error = exc
-                log.warning("%s attempt %d/%d failed: %s", message.window_key, attempt,
-                            max_retries, describe_error(exc))
-            else:
-                if ctx.reports:  # nowhere to keep them: say so rather than drop them silently
-                    log.warning("%s: %d report(s) not kept: ctx.report needs a ledger "
-                                "(database_url=...)", message.window_key, len(ctx.reports))
-                return RunReport("succeeded", attempt, result=result)
+                log.warning("%s attempt %d/%d failed: %s", message.window_key, number,
+                            max_retries, describe_error(exc))  # fmt: skip
+                raise
             finally:
                 self.current = None
-            if attempt < max_retries:
-                delay = backoff_delay(attempt, self._options.backoff_base,
-                                      self._options.backoff_cap, self._rng)
-                if not await self._sleep(delay):
-                    break
+            if ctx.reports:  # nowhere to keep them: say so rather than drop them silently
+                log.warning("%s: %d report(s) not kept: ctx.report needs a ledger "
+                            "(database_url=...)", message.window_key, len(ctx.reports))  # fmt: skip
+            return result
+
+        async def retry(number: int, _exc: Exception, _delay: float) -> int:
+            return number + 1
+
+        backoff = Backoff(self._options.backoff_base, self._options.backoff_cap, self._rng)
+        ended = await attempt_loop(invoke, first=1, max_attempts=max_retries, backoff=backoff,
+                                   retry=retry, sleep=self._sleep, final=(RunCancelled,))  # fmt: skip
+        if ended.succeeded:
+            return report("succeeded", ended.attempt, result=ended.result)
+        if isinstance(ended.error, RunCancelled):
+            return report("cancelled", ended.attempt, error=describe_error(ended.error))
         error = describe_error(self._last_error) if self._last_error else "no attempt ran"
-        detail = f"failed after {attempt} attempt(s)"
-        return RunReport("failed", attempt, error=error, detail=detail)
+        return report("failed", ended.attempt, error=error,
+                      detail=f"failed after {ended.attempt} attempt(s)")  # fmt: skip
 
     def _context(self, message: RunMessage, attempt: int,
                  config: Mapping[str, Any]) -> RunContext:  # fmt: skip
