@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from agentcron.console.data import short_result
 from agentcron.ledger.records import RunRecord, RunState
-from agentcron.up import describe_run
 from agentcron.up_stats import combine, describe, parse_stats
+from agentcron.up_view import describe_run
 
 SLOT = datetime(2026, 3, 17, 6, tzinfo=UTC)
 

@@ -308,7 +308,7 @@ def test_up_keeps_watching_when_the_ledger_stops_answering(tmp_path: Path) -> No
     """agentcron up's live view: one line when the ledger is unreachable, then it goes on."""
     from sqlalchemy.exc import OperationalError
 
-    from agentcron.up import RunWatcher
+    from agentcron.up_view import RunWatcher
 
     class Flaky:
         down = True
