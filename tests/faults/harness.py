@@ -18,7 +18,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -300,10 +300,12 @@ class Cluster:
         return proc
 
     def worker(self, name: str, *, asynchronous: bool = False, concurrency: int = 2,
-               ready: bool = True, **extra: str) -> Proc:  # fmt: skip
-        """Start a ``celery worker`` on the sync (prefork) or the async queue."""
+               ready: bool = True, environ: Mapping[str, str] | None = None,
+               **extra: str) -> Proc:  # fmt: skip
+        """Start a ``celery worker`` on the sync (prefork) or the async queue (``environ`` and
+        ``extra``: more environment)."""
         queue = "agentcron.async" if asynchronous else "agentcron.sync"
-        env = self.env(**extra)
+        env = self.env(**{**(environ or {}), **extra})
         if asynchronous:
             env["AGENTCRON_WORKER_POOL"] = "async"
         argv = [CELERY, "-A", "workers.app", "worker", "-Q", queue, "-n", f"{name}@faults",

@@ -69,8 +69,8 @@ def windows_of(cluster: Cluster) -> list[str]:
                      "beat on time; misfire grace one period (3 s)")
 def test_s20_workers_clock_ahead(pg_cluster: Cluster, shim: dict[str, str]) -> None:
     cluster = pg_cluster
-    workers = [cluster.worker("w1", concurrency=2, **shim),
-               cluster.worker("a1", asynchronous=True, **shim)]
+    workers = [cluster.worker("w1", concurrency=2, environ=shim),
+               cluster.worker("a1", asynchronous=True, environ=shim)]
     beat = cluster.beat()
     poll(lambda: len(cluster.rows("effects")) >= 8, 60, "eight windows to run")
     cluster.stop(beat)

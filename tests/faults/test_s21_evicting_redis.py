@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -90,7 +91,7 @@ def test_s21_out_of_memory_workers_back_off(cluster: Cluster) -> None:
     cluster.publish(runs[0])
     cluster.publish(runs[1], asynchronous=True)
     for run in runs:
-        poll(lambda run=run: cluster.rows("starts", run.window_key), 30, f"{run.window_key} to start")
+        poll(partial(cluster.rows, "starts", run.window_key), 30, f"{run.window_key} to start")
     client = cluster.redis()
     fill(client)
     full_at = time.time()
@@ -125,12 +126,13 @@ def test_s21_evicted_lease_is_reacquired(cluster: Cluster) -> None:
     cluster.publish(runs[0])
     cluster.publish(runs[1], asynchronous=True)
     for run in runs:
-        poll(lambda run=run: cluster.rows("starts", run.window_key), 30, f"{run.window_key} to start")
+        poll(partial(cluster.rows, "starts", run.window_key), 30, f"{run.window_key} to start")
     client = cluster.redis()
     client.delete(keys.lease("long"), keys.lease("along"))
     for run in runs:
         assert cluster.wait_state(run, {"succeeded", "cancelled", "failed"}, 30) == "succeeded"
-        assert cluster.ledger.get_by_key(run.window_key).token > 1  # moved to the fresh token
+        row = cluster.ledger.get_by_key(run.window_key)
+        assert row is not None and (row.token or 0) > 1  # moved to the fresh token
     assert "reacquired, token 1 -> 2" in cluster.logs()
     poll(cluster.queue_empty, 15, "every delivery to be acknowledged")
     poll(lambda: client.get(keys.lease("long")) is None and client.get(keys.lease("along")) is None,

@@ -9,6 +9,7 @@ and the outcome stays as recorded.
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import pytest
 
@@ -30,7 +31,7 @@ def test_s22_redis_stall_past_the_lease_ttl(cluster: Cluster) -> None:
     cluster.publish(runs[0])
     cluster.publish(runs[1], asynchronous=True)
     for run in runs:
-        poll(lambda run=run: cluster.rows("starts", run.window_key), 30, f"{run.window_key} to start")
+        poll(partial(cluster.rows, "starts", run.window_key), 30, f"{run.window_key} to start")
     client = cluster.redis()
     client.execute_command("CLIENT", "PAUSE", "8000", "ALL")
     paused_at = time.monotonic()

@@ -60,7 +60,7 @@ def test_s23_sender_killed_between_send_and_commit(cluster: Cluster) -> None:
             "config": {"seconds": 0.1, "report": True, "fail_attempts": 1}, "max_retries": 2,
             "backoff_base": 0.1, "backoff_cap": 0.2, "overlap": "allow",
             "deliver": ["mailto:team@example.com"]})])  # fmt: skip
-        worker = cluster.worker("a1", asynchronous=True, **settings)
+        worker = cluster.worker("a1", asynchronous=True, environ=settings)
         messages = [window_message("mailed", n) for n in range(3)]
         for message in messages:
             cluster.publish(message, asynchronous=True)
@@ -69,7 +69,7 @@ def test_s23_sender_killed_between_send_and_commit(cluster: Cluster) -> None:
         worker.signal(signal.SIGKILL, with_children=True)
         worker.popen.wait(10)
         assert len(handler.messages) == 1
-        cluster.worker("a2", asynchronous=True, **settings)
+        cluster.worker("a2", asynchronous=True, environ=settings)
         keys = [m.window_key for m in messages]
         for message in messages:
             cluster.wait_state(message, {"succeeded", "failed"}, 60)
@@ -114,7 +114,7 @@ def test_s24_smtp_outage_and_worker_kills_lose_no_report(cluster: Cluster) -> No
         "config": {"seconds": 0.1, "report": True, "fail_attempts": 1}, "max_retries": 2,
         "backoff_base": 0.1, "backoff_cap": 0.2, "overlap": "allow",
         "deliver": ["mailto:team@example.com"]})])  # fmt: skip
-    worker = cluster.worker("a1", asynchronous=True, **settings)
+    worker = cluster.worker("a1", asynchronous=True, environ=settings)
     messages = [window_message("mailed", n) for n in range(6)]
     killed: set[int] = set()
     for n, message in enumerate(messages):
@@ -125,7 +125,7 @@ def test_s24_smtp_outage_and_worker_kills_lose_no_report(cluster: Cluster) -> No
             killed.update(worker.family())
             worker.signal(signal.SIGKILL, with_children=True)
             worker.popen.wait(10)
-            worker = cluster.worker(f"a{n}", asynchronous=True, **settings)
+            worker = cluster.worker(f"a{n}", asynchronous=True, environ=settings)
     keys = [m.window_key for m in messages]
     for message in messages:
         cluster.wait_state(message, {"succeeded", "failed"}, 60)

@@ -116,7 +116,7 @@ class Chaos:
         self.async_worker.signal(signal.SIGKILL)
         self.async_worker.popen.wait(10)
         self.async_worker = self.cluster.worker(f"a{self.kills}", asynchronous=True, ready=False,
-                                                **self.clock_env)  # fmt: skip
+                                                environ=self.clock_env)  # fmt: skip
 
     def restart_redis(self) -> None:
         self.redis_restarts += 1
@@ -140,7 +140,7 @@ class Chaos:
         self.clock_env = clock_shift_env(self.cluster.root, 60)
         self.cluster.stop(self.async_worker)
         self.async_worker = self.cluster.worker(f"a-step{self.clock_steps}", asynchronous=True,
-                                                ready=False, **self.clock_env)  # fmt: skip
+                                                ready=False, environ=self.clock_env)  # fmt: skip
 
     def restart_beat(self) -> None:
         self.beat_restarts += 1

@@ -162,8 +162,12 @@ def _present(driver: Any, css: str, timeout: float = 15.0) -> Any:
     from selenium.webdriver.common.by import By
 
     found: list[Any] = []
-    wait_for(lambda: found.extend(driver.find_elements(By.CSS_SELECTOR, css)) or found,
-             timeout=timeout, interval=0.2, what=f"{css} on the page")
+
+    def shown() -> list[Any]:
+        found[:] = driver.find_elements(By.CSS_SELECTOR, css)
+        return found
+
+    wait_for(shown, timeout=timeout, interval=0.2, what=f"{css} on the page")
     return found[0]
 
 

@@ -12,6 +12,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from datetime import timedelta
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,13 @@ from tests.services import free_port, reset_postgres
 from tests.unit.test_guard import World, make_spec
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def decoded(part: Message) -> str:
+    """A MIME part's payload, transfer-decoded, as text."""
+    payload = part.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    return payload.decode()
 
 
 class Recorder:
@@ -102,8 +110,8 @@ def test_one_email_per_succeeded_window_across_retries(world: World, smtp: SmtpS
     assert msg["X-Agentcron-Window"] == key and msg["To"] == "team@example.com"
     assert msg["Message-ID"].endswith("@example.com>")
     parts = {p.get_content_type(): p for p in msg.walk()}
-    assert "attempt* 2" in parts["text/plain"].get_payload(decode=True).decode()
-    assert "<em>attempt</em> 2" in parts["text/html"].get_payload(decode=True).decode()
+    assert "attempt* 2" in decoded(parts["text/plain"])
+    assert "<em>attempt</em> 2" in decoded(parts["text/html"])
     assert parts["text/csv"].get_filename() == "top.csv"
     [row] = Outbox(world.ledger.engine, world.clock).list()
     assert (row.state, row.attempts) == ("sent", 1)

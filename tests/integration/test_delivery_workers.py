@@ -10,6 +10,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Iterator
 from contextlib import ExitStack
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,13 @@ JOBS = [
         backoff_base=0.1, backoff_cap=0.2, deliver=["mailto:desk@example.com"]),
 ]
 '''
+
+
+def decoded(part: Message) -> str:
+    """A MIME part's payload, transfer-decoded, as text."""
+    payload = part.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    return payload.decode()
 
 
 @pytest.fixture
@@ -101,4 +109,4 @@ def test_one_email_per_succeeded_window_from_real_workers(
     assert by_window[market.window_key]["Subject"] == "Market attempt 2"
     assert all(m["Message-ID"].endswith("@example.com>") for m in smtp.messages)
     html = [p for p in by_window[churn[0].window_key].walk() if p.get_content_type() == "text/html"]
-    assert "<h1>Churn</h1>" in html[0].get_payload(decode=True).decode()
+    assert "<h1>Churn</h1>" in decoded(html[0])

@@ -222,7 +222,8 @@ def test_a_per_minute_limit_holds_in_every_span_and_budgets_count_exactly(fleet:
     assert states.count(RunState.SUCCEEDED) == 4 and states.count(RunState.SKIPPED) == 4
     assert fleet.redis.llen("spent") == 4
     skipped = [fleet.ledger.get_by_key(m.window_key) for m in spend]
-    reasons = {r.error_message for r in skipped if r is not None and r.state == RunState.SKIPPED}
+    reasons = {r.error_message or "" for r in skipped
+               if r is not None and r.state == RunState.SKIPPED}  # fmt: skip
     assert len(reasons) == 1 and "budget 'job:spender' spent: $1.2000 of $1 per day" in \
         next(iter(reasons))
 

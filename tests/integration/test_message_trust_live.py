@@ -85,7 +85,8 @@ class Rig:
             app.send_task(SYNC_TASK, kwargs=kwargs, queue="agentcron.sync")
 
     def effects(self, msg: RunMessage) -> list[bytes]:
-        return list(self.redis.lrange(f"effects:{msg.window_key}", 0, -1))
+        return [e if isinstance(e, bytes) else e.encode()
+                for e in self.redis.lrange(f"effects:{msg.window_key}", 0, -1)]  # fmt: skip
 
     def state(self, msg: RunMessage) -> RunState | None:
         record = self.ledger.get(msg.job, msg.window_start)

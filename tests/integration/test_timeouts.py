@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +54,9 @@ def test_redis_clients_give_up(silent_port: int, tmp_path: Path) -> None:
     for url in _urls(silent_port):
         settings = Settings(data_dir=tmp_path, broker_url=url)
         leases = open_lease_store(settings, None, SYSTEM_CLOCK)
-        _fails_within(lambda leases=leases: leases.acquire("job", "owner", 5.0))
+        _fails_within(partial(leases.acquire, "job", "owner", 5.0))
         heartbeats = open_heartbeats(settings, SYSTEM_CLOCK)
-        _fails_within(lambda heartbeats=heartbeats: heartbeats.alive())
+        _fails_within(heartbeats.alive)
 
 
 async def test_async_redis_clients_give_up(silent_port: int, tmp_path: Path) -> None:
@@ -75,10 +76,10 @@ def test_broker_gives_up(silent_port: int, tmp_path: Path) -> None:
     message = RunMessage("j", f"j@{slot:%Y-%m-%dT%H:%M:%SZ}", slot, slot)
     for url in _urls(silent_port):
         settings = Settings(data_dir=tmp_path, broker_url=url)
-        _fails_within(lambda settings=settings: check_broker(settings))
+        _fails_within(partial(check_broker, settings))
         app = cli_app(settings, "timeouts-test")
-        _fails_within(lambda app=app: CeleryPublisher(app).publish(
-            [Outgoing(SYNC_TASK, "agentcron.sync", message)]))
+        _fails_within(partial(CeleryPublisher(app).publish,
+                              [Outgoing(SYNC_TASK, "agentcron.sync", message)]))  # fmt: skip
 
 
 def test_worker_app_bounds_its_broker_connections(tmp_path: Path) -> None:
@@ -97,6 +98,6 @@ def test_ledger_gives_up(silent_port: int) -> None:
                 f"postgresql+psycopg://postgres@127.0.0.1:{silent_port}/x"):
         ledger = Ledger(url, auto_migrate=False)
         try:
-            _fails_within(lambda ledger=ledger: ledger.list_runs(limit=1))
+            _fails_within(partial(ledger.list_runs, limit=1))
         finally:
             ledger.close()

@@ -26,8 +26,8 @@ def seeded(tmp_path: Path) -> dict[str, str]:
                                                    "https://hooks.example.com/secret/path"])
     world.guard().run_sync(spec, world.message(spec))
     outbox = Outbox(world.ledger.engine, world.clock)
-    [item] = [d for d in outbox.claim("t", 30) if d.kind == "webhook"][:1] or [None]
-    assert item is not None and outbox.mark_failed(item, "t", "HTTP 404")
+    webhooks = [d for d in outbox.claim("t", 30) if d.kind == "webhook"]
+    assert webhooks and outbox.mark_failed(webhooks[0], "t", "HTTP 404")
     world.ledger.close()
     return {"AGENTCRON_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.sqlite'}"}
 

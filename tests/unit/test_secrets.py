@@ -67,7 +67,7 @@ def test_redact_url_masks_passwords_in_userinfo_and_query(url: str, expected: st
 
 
 def test_redact_masks_text_under_secret_looking_keys_only() -> None:
-    definition = {"agent": "m:f", "config": {"api_key": SECRET, "OpenAI_Token": "env:OPENAI",
+    definition: dict[str, Any] = {"agent": "m:f", "config": {"api_key": SECRET, "OpenAI_Token": "env:OPENAI",
                                              "db_password": "x", "max_tokens": 4096,
                                              "nested": [{"client_secret": "s3"}], "model": "gpt"}}
     shown = redact(definition)
@@ -91,7 +91,7 @@ def test_resolve_config_reads_env_at_run_time_and_remembers_values() -> None:
 
 def test_unset_env_reference_names_key_and_variable_not_a_value() -> None:
     with pytest.raises(ConfigError) as info:
-        resolve_config({"api_key": "env:MISSING_VAR"}, {}.get, "daily")
+        resolve_config({"api_key": "env:MISSING_VAR"}, dict[str, str]().get, "daily")
     text = str(info.value)
     assert "daily" in text and "config.api_key" in text and "MISSING_VAR is not set" in text
 
