@@ -13,9 +13,14 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentcron.secrets import scrub
+
+if TYPE_CHECKING:  # the run context and the ledger import this module
+    from agentcron.clock import Clock
+    from agentcron.context import RunContext
+    from agentcron.ledger.store import Ledger
 
 MAX_LINES = 1000
 MAX_BYTES = 256 * 1024
@@ -68,13 +73,13 @@ class RunLogAdapter(logging.LoggerAdapter[logging.Logger]):
         super().log(level, msg, *args, **kwargs)
 
 
-def captured_lines(ctx: Any) -> list[str]:
+def captured_lines(ctx: RunContext) -> list[str]:
     """The lines ``ctx`` captured (none when the agent never touched ``ctx.log``)."""
     adapter = vars(ctx).get("log")
     return adapter.buffer.lines() if isinstance(adapter, RunLogAdapter) else []
 
 
-def keep_run_log(ledger: Any, ctx: Any, clock: Any) -> None:
+def keep_run_log(ledger: Ledger, ctx: RunContext, clock: Clock) -> None:
     """Store what ``ctx`` captured in the ledger (nothing when it captured nothing)."""
     lines = captured_lines(ctx)
     if not lines:

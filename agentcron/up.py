@@ -19,7 +19,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from agentcron.clock import SYSTEM_CLOCK, Clock
 from agentcron.delivery.service import describe_delivery
@@ -31,6 +31,9 @@ from agentcron.schedule_file import load_jobs
 from agentcron.settings import Settings, redact_url
 from agentcron.up_stats import combine, describe, parse_stats
 from agentcron.up_view import RunWatcher, describe_next
+
+if TYPE_CHECKING:
+    from agentcron.console.server import ConsoleServer
 
 Echo = Callable[[str], None]
 FIRST_RUN_WAIT = 60.0  # seconds to wait for the workers before sending the first runs anyway
@@ -72,7 +75,7 @@ class Supervisor:
         self.settings = settings
         self.web_port = web_port
         self.first_run = first_run
-        self._console: Any = None
+        self._console: ConsoleServer | None = None
         self.echo = echo
         self.clock = clock
         self.children = list(children if children is not None else plan(settings))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,6 +17,9 @@ from agentcron.instants import format_instant
 from agentcron.ledger.records import RunState
 from agentcron.timeouts import cli_app
 from agentcron.watch.heartbeats import BEAT, WORKER, Heartbeat, open_heartbeats
+
+if TYPE_CHECKING:
+    from agentcron.runtime import Runtime
 
 
 @dataclass
@@ -49,7 +52,7 @@ class StatusReport:
         return out
 
 
-def collect(runtime: Any, heartbeats: list[Heartbeat], depths: dict[str, int]) -> StatusReport:
+def collect(runtime: Runtime, heartbeats: list[Heartbeat], depths: dict[str, int]) -> StatusReport:
     """Build the report from the runtime (ledger, leases, jobs) and the live heartbeats."""
     from agentcron.beat.leader import leader_leases
     from agentcron.watch.watchdog import enabled_specs

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentcron.deadletters import DeadLetter, DeadLetterStore
+from agentcron.limits.base import LimitStore
 from agentcron.runtime import Runtime
 from agentcron.secrets import scrub
 
@@ -45,10 +46,10 @@ class LettersView:
         self.store = DeadLetterStore(runtime.ledger.engine, keep=settings.dead_letters_keep,
                                      raw_max_bytes=settings.message_max_bytes,
                                      clock=runtime.clock)  # fmt: skip
-        self._limit_store: Any = None
+        self._limit_store: LimitStore | None = None
         self._lock = threading.Lock()
 
-    def _limits_store(self) -> Any:
+    def _limits_store(self) -> LimitStore:
         with self._lock:
             if self._limit_store is None:
                 from agentcron.limits.run import open_limit_gate

@@ -15,6 +15,7 @@ from agentcron import keys
 from agentcron.console.catalogue import JobEntry
 from agentcron.console.data import ConsoleData
 from agentcron.console.letters import LettersView
+from agentcron.emission.publisher import Publisher
 from agentcron.jobs import ASYNC_QUEUE, SYNC_QUEUE
 from agentcron.watch.heartbeats import BEAT, WORKER, open_heartbeats
 
@@ -40,7 +41,7 @@ class Operations:
         self.data = data
         self.runtime = data.runtime
         self._app: Any = None
-        self._publisher: Any = None
+        self._publisher: Publisher | None = None
         self._lock = threading.Lock()
         self.letters = LettersView(data.runtime)
 
@@ -110,7 +111,9 @@ class Operations:
         from agentcron.cli.trigger import trigger
 
         self._celery()
-        return trigger(entry.spec, self.runtime.ledger, self._publisher, self.runtime.clock, force)
+        publisher = self._publisher
+        assert publisher is not None  # _celery() opened it with the app
+        return trigger(entry.spec, self.runtime.ledger, publisher, self.runtime.clock, force)
 
     def backfill_count(self, entry: JobEntry, start: datetime, end: datetime) -> int:
         """How many windows ``[start, end]`` holds (raises BackfillError past the limit)."""
