@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 
-@dataclass
+@dataclass(slots=True)
 class Slot:
     """Where a task body parks its coroutine for the pool to await."""
 
