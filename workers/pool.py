@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import itertools
 import logging
 import reprlib
@@ -54,11 +55,30 @@ __all__ = ["ApplyResult", "AsyncIOPool", "LoopThread", "defer"]
 log = logging.getLogger("agentcron.pool")
 
 
+_SETTLED: list[bool] = []
+
+
+def settle_collector(young_threshold: int) -> None:
+    """Once per process: what the worker imported and built before its first run (Celery, the
+    app, ~190 MB) is moved out of the cyclic collector's sight (``gc.freeze``), and the youngest
+    generation is collected every ``young_threshold`` allocations instead of 700. Runs in flight
+    keep thousands of frames, futures and timers alive; with the defaults a full collection
+    walked all of that and the start-up heap every few hundred runs (bench/RESULTS.md)."""
+    if _SETTLED:
+        return
+    _SETTLED.append(True)
+    gc.collect()  # no garbage of the start-up is frozen for good
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(max(young_threshold, 1), middle, old)
+
+
 class AsyncIOPool(BasePool):  # type: ignore[misc]
     """A Celery pool whose workers are asyncio tasks on one event loop in this process."""
 
     signal_safe = False
     body_can_be_buffer = True
+    gc_young_threshold = 10_000  # allocations between collections of the youngest generation
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -78,6 +98,7 @@ class AsyncIOPool(BasePool):  # type: ignore[misc]
 
     def on_start(self) -> None:
         """Start the one event loop of this worker process."""
+        settle_collector(self.gc_young_threshold)
         self._loop_thread = LoopThread()
         self._loop_thread.start()
         conf = getattr(self.app, "conf", None)  # the outbox's sender shares this loop

@@ -214,3 +214,16 @@ def test_apply_result_waits_for_the_run_without_a_future_per_run(pool: AsyncIOPo
                             **rec.kwargs())  # fmt: skip
     with pytest.raises(TimeoutError):
         hung.get(timeout=0.1)
+
+
+def test_starting_the_pool_settles_the_collector_once(pool: AsyncIOPool) -> None:
+    import gc
+
+    from workers.pool import settle_collector
+
+    assert gc.get_freeze_count() > 0  # the start-up heap is out of the collector's sight
+    assert gc.get_threshold()[0] == AsyncIOPool.gc_young_threshold
+    frozen = gc.get_freeze_count()
+    settle_collector(5)  # once per process: a second pool start changes nothing
+    assert gc.get_threshold()[0] == AsyncIOPool.gc_young_threshold
+    assert gc.get_freeze_count() == frozen
