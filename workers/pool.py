@@ -47,7 +47,7 @@ from celery.concurrency.base import BasePool
 
 from agentcron.delivery.service import DeliveryTask
 from agentcron.runtime import start_worker_delivery
-from workers.loop import CURRENT_SLOT, LoopThread, Slot, defer
+from workers.loop import LoopThread, defer, run_parked
 from workers.runs import ApplyResult, Callback, Run, call, failure
 
 __all__ = ["ApplyResult", "AsyncIOPool", "LoopThread", "defer"]
@@ -188,10 +188,7 @@ class AsyncIOPool(BasePool):  # type: ignore[misc]
             if not run.on_loop:
                 ret = await loop.run_in_executor(None, run.start)
             else:
-                slot = Slot()
-                CURRENT_SLOT.set(slot)
-                ret = run.start()
-                coro, slot.coro = slot.coro, None
+                ret, coro = run_parked(run.start)
                 if coro is not None and ret[0]:  # the body failed after deferring
                     coro.close()  # never leave the coroutine un-awaited
                 elif coro is not None:

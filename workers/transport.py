@@ -17,10 +17,10 @@ messages; it only changes how many messages one round trip carries:
   loop iteration that made them (Celery runs acks on the consumer's loop), and at channel close;
 - the channel reuses one client object for its pipelines (the client is thread-safe: every
   command takes a connection from the pool);
-- JSON (the envelope here, and the task body that Celery decodes twice per message) is decoded
-  by :func:`agentcron.deadletters.json_loads`: kombu's result, without kombu's per-call decoder
-  and object hook for text that has nothing for the hook (registered for ``application/json``
-  in every process that imports this module).
+- JSON (the envelope here, and the task body) is decoded by
+  :func:`agentcron.deadletters.json_loads`: kombu's result, without kombu's per-call decoder and
+  object hook for text that has nothing for the hook; the body once, not twice
+  (:class:`workers.bodies.SharedBodies`, registered for ``application/json`` on import).
 
 An entry that is not a deliverable JSON envelope (or is over ``AGENTCRON_MESSAGE_MAX_BYTES``, or
 in a refused content type) is moved to the dead-letter store (:mod:`agentcron.deadletters`)
@@ -40,18 +40,15 @@ from sys import intern
 from time import time
 from typing import Any
 
-from kombu.serialization import registry
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps
 from redis.exceptions import OutOfMemoryError
 
-from agentcron.deadletters import PoisonEntry, dead_letter, decode_entry, json_loads, max_message_bytes
+from agentcron.deadletters import PoisonEntry, dead_letter, decode_entry, max_message_bytes
+from workers import bodies  # noqa: F401  (registers the task-body decoder)
 from workers.deliveries import DELIVERY_ERRORS, drop_poison_delivery
-
-registry.register("json", dumps, json_loads, content_type="application/json",
-                  content_encoding="utf-8")  # fmt: skip
 
 # Header and property values that repeat in every message of a queue.
 _SHARED_VALUES = frozenset({"lang", "task", "origin", "content-type", "content-encoding",

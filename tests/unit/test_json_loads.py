@@ -46,8 +46,25 @@ def test_invalid_json_raises_a_value_error() -> None:
 
 def test_the_worker_transport_registers_it_for_celery_bodies() -> None:
     import workers.transport  # noqa: F401  (registers the decoder)
+    from workers.bodies import BODIES
 
     assert registry_loads(PLAIN.encode(), "application/json", "utf-8") == kombu_loads(PLAIN)
     from kombu.serialization import registry
 
-    assert registry._decoders["application/json"] is json_loads
+    assert registry._decoders["application/json"] == BODIES.loads
+
+
+def test_a_body_is_decoded_once_for_the_strategy_and_the_tracer() -> None:
+    from workers.bodies import SharedBodies
+
+    bodies = SharedBodies(size=2)
+    body = PLAIN.encode()
+    first = bodies.loads(body)  # Celery's strategy
+    assert bodies.loads(body) is first  # its tracer, handed the same bytes object
+    assert bodies.loads(body) is not first  # kept once only
+    equal = PLAIN.encode()
+    assert equal is not body and bodies.loads(equal) == first  # by identity, never by value
+    for n in range(5):  # never traced: at most `size` results wait
+        bodies.loads(json.dumps([n]).encode())
+    assert len(bodies._waiting) <= 2
+    assert bodies.loads(PLAIN) == first  # text is just decoded
