@@ -21,15 +21,18 @@ class SharedBodies:
     strategy decoded, so the strategy's result is kept here for it, once, by identity: one
     decode per message, and one copy of its strings in memory while the run goes on. Celery
     reads the decoded args, kwargs and options and never changes them. At most ``size``
-    results wait (bodies decoded and never traced: a revoked or refused message)."""
+    results wait (bodies decoded and never traced: a revoked or refused message). Only where
+    strategy and tracer share a process (``keep``: set by the asyncio pool); a prefork
+    worker's tracer runs in a child, which is handed a copy of the bytes."""
 
     def __init__(self, size: int = 2048) -> None:
         self.size = size
+        self.keep = False
         self._waiting: dict[int, tuple[bytes, Any]] = {}
 
     def loads(self, data: Any) -> Any:
         """``data`` decoded (:func:`agentcron.deadletters.json_loads`), or the result kept for it."""
-        if not isinstance(data, bytes):
+        if not self.keep or not isinstance(data, bytes):
             return json_loads(data)
         kept = self._waiting.pop(id(data), None)
         if kept is not None and kept[0] is data:

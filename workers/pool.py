@@ -47,6 +47,7 @@ from celery.concurrency.base import BasePool
 
 from agentcron.delivery.service import DeliveryTask
 from agentcron.runtime import start_worker_delivery
+from workers.bodies import BODIES
 from workers.loop import LoopThread, defer, run_parked
 from workers.runs import ApplyResult, Callback, Run, call, failure
 
@@ -99,6 +100,7 @@ class AsyncIOPool(BasePool):  # type: ignore[misc]
     def on_start(self) -> None:
         """Start the one event loop of this worker process."""
         settle_collector(self.gc_young_threshold)
+        BODIES.keep = True  # Celery's strategy and tracer both decode each body in this process
         self._loop_thread = LoopThread()
         self._loop_thread.start()
         conf = getattr(self.app, "conf", None)  # the outbox's sender shares this loop

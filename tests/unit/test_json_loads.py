@@ -59,6 +59,8 @@ def test_a_body_is_decoded_once_for_the_strategy_and_the_tracer() -> None:
 
     bodies = SharedBodies(size=2)
     body = PLAIN.encode()
+    assert bodies.loads(body) is not bodies.loads(body)  # not kept outside the asyncio pool
+    bodies.keep = True
     first = bodies.loads(body)  # Celery's strategy
     assert bodies.loads(body) is first  # its tracer, handed the same bytes object
     assert bodies.loads(body) is not first  # kept once only

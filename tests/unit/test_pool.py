@@ -220,8 +220,10 @@ def test_apply_result_waits_for_the_run_without_a_future_per_run(pool: AsyncIOPo
 def test_starting_the_pool_settles_the_collector_once(pool: AsyncIOPool) -> None:
     import gc
 
+    from workers.bodies import BODIES
     from workers.pool import settle_collector
 
+    assert BODIES.keep  # Celery's strategy and tracer share each decoded body here
     assert gc.get_freeze_count() > 0  # the start-up heap is out of the collector's sight
     assert gc.get_threshold()[0] == AsyncIOPool.gc_young_threshold
     frozen = gc.get_freeze_count()
