@@ -7,12 +7,26 @@ task bodies with it.
 from __future__ import annotations
 
 from contextlib import suppress
+from sys import intern
 from typing import Any
 
 from kombu.serialization import registry
 from kombu.utils.json import dumps
 
 from agentcron.deadletters import json_loads
+
+_SHARED_VALUES = frozenset({"job", "trigger"})  # run-message fields that repeat across messages
+
+
+def _shared_keys(body: Any) -> Any:
+    """A protocol 2 body (``[args, kwargs, options]``) whose dicts have interned keys (and the
+    job and trigger values): the request keeps it for as long as its run goes on, and the
+    decoder makes fresh key strings for every message (ten thousand copies of ``"window_key"``)."""
+    if not isinstance(body, list):
+        return body
+    return [{intern(k): intern(v) if k in _SHARED_VALUES and isinstance(v, str) else v
+             for k, v in part.items()} if isinstance(part, dict) else part
+            for part in body]  # fmt: skip
 
 
 class SharedBodies:
@@ -37,7 +51,7 @@ class SharedBodies:
         kept = self._waiting.pop(id(data), None)
         if kept is not None and kept[0] is data:
             return kept[1]
-        result = json_loads(data)
+        result = _shared_keys(json_loads(data))
         if len(self._waiting) >= self.size:
             with suppress(StopIteration, RuntimeError, KeyError):  # another thread took one
                 del self._waiting[next(iter(self._waiting))]

@@ -57,6 +57,7 @@ log = logging.getLogger("agentcron.pool")
 
 
 _SETTLED: list[bool] = []
+_NO_TIMERS: list[asyncio.Handle] = []  # shared, never appended to: a run without time limits
 
 
 def settle_collector(young_threshold: int) -> None:
@@ -187,6 +188,7 @@ class AsyncIOPool(BasePool):  # type: ignore[misc]
         timers = self._arm_limits(loop, run)
         try:
             call(run.accept_callback, run.ident, time.monotonic())
+            run.accept_callback = None  # called once; the run may go on for hours
             if not run.on_loop:
                 ret = await loop.run_in_executor(None, run.start)
             else:
@@ -210,7 +212,9 @@ class AsyncIOPool(BasePool):  # type: ignore[misc]
         run.finished()
 
     def _arm_limits(self, loop: asyncio.AbstractEventLoop, run: Run) -> list[asyncio.Handle]:
-        timers: list[asyncio.Handle] = []
+        timers: list[asyncio.Handle] = _NO_TIMERS
+        if run.soft_timeout or run.timeout:
+            timers = []
         if run.soft_timeout:
             timers.append(loop.call_later(run.soft_timeout, self._expire, run, "soft"))
         if run.timeout:

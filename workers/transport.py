@@ -85,13 +85,14 @@ def _release_delivered(payload: dict[str, Any]) -> None:
     thousand runs in flight keep ten thousand messages). The message decoded its body when it
     was made, and its unacked record in Redis keeps the whole envelope for a restore: the
     base64 text can go. Celery's request copied the headers when the message was delivered
-    (the delivery is synchronous) and never reads the message's own again (an ack, a reject
-    or a restore goes by the delivery tag, a restore reads the envelope back from Redis): the
-    message's copy is emptied."""
-    payload.pop("body", None)
+    (the delivery is synchronous) and never reads the message's own again, nor the envelope
+    (``message._raw``: kombu writes the unacked record from it, and a dead letter is taken
+    from it, before and during the delivery; an ack, a reject or a restore goes by the delivery
+    tag, and a restore reads the envelope back from Redis): both are emptied."""
     headers = payload.get("headers")
     if isinstance(headers, dict):
         headers.clear()
+    payload.clear()
 
 
 def sound_entries(raws: list[bytes], queue: str) -> list[dict[str, Any]]:

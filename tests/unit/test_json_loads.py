@@ -70,3 +70,16 @@ def test_a_body_is_decoded_once_for_the_strategy_and_the_tracer() -> None:
         bodies.loads(json.dumps([n]).encode())
     assert len(bodies._waiting) <= 2
     assert bodies.loads(PLAIN) == first  # text is just decoded
+
+
+def test_a_kept_body_shares_its_keys_and_job_names_across_messages() -> None:
+    from workers.bodies import SharedBodies
+
+    bodies = SharedBodies()
+    bodies.keep = True
+    one, two = (bodies.loads(PLAIN.encode()) for _ in range(2))
+    assert one == two == kombu_loads(PLAIN)
+    key_one = next(k for k in one[1] if k == "window_key")
+    key_two = next(k for k in two[1] if k == "window_key")
+    assert key_one is key_two and one[1]["job"] is two[1]["job"]
+    assert one[1]["window_key"] is not two[1]["window_key"]  # a unique value is left alone
