@@ -7,7 +7,8 @@ enqueue N runs on a warm worker and time from the first enqueue until the counte
 
 - agentcron: ONE worker process with the asyncio pool (``-c 1000``), guards on: every run is
   claimed in the PostgreSQL ledger, leased in Redis, completed with a fenced update, released.
-  Messages are published the way beat publishes them (batched, pipelined).
+  Messages are published the way beat publishes them on this broker (``open_publisher``:
+  pipelined LPUSHes on Redis; ``AGENTCRON_BENCH_PUBLISHER=celery``: Celery's ``send_task``).
 - Celery prefork, 2 processes, ``asyncio.run()`` inside each task.
 - Celery threads pool, 100 threads, ``asyncio.run()`` inside each task.
 - arq, 1 process, ``max_jobs=1000`` (``bench/arq_anchor.py``; ``--arq-bin`` runs it from arq's
@@ -158,13 +159,31 @@ def _messages(job: str, n: int, trial: int) -> list[Any]:
     return [RunMessage(job, window_key(job, s), s, s) for s in starts]
 
 
+PUBLISHER = os.environ.get("AGENTCRON_BENCH_PUBLISHER", "beat")
+"""``beat`` (default): the publisher beat opens for this broker (``open_publisher``: pipelined
+LPUSHes of ready-made envelopes on Redis); ``celery``: Celery's ``send_task`` per message
+(``CeleryPublisher``, ~0.3-0.6 ms a message here: what this harness used before 2026-12-01 07:20)."""
+_PUBLISHERS: dict[str, Any] = {}
+
+
+def _publisher() -> Any:
+    if PUBLISHER not in _PUBLISHERS:
+        from agentcron.beat.factory import open_publisher
+        from agentcron.emission.publisher import CeleryPublisher
+        from agentcron.settings import Settings
+
+        _PUBLISHERS[PUBLISHER] = (CeleryPublisher(app) if PUBLISHER == "celery"
+                                  else open_publisher(app, Settings.from_env()))  # fmt: skip
+    return _PUBLISHERS[PUBLISHER]
+
+
 def agentcron_enqueue(job: str, n: int, trial: int, sync: bool = False) -> None:
-    """Publish ``n`` windows of ``job`` the way beat does (batched, pipelined)."""
-    from agentcron.emission.publisher import CeleryPublisher, Outgoing
+    """Publish ``n`` windows of ``job`` the way beat does (``AGENTCRON_BENCH_PUBLISHER``)."""
+    from agentcron.emission.publisher import Outgoing
     from agentcron.messages import ASYNC_TASK, SYNC_TASK
 
     task, queue = (SYNC_TASK, "agentcron.sync") if sync else (ASYNC_TASK, "agentcron.async")
-    CeleryPublisher(app).publish([Outgoing(task, queue, m) for m in _messages(job, n, trial)])
+    _publisher().publish([Outgoing(task, queue, m) for m in _messages(job, n, trial)])
 
 
 def agentcron_record(job: str, n: int, trial: int) -> None:

@@ -20,10 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from agentcron.emission.publisher import CeleryPublisher, Outgoing
+from agentcron.emission.publisher import Outgoing
 from agentcron.messages import ASYNC_TASK
 from bench import async_agents as aa
-from workers.app import app
 
 
 def _status_mb(pid: int, field: str) -> float:
@@ -48,8 +47,8 @@ def reading(schedule: Path, n: int, slices: int, gap: float, variant: str,
         messages = aa._messages("bench_hold", n, 0)
         size = -(-n // slices)
         for first in range(0, n, size):
-            CeleryPublisher(app).publish([Outgoing(ASYNC_TASK, "agentcron.async", m)
-                                             for m in messages[first : first + size]])  # fmt: skip
+            aa._publisher().publish([Outgoing(ASYNC_TASK, "agentcron.async", m)
+                                     for m in messages[first : first + size]])  # fmt: skip
             if first + size < n:
                 time.sleep(gap)
         aa._wait(lambda: aa._counter(aa.STARTED) >= n, 900, f"{n} in flight")

@@ -110,31 +110,41 @@ def run(quick: bool, section: Section, arq_python: Path = DEFAULT_ARQ_PYTHON) ->
                         [str(arq_python.with_name("arq")), "bench.arq_anchor.ArqSettings"], {},
                         producer))  # fmt: skip
     rates: dict[str, list[float]] = {name: [] for name, *_ in systems}
+    cpu: dict[str, list[float]] = {name: [] for name, *_ in systems}
     try:
         for _ in range(plan.trials):
             for name, argv, env, enqueue in systems:
-                rates[name] += aa.measure(argv, env, enqueue, plan.runs, 1)
-                print(f"{name}: {rates[name][-1]:.1f} runs/s", flush=True)
+                split: dict[str, float] = {}
+                rates[name] += aa.measure(argv, env, enqueue, plan.runs, 1, cpu=split)
+                cpu[name].append(split.get("worker main", 0.0))
+                print(f"{name}: {rates[name][-1]:.1f} runs/s, worker CPU {cpu[name][-1]:.3f} "
+                      "ms/run", flush=True)  # fmt: skip
     finally:
         if producer is not None:
             producer.close()
-    _throughput(section, plan, quick, rates, arq_label, arq_python)
+    _throughput(section, plan, quick, rates, arq_label, arq_python, cpu)
     _rss(section, schedule, plan)
 
 
 def _throughput(section: Section, plan: Plan, quick: bool, rates: dict[str, list[float]],
-                arq_label: str | None, arq_python: Path) -> None:  # fmt: skip
+                arq_label: str | None, arq_python: Path,
+                cpu: dict[str, list[float]]) -> None:  # fmt: skip
     names = list(rates)
     ours = Stats.of(rates[names[0]])
     rows = []
     for name in names:
         stats = Stats.of(rates[name])
         vs = "1.00x" if name == names[0] else ratio_text(ratio(ours.median, stats.median))
-        rows.append([name, f"{plan.runs:,}", stats.text(1, "runs/s"), vs])
+        per_run = Stats.of(cpu[name]).text(3, "ms") if cpu.get(name) else "—"
+        rows.append([name, f"{plan.runs:,}", stats.text(1, "runs/s"), vs, per_run])
     if arq_label is None:
-        rows.append(["arq", "—", f"arq missing at {arq_python}: {ARQ_HELP}", "—"])
+        rows.append(["arq", "—", f"arq missing at {arq_python}: {ARQ_HELP}", "—", "—"])
     section.lines += table(["system", "N", "runs/s: median (min-max, trials)",
-                            "agentcron / this"], rows)  # fmt: skip
+                            "agentcron / this", "worker process CPU per run"], rows)  # fmt: skip
+    section.lines += ["", "Runs/s are timed from the first enqueue to the last run's count "
+                      "(each system's own producer: beat's publisher for agentcron, arq's "
+                      "`enqueue_job` for arq); the CPU column is the worker process alone "
+                      "(user + system, /proc), the producer not included."]  # fmt: skip
     note = quick_note(quick, plan.runs, 2000)
     goal = ">= 1.3x arq"
     if arq_label is None:

@@ -9,21 +9,38 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextvars
 import threading
-from collections.abc import Coroutine
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 
-@dataclass
-class Slot:
-    """Where a task body parks its coroutine for the pool to await."""
+class _Parking(threading.local):
+    """Where the task body that this thread runs right now parks its coroutine: open only while
+    the pool runs Celery's tracer for a ``runs_on_loop`` task (a thread-local, not a context
+    variable per run: a context variable set in a run's task made a token and a new context
+    mapping for every run in flight)."""
 
+    open = False
     coro: Coroutine[Any, Any, Any] | None = None
 
 
-CURRENT_SLOT: contextvars.ContextVar[Slot | None] = contextvars.ContextVar("agentcron_slot", default=None)
+_PARKING = _Parking()
+T = TypeVar("T")
+
+
+def run_parked(body: Callable[[], T]) -> tuple[T, Coroutine[Any, Any, Any] | None]:
+    """``body()``'s result and the coroutine it handed to :func:`defer` while it ran (None if
+    it deferred nothing); a coroutine parked by a body that then raised is closed."""
+    _PARKING.open, _PARKING.coro = True, None
+    try:
+        ret = body()
+    except BaseException:
+        if _PARKING.coro is not None:
+            _PARKING.coro.close()
+        raise
+    finally:
+        coro, _PARKING.open, _PARKING.coro = _PARKING.coro, False, None
+    return ret, coro
 
 
 class LoopThread:
@@ -75,9 +92,8 @@ def defer(coro: Coroutine[Any, Any, Any]) -> Any:
     tracer returns (this returns None). Anywhere else (a prefork or solo worker, an eager call)
     it runs to completion on this process's one background loop and its result is returned.
     """
-    slot = CURRENT_SLOT.get()
-    if slot is not None and slot.coro is None:
-        slot.coro = coro
+    if _PARKING.open and _PARKING.coro is None:
+        _PARKING.coro = coro
         return None
     global _FALLBACK
     with _FALLBACK_LOCK:

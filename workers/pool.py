@@ -35,108 +35,44 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import itertools
 import logging
 import reprlib
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from billiard.einfo import ExceptionInfo
-from billiard.exceptions import WorkerLostError
 from celery.concurrency.base import BasePool
-from celery.exceptions import SoftTimeLimitExceeded, Terminated
 
 from agentcron.delivery.service import DeliveryTask
 from agentcron.runtime import start_worker_delivery
-from workers.loop import CURRENT_SLOT, LoopThread, Slot, defer
+from workers.bodies import BODIES
+from workers.loop import LoopThread, defer, run_parked
+from workers.runs import ApplyResult, Callback, Run, call, failure
 
 __all__ = ["ApplyResult", "AsyncIOPool", "LoopThread", "defer"]
 
 log = logging.getLogger("agentcron.pool")
 
-Callback = Callable[..., Any] | None
+
+_SETTLED: list[bool] = []
+_NO_TIMERS: list[asyncio.Handle] = []  # shared, never appended to: a run without time limits
 
 
-@dataclass(slots=True)
-class _Run:
-    """One request in flight: Celery's target and callbacks, and how it ended."""
-
-    ident: int
-    target: Callable[..., Any]
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    callback: Callback
-    accept_callback: Callback
-    timeout_callback: Callback
-    soft_timeout: float | None
-    timeout: float | None
-    on_loop: bool
-    started: float = 0.0
-    stopped_by: str | None = None
-    signal: int | None = None
-    task: asyncio.Task[Any] | None = field(default=None, repr=False)
-    done: bool = False
-    waiter: threading.Event | None = field(default=None, repr=False)
-
-    def finished(self) -> None:
-        """Mark the run ended and wake a thread waiting in :meth:`ApplyResult.get`, if any."""
-        self.done = True
-        if self.waiter is not None:
-            self.waiter.set()
-
-
-class ApplyResult:
-    """What ``apply_async`` returns (the worker keeps a weak reference to it).
-
-    No future per run: ten thousand runs in flight would carry ten thousand Conditions and
-    Locks. A thread that wants to wait gets an Event made on demand.
-    """
-
-    __slots__ = ("__weakref__", "run")
-
-    def __init__(self, run: _Run) -> None:
-        self.run = run
-
-    def get(self, timeout: float | None = None) -> None:
-        """Wait for the run to end."""
-        self.wait(timeout)
-        if not self.run.done:
-            raise TimeoutError(f"run {self.run.ident} still in flight after {timeout}s")
-
-    def wait(self, timeout: float | None = None) -> None:
-        """Wait for the run to end."""
-        if self.run.done:
-            return
-        waiter = self.run.waiter = self.run.waiter or threading.Event()
-        if not self.run.done:  # it may have ended between the two checks
-            waiter.wait(timeout)
-
-    def terminate(self, signal: int | None = None) -> None:
-        """Celery's ``Request.cancel``/``terminate`` call this after ``terminate_job``.
-
-        ``terminate_job`` has already cancelled the run's asyncio task (on a broker connection
-        loss, Celery cancels every unacknowledged late-ack run so that it is redelivered):
-        nothing is left to do, but the call must not raise.
-        """
-
-
-def _failure(exc: BaseException) -> ExceptionInfo:
-    try:
-        raise exc
-    except BaseException:
-        return ExceptionInfo()
-
-
-def _call(callback: Callback, *args: Any) -> None:
-    if callback is None:
+def settle_collector(young_threshold: int) -> None:
+    """Once per process: what the worker imported and built before its first run (Celery, the
+    app, ~190 MB) is moved out of the cyclic collector's sight (``gc.freeze``), and the youngest
+    generation is collected every ``young_threshold`` allocations instead of 700. Runs in flight
+    keep thousands of frames, futures and timers alive; with the defaults a full collection
+    walked all of that and the start-up heap every few hundred runs (bench/RESULTS.md)."""
+    if _SETTLED:
         return
-    try:
-        callback(*args)
-    except Exception:
-        log.exception("celery callback %r failed", callback)
+    _SETTLED.append(True)
+    gc.collect()  # no garbage of the start-up is frozen for good
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(max(young_threshold, 1), middle, old)
 
 
 class AsyncIOPool(BasePool):  # type: ignore[misc]
@@ -144,14 +80,15 @@ class AsyncIOPool(BasePool):  # type: ignore[misc]
 
     signal_safe = False
     body_can_be_buffer = True
+    gc_young_threshold = 10_000  # allocations between collections of the youngest generation
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._ids = itertools.count(1)
-        self._runs: dict[int, _Run] = {}
+        self._runs: dict[int, Run] = {}
         self._loop_thread: LoopThread | None = None
         self._delivery: DeliveryTask | None = None
-        self._incoming: collections.deque[_Run] = collections.deque()
+        self._incoming: collections.deque[Run] = collections.deque()
         self._wakeup_pending = False
         self.completed = 0
 
@@ -163,6 +100,8 @@ class AsyncIOPool(BasePool):  # type: ignore[misc]
 
     def on_start(self) -> None:
         """Start the one event loop of this worker process."""
+        settle_collector(self.gc_young_threshold)
+        BODIES.keep = True  # Celery's strategy and tracer both decode each body in this process
         self._loop_thread = LoopThread()
         self._loop_thread.start()
         conf = getattr(self.app, "conf", None)  # the outbox's sender shares this loop
@@ -210,7 +149,7 @@ class AsyncIOPool(BasePool):  # type: ignore[misc]
         if self._loop_thread is None:
             raise RuntimeError("the asyncio pool is not started")
         args = tuple(args or ())
-        run = _Run(
+        run = Run(
             ident=next(self._ids), target=target, args=args, kwargs=dict(kwargs or {}),
             callback=callback, accept_callback=accept_callback,
             timeout_callback=timeout_callback,
@@ -239,69 +178,56 @@ class AsyncIOPool(BasePool):  # type: ignore[misc]
         task = tasks.get(args[0]) if isinstance(args[0], str) else None
         return bool(getattr(task, "runs_on_loop", False))
 
-    async def _execute(self, run: _Run) -> None:
+    async def _execute(self, run: Run) -> None:
+        # The tracer and the deferred coroutine are awaited in this one frame (not a helper
+        # coroutine per run: every frame is kept for as long as the run is in flight).
         loop = asyncio.get_running_loop()
         run.task = asyncio.current_task()
         run.started = time.monotonic()
         self._runs[run.ident] = run
         timers = self._arm_limits(loop, run)
         try:
-            ret = await self._trace(run)
+            call(run.accept_callback, run.ident, time.monotonic())
+            run.accept_callback = None  # called once; the run may go on for hours
+            if not run.on_loop:
+                ret = await loop.run_in_executor(None, run.start)
+            else:
+                ret, coro = run_parked(run.start)
+                if coro is not None and ret[0]:  # the body failed after deferring
+                    coro.close()  # never leave the coroutine un-awaited
+                elif coro is not None:
+                    result = await coro
+                    ret = (0, reprlib.repr(result), time.monotonic() - run.started)
         except asyncio.CancelledError:
-            ret = self._stopped(run)
+            ret = run.stopped()
         except Exception as exc:  # the tracer itself broke: report it as Celery would
-            ret = (1, _failure(exc), time.monotonic() - run.started)
+            ret = (1, failure(exc), time.monotonic() - run.started)
         finally:
             for timer in timers:
                 timer.cancel()
             self._runs.pop(run.ident, None)
             self.completed += 1
         if ret is not None:
-            _call(run.callback, ret)
+            call(run.callback, ret)
         run.finished()
 
-    async def _trace(self, run: _Run) -> Any:
-        _call(run.accept_callback, run.ident, time.monotonic())
-        if not run.on_loop:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(None, lambda: run.target(*run.args, **run.kwargs))
-        slot = Slot()
-        CURRENT_SLOT.set(slot)
-        ret = run.target(*run.args, **run.kwargs)
-        if slot.coro is None:
-            return ret
-        if ret[0]:  # the body failed after deferring: never leave the coroutine un-awaited
-            slot.coro.close()
-            return ret
-        result = await slot.coro
-        return (0, reprlib.repr(result), time.monotonic() - run.started)
-
-    def _stopped(self, run: _Run) -> Any:
-        runtime = time.monotonic() - run.started
-        if run.stopped_by == "hard":
-            return None  # timeout_callback already reported and acknowledged it
-        if run.stopped_by == "soft":
-            return (1, _failure(SoftTimeLimitExceeded(run.soft_timeout)), runtime)
-        if run.stopped_by == "terminate":
-            return (1, _failure(Terminated(run.signal or 15)), runtime)
-        reason = f"worker shut down; run cancelled after {runtime:.1f}s"
-        return (1, _failure(WorkerLostError(reason)), runtime)
-
-    def _arm_limits(self, loop: asyncio.AbstractEventLoop, run: _Run) -> list[asyncio.Handle]:
-        timers: list[asyncio.Handle] = []
+    def _arm_limits(self, loop: asyncio.AbstractEventLoop, run: Run) -> list[asyncio.Handle]:
+        timers: list[asyncio.Handle] = _NO_TIMERS
+        if run.soft_timeout or run.timeout:
+            timers = []
         if run.soft_timeout:
             timers.append(loop.call_later(run.soft_timeout, self._expire, run, "soft"))
         if run.timeout:
             timers.append(loop.call_later(run.timeout, self._expire, run, "hard"))
         return timers
 
-    def _expire(self, run: _Run, kind: str) -> None:
+    def _expire(self, run: Run, kind: str) -> None:
         if run.task is None or run.task.done() or run.stopped_by == "hard":
             return
         run.stopped_by = kind
         limit = run.soft_timeout if kind == "soft" else run.timeout
         log.warning("%s time limit (%ss) reached: cancelling run %d", kind, limit, run.ident)
-        _call(run.timeout_callback, kind == "soft", limit)
+        call(run.timeout_callback, kind == "soft", limit)
         run.task.cancel(f"{kind} time limit")
 
     def terminate_job(self, pid: int, signal: int | None = None) -> None:

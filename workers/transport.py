@@ -16,7 +16,11 @@ messages; it only changes how many messages one round trip carries:
 - acks are collected and removed from the unacked index in one pipeline at the end of the event
   loop iteration that made them (Celery runs acks on the consumer's loop), and at channel close;
 - the channel reuses one client object for its pipelines (the client is thread-safe: every
-  command takes a connection from the pool).
+  command takes a connection from the pool);
+- JSON (the envelope here, and the task body) is decoded by
+  :func:`agentcron.deadletters.json_loads`: kombu's result, without kombu's per-call decoder and
+  object hook for text that has nothing for the hook; the body once, not twice
+  (:class:`workers.bodies.SharedBodies`, registered for ``application/json`` on import).
 
 An entry that is not a deliverable JSON envelope (or is over ``AGENTCRON_MESSAGE_MAX_BYTES``, or
 in a refused content type) is moved to the dead-letter store (:mod:`agentcron.deadletters`)
@@ -43,6 +47,7 @@ from kombu.utils.json import dumps
 from redis.exceptions import OutOfMemoryError
 
 from agentcron.deadletters import PoisonEntry, dead_letter, decode_entry, max_message_bytes
+from workers import bodies  # noqa: F401  (registers the task-body decoder)
 from workers.deliveries import DELIVERY_ERRORS, drop_poison_delivery
 
 # Header and property values that repeat in every message of a queue.
@@ -73,6 +78,21 @@ def _compact(payload: Any) -> Any:
             if task_id is not None and d.get(key) == task_id:
                 d[key] = task_id
     return payload
+
+
+def _release_delivered(payload: dict[str, Any]) -> None:
+    """Let go of what a delivered envelope no longer needs while its run goes on (ten
+    thousand runs in flight keep ten thousand messages). The message decoded its body when it
+    was made, and its unacked record in Redis keeps the whole envelope for a restore: the
+    base64 text can go. Celery's request copied the headers when the message was delivered
+    (the delivery is synchronous) and never reads the message's own again, nor the envelope
+    (``message._raw``: kombu writes the unacked record from it, and a dead letter is taken
+    from it, before and during the delivery; an ack, a reject or a restore goes by the delivery
+    tag, and a restore reads the envelope back from Redis): both are emptied."""
+    headers = payload.get("headers")
+    if isinstance(headers, dict):
+        headers.clear()
+    payload.clear()
 
 
 def sound_entries(raws: list[bytes], queue: str) -> list[dict[str, Any]]:
@@ -163,9 +183,7 @@ class Channel(kombu_redis.Channel):
             self._record_unacked(payloads)
             for payload in payloads:
                 self._deliver_one(payload, queue)
-                # The message decoded its body when it was made, and its unacked record in
-                # Redis keeps the whole envelope for a restore: the base64 text can go.
-                payload.pop("body", None)
+                _release_delivered(payload)
             return True
         finally:
             self._in_poll = None  # type: ignore[assignment]

@@ -8,7 +8,7 @@ type (pickle, YAML) or names an unknown task is taken off its queue by the worke
 purges them.
 """
 
-from agentcron.deadletters.classify import KINDS, PoisonEntry, decode_entry, kind_of, preview
+from agentcron.deadletters.classify import KINDS, PoisonEntry, decode_entry, json_loads, kind_of, preview
 from agentcron.deadletters.sink import (
     DeadLetterSink,
     dead_letter,
@@ -20,5 +20,5 @@ from agentcron.deadletters.sink import (
 from agentcron.deadletters.store import DeadLetter, DeadLetterStore
 
 __all__ = ["KINDS", "DeadLetter", "DeadLetterSink", "DeadLetterStore", "PoisonEntry",
-           "dead_letter", "decode_entry", "default_sink", "kind_of", "max_message_bytes", "preview",
-           "set_default_sink", "sink_from_settings"]
+           "dead_letter", "decode_entry", "default_sink", "json_loads", "kind_of",
+           "max_message_bytes", "preview", "set_default_sink", "sink_from_settings"]

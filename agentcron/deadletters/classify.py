@@ -51,11 +51,26 @@ def decode_entry(raw: bytes | str, *, max_bytes: int) -> dict[str, Any]:
         raise PoisonEntry("too_large", f"{size} bytes, over the limit of {max_bytes}")
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        payload = kombu_loads(text)  # type: ignore[no-untyped-call]  # kombu's own decoder (and its object hook), as kombu does
+        payload = json_loads(text)  # kombu's decoding, as kombu does (a faster path)
     except (UnicodeDecodeError, ValueError) as exc:
         raise PoisonEntry("undecodable", f"not JSON ({exc})") from None
     check_envelope(payload)
     return payload  # type: ignore[no-any-return]
+
+
+def json_loads(data: str | bytes | bytearray | memoryview) -> Any:
+    """What kombu's JSON decoder returns for ``data``, sooner: text with no escape and no
+    ``__type__`` (nothing kombu's object hook could turn into a date, a UUID, bytes...) goes
+    to the standard decoder with no hook; any other text to kombu's own ``loads``. kombu's
+    builds a decoder and calls the hook on every object, at every message (twice per message
+    in a Celery worker: the strategy and the tracer each decode the body)."""
+    if isinstance(data, str):
+        text = data
+    else:
+        text = (data if isinstance(data, bytes) else bytes(data)).decode("utf-8")
+    if "\\" in text or "__type__" in text:
+        return kombu_loads(text)  # type: ignore[no-untyped-call]
+    return json.loads(text)
 
 
 def check_envelope(payload: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
@@ -214,3 +215,41 @@ def test_apply_result_waits_for_the_run_without_a_future_per_run(pool: AsyncIOPo
                             **rec.kwargs())  # fmt: skip
     with pytest.raises(TimeoutError):
         hung.get(timeout=0.1)
+
+
+def test_starting_the_pool_settles_the_collector_once(pool: AsyncIOPool) -> None:
+    import gc
+
+    from workers.bodies import BODIES
+    from workers.pool import settle_collector
+
+    assert BODIES.keep  # Celery's strategy and tracer share each decoded body here
+    assert gc.get_freeze_count() > 0  # the start-up heap is out of the collector's sight
+    assert gc.get_threshold()[0] == AsyncIOPool.gc_young_threshold
+    frozen = gc.get_freeze_count()
+    settle_collector(5)  # once per process: a second pool start changes nothing
+    assert gc.get_threshold()[0] == AsyncIOPool.gc_young_threshold
+    assert gc.get_freeze_count() == frozen
+
+
+def test_a_body_parks_its_coroutine_only_while_the_pool_runs_it() -> None:
+    from workers.loop import run_parked
+
+    async def answer() -> int:
+        return 42
+
+    coro = answer()
+    ret, parked = run_parked(lambda: defer(coro))
+    assert ret is None and parked is coro
+    coro.close()
+    assert defer(answer()) == 42  # outside the pool's tracer: the fallback loop runs it
+
+    failed = answer()
+
+    def body() -> None:
+        defer(failed)
+        raise RuntimeError("body broke after deferring")
+
+    with pytest.raises(RuntimeError):
+        run_parked(body)
+    assert inspect.getcoroutinestate(failed) == inspect.CORO_CLOSED  # never left un-awaited
