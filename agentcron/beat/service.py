@@ -43,8 +43,9 @@ class BeatConfig:
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No cyclic GC pass while a boundary's windows are emitted (they are freed right after)."""
+def gc_paused() -> Iterator[None]:
+    """No cyclic GC pass meanwhile: while a boundary's windows are emitted (they are freed right
+    after) or while the jobs are loaded (they live as long as the beat)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -92,7 +93,7 @@ class BeatService:
                 self._unrecorded = retry
                 self._deactivate()
                 return 0.0
-            with _gc_paused():
+            with gc_paused():
                 self._unrecorded = self.emitter.emit_stream(self._chunks(retry, now))
         return self._sleep_time()
 
@@ -127,7 +128,8 @@ class BeatService:
         self._unrecorded += self.emitter.emit_stream([due])
 
     def _load(self) -> None:
-        specs = self.source.load()
+        with gc_paused():  # 100,000 long-lived specs: no GC pass over them while they are made
+            specs = self.source.load()
         self._loaded = True
         self._refreshed_at = self.clock.monotonic()
         gc.collect()
