@@ -32,6 +32,7 @@ from agentcron.errors import ConfigError
 from agentcron.jobs import Declared, Job, JobSpec, compile_job
 from agentcron.ledger.schedules import ScheduleEntry, ScheduleStore
 from agentcron.settings import Settings
+from agentcron.spec_cache import SpecCache
 
 log = logging.getLogger("agentcron.catalogue")
 
@@ -73,7 +74,8 @@ class Catalogue:
 
     def __init__(self, settings: Settings, file_jobs: Iterable[Job] = (), *,
                  search_paths: Sequence[Path] | None = None, config_max_bytes: int | None = None,
-                 declarations: Declared | None = None) -> None:  # fmt: skip
+                 declarations: Declared | None = None,
+                 file_specs: Iterable[JobSpec] = ()) -> None:  # fmt: skip
         self.settings = settings
         self.file_jobs = {job.name: job for job in file_jobs}
         self.search_paths = (list(search_paths) if search_paths is not None
@@ -82,13 +84,22 @@ class Catalogue:
                                  else config_max_bytes)  # fmt: skip
         self.declared = declared_modules(settings, self.file_jobs.values())
         self.declarations = declarations
+        # the file's jobs as the caller already compiled them (the beat validates the whole file
+        # first): used as they are, never compiled a second time
+        self.file_specs = {spec.name: spec for spec in file_specs}
+        self._file_cache = SpecCache(self.search_paths, self.config_max_bytes,
+                                     declarations=declarations)  # fmt: skip
+        self._runtime_cache = SpecCache(self.search_paths, self.config_max_bytes, self.declared,
+                                        declarations)  # fmt: skip
 
     def file_spec(self, job: Job) -> JobSpec | None:
         """The spec of a schedule-file job; None when the file disables it. Raises ConfigError."""
         if not job.enabled:
             return None
-        return compile_job(job, self.search_paths, self.config_max_bytes,
-                           declarations=self.declarations)  # fmt: skip
+        known = self.file_specs.get(job.name)
+        if known is not None and known.job is job:
+            return known
+        return self._file_cache.compile(job)
 
     def is_file_row(self, entry: ScheduleEntry) -> bool:
         """True when ``entry`` is compiled from the schedule file's own job."""
@@ -101,8 +112,7 @@ class Catalogue:
             return None
         if self.is_file_row(entry):
             return self.file_spec(self.file_jobs[entry.name])
-        return compile_entry(entry, self.search_paths, self.config_max_bytes, self.declared,
-                             self.declarations)  # fmt: skip
+        return self._runtime_cache.compile(entry.job())  # as compile_entry, once per template
 
     def refuse(self, name: str, error: ConfigError | str) -> None:
         """Log and alert (once per process and reason) that the row ``name`` is ignored."""

@@ -257,6 +257,9 @@ def compile_jobs(
     declarations: Declared | None = None,
 ) -> list[JobSpec]:
     """Validate every job; all problems of all jobs in one ConfigError, or every spec."""
+    from agentcron.spec_cache import SpecCache  # it builds on compile_job
+
+    cache = SpecCache(search_paths, config_max_bytes, declarations=declarations)
     problems: list[Problem] = []
     specs: list[JobSpec] = []
     seen: set[str] = set()
@@ -268,7 +271,7 @@ def compile_jobs(
             problems.append(Problem(job.name, "name", job.name, "duplicate job name"))
         seen.add(job.name)
         try:
-            specs.append(compile_job(job, search_paths, config_max_bytes, declarations=declarations))
+            specs.append(cache.compile(job))  # jobs alike but for their names: compiled once
         except ConfigError as exc:
             problems.extend(exc.problems)
     if problems:

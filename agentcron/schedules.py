@@ -16,61 +16,26 @@ from __future__ import annotations
 
 import functools
 import itertools
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, tzinfo
 
-from cronsim import CronSim, CronSimError
-from cronsim.cronsim import Field as _CronField
+from cronsim import CronSim
 
-from agentcron.errors import ConfigError, Problem
 from agentcron.instants import format_instant, get_timezone, parse_instant, to_utc
+from agentcron.schedule_syntax import (
+    MACROS,
+    MAX_INTERVAL,
+    bad_expression,
+    check_cron_fields,
+    interval_seconds,
+)
+
+__all__ = ["EPOCH", "MAX_INTERVAL", "CronSchedule", "IntervalSchedule", "OneShotSchedule",
+           "Schedule", "parse_schedule"]  # fmt: skip
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
-
-_MACROS = {
-    "@hourly": "0 * * * *",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@weekly": "0 0 * * 0",
-    "@monthly": "0 0 1 * *",
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "hourly": "0 * * * *",
-    "daily": "0 0 * * *",
-    "weekly": "0 0 * * 0",
-}
-_CRON_FIELDS = (
-    ("minute", _CronField.MINUTE, "0-59"),
-    ("hour", _CronField.HOUR, "0-23"),
-    ("day-of-month", _CronField.DAY, "1-31 or L"),
-    ("month", _CronField.MONTH, "1-12 or jan-dec"),
-    ("day-of-week", _CronField.DOW, "0-7 or sun-sat"),
-)
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_UNIT_WORDS = {
-    "s": "s", "sec": "s", "secs": "s", "second": "s", "seconds": "s",
-    "m": "m", "min": "m", "mins": "m", "minute": "m", "minutes": "m",
-    "h": "h", "hr": "h", "hrs": "h", "hour": "h", "hours": "h",
-    "d": "d", "day": "d", "days": "d",
-    "w": "w", "week": "w", "weeks": "w",
-}  # fmt: skip
-_INTERVAL_FORMS = tuple(re.compile(form, re.ASCII) for form in (
-    r"(?P<n>[0-9]+)",
-    r"\*/(?P<n>[0-9]+)(?P<unit>[smhdw]?)",
-    r"(?P<n>[0-9]+) ?(?P<unit>[a-z]+)",
-    r"every (?P<n>[0-9]+)? ?(?P<unit>[a-z]+)",
-))  # matched with fullmatch: a trailing newline never slips through
-MAX_INTERVAL = timedelta(days=3650)
-"""The longest interval or duration accepted (10 years): keeps every sum of an instant and a
-period inside the calendar (``datetime`` ends at 9999-12-31)."""
-
-
-def _bad(field: str, value: str, reason: str) -> ConfigError:
-    return ConfigError([Problem(None, field, value, reason)])
-
 
 class Schedule(ABC):
     """A pure function from an instant to the next fire time."""
@@ -221,55 +186,6 @@ class OneShotSchedule(Schedule):
         return f"once, at {format_instant(self.at)}"
 
 
-def _check_cron_fields(fields: str) -> None:
-    parts = fields.split()
-    if len(parts) != 5:
-        raise _bad("schedule", fields, f"a cron expression has 5 fields, this has {len(parts)}")
-    for (field_name, field, allowed), text in zip(_CRON_FIELDS, parts, strict=True):
-        try:
-            field.parse(text.upper())
-        except (CronSimError, ValueError, IndexError) as exc:
-            items = text.split(",")
-            bad = next((i for i in items if not _item_ok(field, i)), text)
-            reason = f"bad {field_name} value {bad!r} in {text!r}; allowed {allowed}"
-            if bad == "" or "/0" in bad:
-                reason = f"bad {field_name} value {text!r}: empty list item or step 0"
-            raise ConfigError([Problem(None, f"schedule ({field_name})", bad or text, reason)]) from exc
-    try:
-        CronSim(fields, datetime(2026, 1, 1))
-    except CronSimError as exc:
-        raise _bad("schedule (day-of-month)", parts[2], f"no month has that day: {exc}") from exc
-
-
-def _item_ok(field: _CronField, item: str) -> bool:
-    try:
-        field.parse(item.upper())
-    except (CronSimError, ValueError, IndexError):
-        return False
-    return True
-
-
-def _interval_seconds(text: str) -> int | None:
-    for form in _INTERVAL_FORMS:
-        match = form.fullmatch(text)
-        if not match:
-            continue
-        groups = match.groupdict()
-        unit = _UNIT_WORDS.get(groups.get("unit") or "s")
-        if unit is None:
-            raise _bad("schedule", text, f"unknown time unit {groups.get('unit')!r}")
-        digits = (groups.get("n") or "1").lstrip("0") or "0"
-        limit = int(MAX_INTERVAL.total_seconds())
-        seconds = int(digits) * _UNIT_SECONDS[unit] if len(digits) <= 12 else limit + 1
-        if seconds <= 0:
-            raise _bad("schedule", text, "an interval must be at least one second (step 0)")
-        if seconds > limit:
-            reason = f"an interval must be at most {MAX_INTERVAL.days} days (10 years)"
-            raise _bad("schedule", text, reason)
-        return seconds
-    return None
-
-
 @functools.lru_cache(maxsize=65536)
 def parse_schedule(expr: str, tz: str = "UTC", start: datetime | None = None) -> Schedule:
     """Parse ``expr`` in timezone ``tz``; raise :class:`ConfigError` naming what is wrong.
@@ -277,7 +193,7 @@ def parse_schedule(expr: str, tz: str = "UTC", start: datetime | None = None) ->
     Results are cached: equal arguments share one immutable-in-practice schedule object.
     """
     if not isinstance(expr, str) or not expr.strip():
-        raise _bad("schedule", str(expr), "empty schedule expression")
+        raise bad_expression("schedule", str(expr), "empty schedule expression")
     zone = get_timezone(tz)
     if start is not None:
         start = to_utc(start, "start")
@@ -288,18 +204,18 @@ def parse_schedule(expr: str, tz: str = "UTC", start: datetime | None = None) ->
     if lowered.startswith("cron:"):
         text = text[5:].strip()
         lowered = text.lower()
-    elif (seconds := _interval_seconds(lowered)) is not None:
+    elif (seconds := interval_seconds(lowered)) is not None:
         return IntervalSchedule(expr, seconds, zone, start)
-    if lowered in _MACROS:
-        text = _MACROS[lowered]
+    if lowered in MACROS:
+        text = MACROS[lowered]
     elif lowered.startswith("@"):
-        raise _bad("schedule", expr, f"unknown macro; known: {', '.join(sorted(_MACROS))}")
+        raise bad_expression("schedule", expr, f"unknown macro; known: {', '.join(sorted(MACROS))}")
     elif len(text.split()) != 5:
-        raise _bad(
+        raise bad_expression(
             "schedule",
             expr,
             "not a 5-field cron expression, an @macro, an interval (30m, every 15 minutes)"
             " or a one-shot (at:ISO8601)",
         )
-    _check_cron_fields(text)
+    check_cron_fields(text)
     return CronSchedule(expr, text, zone, start)

@@ -89,6 +89,7 @@ def run_scheduler(result: Scheduler, tmp: Path, broker: beat_emission.Broker, bo
     broker.client.flushdb()
     began = time.time()
     proc = beat_emission.start(name, n, tmp, broker, profile=False, source=result.source)
+    began = beat_emission.LAUNCHED.get(proc.pid, began)  # the ledger's reset is not start-up
     queue = "agentcron.sync" if name == "agentcron" else "celery"
     try:
         while not beat_emission.ready(name, n, tmp):

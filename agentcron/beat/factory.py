@@ -7,12 +7,12 @@ from typing import Any
 
 from agentcron.beat.fastpublish import RedisListPublisher, header_template
 from agentcron.beat.leader import LeaderElection, leader_leases
-from agentcron.beat.service import BeatConfig, BeatService
+from agentcron.beat.service import BeatConfig, BeatService, gc_paused
 from agentcron.beat.sources import SpecSource
 from agentcron.clock import SYSTEM_CLOCK, Clock
 from agentcron.emission.emitter import Emitter
 from agentcron.emission.publisher import CeleryPublisher, Publisher
-from agentcron.jobs import Job, compile_jobs
+from agentcron.jobs import Job, JobSpec, compile_jobs
 from agentcron.ledger.schedules import ScheduleStore
 from agentcron.ledger.store import Ledger
 from agentcron.refclock import ReferenceClock, attach_reference
@@ -62,13 +62,17 @@ def publish_listeners() -> list[str]:
 
 def file_jobs(settings: Settings) -> list[Job]:
     """The schedule file's jobs, validated all together (none from a half-valid file)."""
+    return [spec.job for spec in file_specs(settings)]
+
+
+def file_specs(settings: Settings) -> list[JobSpec]:
+    """The schedule file's jobs compiled, all together (nothing from a half-valid file)."""
     path = settings.schedule_path
     if not path.is_file():
         log.warning("no schedule file at %s; only dynamic schedules run", path)
         return []
     jobs, declared = load_declarations(path, settings.limits)
-    compile_jobs(jobs, [path.parent.resolve()], settings.config_max_bytes, declared)
-    return jobs
+    return compile_jobs(jobs, [path.parent.resolve()], settings.config_max_bytes, declared)
 
 
 def build_beat(
@@ -83,10 +87,12 @@ def build_beat(
     ledger.upgrade()
     if isinstance(clock, ReferenceClock):
         attach_reference(clock, settings, ledger.engine)
-    jobs = file_jobs(settings)
+    with gc_paused():  # 100,000 jobs and specs that live as long as the beat: no GC passes
+        specs = file_specs(settings)  # compiled once: the source takes them as they are
     folder = settings.schedule_path.parent.resolve()
     store = ScheduleStore(ledger.engine, clock)
-    source = SpecSource(store, jobs, [folder], settings.config_max_bytes, settings)
+    source = SpecSource(store, [spec.job for spec in specs], [folder], settings.config_max_bytes,
+                        settings, file_specs=specs)  # fmt: skip
     emitter = Emitter(ledger, open_publisher(app, settings), clock)  # one unnest INSERT on PostgreSQL
     leader = LeaderElection(leader_leases(ledger.engine, clock), clock, settings.beat_leader_ttl)
     leader.start()

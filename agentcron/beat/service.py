@@ -41,11 +41,14 @@ class BeatConfig:
     refresh_interval: float = 2.0
     max_batch: int = 200_000
     chunk: int = 10_000
+    stage_ahead: float = 1.5
+    """How long before an instant its windows are taken off the heap (0: at the instant)."""
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No cyclic GC pass while a boundary's windows are emitted (they are freed right after)."""
+def gc_paused() -> Iterator[None]:
+    """No cyclic GC pass meanwhile: while a boundary's windows are emitted (they are freed right
+    after) or while the jobs are loaded (they live as long as the beat)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -72,6 +75,8 @@ class BeatService:
         self._loaded = False
         self._refreshed_at = 0.0
         self._unrecorded: list[Emission] = []
+        self._staged: list[Emission] = []  # the next instant's windows, taken off the heap
+        self._staged_at: datetime | None = None
 
     def tick(self) -> float:
         """One pass of the loop; the seconds to sleep before the next."""
@@ -88,14 +93,48 @@ class BeatService:
         self.emitter.republish_owed(self.source.route)
         now = self.clock.now()
         retry, self._unrecorded = self._unrecorded, []
-        if retry or self.planner.due_before(now):
+        staged = self._take_staged(now)
+        if retry or staged or self.planner.due_before(now):
             if self.leader is not None and not self.leader.leading:
                 self._unrecorded = retry
                 self._deactivate()
                 return 0.0
-            with _gc_paused():
-                self._unrecorded = self.emitter.emit_stream(self._chunks(retry, now))
+            with gc_paused():
+                self._unrecorded = self.emitter.emit_stream(self._chunks(retry, staged, now))
+        with gc_paused():
+            self._stage()
         return self._sleep_time()
+
+    def _stage(self) -> None:
+        """Take the next instant's windows off the heap ahead of it (at most
+        ``config.stage_ahead`` seconds before): at the instant only recording and publishing
+        remain (popping and building 100,000 windows took ~0.5 s after the boundary). Nothing
+        is recorded or published before the instant; staged windows of a job changed or removed
+        meanwhile are dropped (:meth:`_refresh`), and all of them when the beat stands by."""
+        if self._staged or self._unrecorded or self.config.stage_ahead <= 0:
+            return
+        due = self.planner.next_due()
+        if due is None:
+            return
+        ahead = (due - self.clock.now()).total_seconds()
+        if 0 < ahead <= self.config.stage_ahead:
+            self._staged = self.planner.due(due, self.config.max_batch)
+            self._staged_at = due
+
+    def _take_staged(self, now: datetime) -> list[Emission]:
+        if self._staged_at is None or now < self._staged_at:
+            return []
+        staged, self._staged, self._staged_at = self._staged, [], None
+        return staged
+
+    def _drop_staged(self, names: Iterable[str] | None = None) -> None:
+        """Forget the staged windows (of ``names`` only, when given)."""
+        if names is None:
+            self._staged, self._staged_at = [], None
+            return
+        if self._staged:
+            gone = set(names)
+            self._staged = [e for e in self._staged if e.window.job not in gone]
 
     def close(self) -> None:
         """Give up leadership (a standby takes over without waiting for the TTL)."""
@@ -107,15 +146,23 @@ class BeatService:
         if self._unrecorded:
             return self.config.max_interval
         next_due = self.planner.next_due()
+        if self._staged_at is not None and (next_due is None or self._staged_at < next_due):
+            next_due = self._staged_at
         if next_due is None:
             return self.config.max_interval
         wait = (next_due - self.clock.now()).total_seconds()
         return max(0.0, min(self.config.max_interval, wait))
 
-    def _chunks(self, retry: list[Emission], now: datetime) -> Iterator[list[Emission]]:
+    def _chunks(self, retry: list[Emission], staged: list[Emission],
+                now: datetime) -> Iterator[list[Emission]]:  # fmt: skip
         if retry:
             yield retry
         emitted, size = 0, min(1000, self.config.chunk)  # a small first chunk: first message soon
+        while emitted < len(staged):
+            yield staged[emitted:emitted + size]
+            emitted += size
+            size = self.config.chunk
+        emitted = len(staged)
         while emitted < self.config.max_batch:
             chunk = self.planner.due(now, min(size, self.config.max_batch - emitted))
             size = self.config.chunk
@@ -128,7 +175,8 @@ class BeatService:
         self._unrecorded += self.emitter.emit_stream([due])
 
     def _load(self) -> None:
-        specs = self.source.load()
+        with gc_paused():  # 100,000 long-lived specs: no GC pass over them while they are made
+            specs = self.source.load()
         self._loaded = True
         self._refreshed_at = self.clock.monotonic()
         gc.collect()
@@ -140,6 +188,7 @@ class BeatService:
         now = self.clock.now()
         self.emitter.owe(now - timedelta(milliseconds=1))  # what a dead leader left unpublished
         self.planner.clear()
+        self._drop_staged()
         self.planner.add_many(specs.values(), now)
         self._catch_up(specs.values(), now)
         self.active = True
@@ -149,6 +198,7 @@ class BeatService:
     def _deactivate(self) -> None:
         self.active = False
         self.planner.clear()
+        self._drop_staged()
         log.info("beat standing by")
 
     def _catch_up(self, specs: Iterable[JobSpec], now: datetime) -> None:
@@ -198,7 +248,8 @@ class BeatService:
         for name in changes.removed:
             self.planner.remove(name)
         for spec in changes.upserted:
-            self.planner.add(spec, now)
+            self.planner.add(spec, now)  # a staged slot of this job is planned again
+        self._drop_staged([*changes.removed, *(spec.name for spec in changes.upserted)])
         if changes.upserted or changes.removed:
             log.info("schedules changed: %d (re)planned, %d stopped", len(changes.upserted),
                      len(changes.removed))  # fmt: skip

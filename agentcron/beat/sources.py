@@ -43,12 +43,14 @@ class SpecSource:
         search_paths: Sequence[Path] = (),
         config_max_bytes: int = DEFAULT_CONFIG_MAX_BYTES,
         settings: Settings | None = None,
+        file_specs: Sequence[JobSpec] = (),
     ) -> None:
         self.store = store
         self.file_jobs = {job.name: job for job in file_jobs}
         self.settings = settings or Settings()
         self.catalogue = Catalogue(self.settings, file_jobs, search_paths=search_paths,
-                                   config_max_bytes=config_max_bytes)  # fmt: skip
+                                   config_max_bytes=config_max_bytes,
+                                   file_specs=file_specs)  # fmt: skip
         self.specs: dict[str, JobSpec] = {}
         self.revision = -1
         self.failed: dict[str, str] = {}
