@@ -74,11 +74,16 @@ def systems() -> list[System]:
     def once(kind: str) -> Enqueue:
         return lambda n, t: so.once_enqueue(kind, n, t)
 
+    def floor(kind: str) -> Enqueue:
+        return lambda n, t: so.floor_enqueue(kind, n, t)
+
     found: list[System] = []
     for c in (2, 4):
         found += [System(f"agentcron guarded no-op, -c {c}", c, "agentcron.sync",
                          guarded("bench_noop"), guarded=True),
-                  System(f"plain Celery no-op, -c {c}", c, aa.PLAIN_QUEUE, plain("bench.noop"))]
+                  System(f"plain Celery no-op, -c {c}", c, aa.PLAIN_QUEUE, plain("bench.noop")),
+                  System(f"  floor: the guard's round trips, no logic, -c {c}", c,
+                         aa.PLAIN_QUEUE, floor("noop"))]  # fmt: skip
         if so.ONCE_TASKS:
             found.append(System(f"Celery + QueueOnce no-op, -c {c}", c, aa.PLAIN_QUEUE,
                                 once("noop")))  # fmt: skip
@@ -94,7 +99,9 @@ def systems() -> list[System]:
                      "agentcron.sync", guarded("bench_agent50"), agent=True, guarded=True,
                      settle_in_main=True),
               System("plain Celery 50 ms agent, -c 2", 2, aa.PLAIN_QUEUE, plain("bench.agent50"),
-                     agent=True)]  # fmt: skip
+                     agent=True),
+              System("  floor: the guard's round trips, no logic, 50 ms, -c 2", 2,
+                     aa.PLAIN_QUEUE, floor("agent50"), agent=True)]  # fmt: skip
     if so.ONCE_TASKS:
         found.append(System("Celery + QueueOnce 50 ms agent, -c 2", 2, aa.PLAIN_QUEUE,
                             once("agent50"), agent=True))  # fmt: skip
@@ -107,6 +114,7 @@ def run(quick: bool, section: Section) -> None:
 
     plan = Plan.for_mode(quick)
     Ledger(aa.POSTGRES_URL).upgrade()
+    so.floor_setup()
     schedule = Path(tempfile.mkdtemp(prefix="bench-")) / "beat_schedule.py"
     schedule.write_text(so.SCHEDULE)
     measured = systems()
