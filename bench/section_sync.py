@@ -50,6 +50,7 @@ class System:
     agent: bool = False
     guarded: bool = False
     settle_in_main: bool = False  # AGENTCRON_SYNC_SETTLE=main: the main process records runs
+    prefetch: int = 1  # AGENTCRON_SYNC_PREFETCH (with settle_in_main: the settling thread)
     rates: list[float] = field(default_factory=list)
     cpu: dict[str, float] = field(default_factory=dict)
 
@@ -93,11 +94,18 @@ def systems() -> list[System]:
     found.append(System("  the same, main process records (SETTLE=main), -c 2", 2,
                         "agentcron.sync", guarded("bench_noop"), guarded=True,
                         settle_in_main=True))
+    for c in (2, 4):
+        found.append(System(f"  the same, SETTLE=main + PREFETCH=4 (settling thread), -c {c}", c,
+                            "agentcron.sync", guarded("bench_noop"), guarded=True,
+                            settle_in_main=True, prefetch=4))  # fmt: skip
     found += [System("agentcron guarded 50 ms agent, -c 2", 2, "agentcron.sync",
                      guarded("bench_agent50"), agent=True, guarded=True),
               System("  the same, main process records (SETTLE=main), 50 ms, -c 2", 2,
                      "agentcron.sync", guarded("bench_agent50"), agent=True, guarded=True,
                      settle_in_main=True),
+              System("  the same, SETTLE=main + PREFETCH=2 (settling thread), 50 ms, -c 2", 2,
+                     "agentcron.sync", guarded("bench_agent50"), agent=True, guarded=True,
+                     settle_in_main=True, prefetch=2),
               System("plain Celery 50 ms agent, -c 2", 2, aa.PLAIN_QUEUE, plain("bench.agent50"),
                      agent=True),
               System("  floor: the guard's round trips, no logic, 50 ms, -c 2", 2,
@@ -124,6 +132,8 @@ def run(quick: bool, section: Section) -> None:
             env = aa.agentcron_env(schedule) if system.guarded else {}
             if system.settle_in_main:
                 env["AGENTCRON_SYNC_SETTLE"] = "main"
+            if system.prefetch > 1:
+                env["AGENTCRON_SYNC_PREFETCH"] = str(system.prefetch)
             trial: dict[str, float] = {}
             system.rates += aa.measure(system.argv(), env, system.enqueue, runs, 1, cpu=trial)
             for group, ms in trial.items():
