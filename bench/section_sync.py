@@ -5,7 +5,8 @@ broker; one producer publishes N messages (batched), and we time until a Redis c
 run increments reaches N (``bench.async_agents.measure``: one warm worker per trial, trials
 alternating between the systems). The peers (``bench.sync_overhead``): a plain Celery task,
 Celery + celery-once ``QueueOnce`` (a Redis lock per message, graceful), ``QueueOnce`` + a Redis
-idempotency record; and a 50 ms agent under agentcron, plain Celery and ``QueueOnce``. The CPU
+idempotency record; and a 50 ms agent under agentcron, plain Celery and ``QueueOnce``. The floor
+is a plain task making the guard's four round trips with no logic (``so.floor_noop``). The CPU
 of the worker's main process and of its prefork children is read from /proc (``bench.cpu``);
 the CPU target compares those two (PostgreSQL and Redis serve other work on a shared machine).
 """

@@ -8,8 +8,12 @@ the lease it still holds) through the pool's result pipe, and the main process r
 one round trip, then statistics, observers and callbacks once per recorded outcome) and only
 then acknowledges the message and sends Celery's *task-succeeded* event. The default
 (``child``) keeps every write in the child: measured at prefetch multiplier 1, settling in the
-main process serialises what two children did in parallel and is slower (bench/RESULTS.md);
-it is the base for claiming in the main process ahead of the children (issue 18, not done).
+main process serialises what two children did in parallel and is slower (bench/RESULTS.md).
+With ``AGENTCRON_SYNC_PREFETCH`` above 1 (opt-in) the runs are recorded on one settling thread,
+whatever has queued up in one batch, and answered back on the consumer's loop (kombu's
+``Hub.call_soon``), so a child takes its next reserved message while its last run is recorded;
+at worker shutdown the thread records what is queued before the statistics are logged. Claiming
+in the main process ahead of the children is the part of issue 18 not done.
 
 The hook is Celery's own: the task's ``Request`` class (:class:`SettlingRequest`). Celery builds
 a subclass of it per task (``create_request_cls``) whose ``on_success`` acknowledges; ours wraps
