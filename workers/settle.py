@@ -86,10 +86,16 @@ class Settler:
         self._queue: queue.SimpleQueue[tuple[_Returned, Any] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._lock = threading.Lock()
+        self._unanswered: list[tuple[_Returned, Any]] = []
 
     def add(self, returned: _Returned) -> None:
         """Settle ``returned`` before it is acknowledged (on the settling thread when
-        ``threaded`` and the consumer's loop runs, else here and now)."""
+        ``threaded`` and the consumer's loop runs, else here and now). Once the worker is
+        shutting down (its loop may not turn again) the thread is drained and everything is
+        answered from here, as the children's last runs come back."""
+        if self.threaded and _shutting_down():
+            self.stop()
         hub = _hub() if self.threaded and not self._stopping else None
         if hub is None:
             self.settle([returned])
@@ -101,13 +107,16 @@ class Settler:
         self._queue.put((returned, hub))
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Record what is queued, answer it, and end the settling thread (worker shutdown);
-        from now on runs are settled where they return."""
+        """Record what is queued, answer it from this thread, and end the settling thread
+        (worker shutdown); from now on runs are settled where they return."""
         self._stopping = True
         thread = self._thread
         if thread is not None and thread.is_alive():
             self._queue.put(None)
             thread.join(timeout)
+        with self._lock:
+            unanswered, self._unanswered = self._unanswered, []
+        _answer_all(unanswered, quietly=True)
 
     def _drain(self) -> None:
         while True:
@@ -121,9 +130,11 @@ class Settler:
             if runs:
                 self.thread_batches += 1
                 answers = self.record([returned for returned, _ in runs])
-                if self._stopping:  # the loop may be gone: answer from here, as far as it goes
-                    _answer_all(answers, quietly=True)
-                else:
+                with self._lock:
+                    held = self._stopping or _shutting_down()  # the loop may not turn again:
+                    if held:
+                        self._unanswered += answers  # stop() answers them, in the main thread
+                if not held:
                     runs[0][1].call_soon(_answer_all, answers)
             if len(runs) < len(batch):
                 return
@@ -160,6 +171,14 @@ def _answer_all(answers: list[tuple[_Returned, Any]], quietly: bool = False) -> 
                 raise
             log.warning("acknowledging %s at shutdown failed; it is redelivered after the "
                         "visibility timeout and found recorded", returned.request.id)  # fmt: skip
+
+
+def _shutting_down() -> bool:
+    """Whether Celery is stopping this worker (warm or cold)."""
+    from celery.worker import state
+
+    return any(flag is not None and flag is not False  # an exit code: 0 is a warm stop
+               for flag in (state.should_stop, state.should_terminate))
 
 
 def _hub() -> Any:
