@@ -12,7 +12,9 @@ main process serialises what two children did in parallel and is slower (bench/R
 With ``AGENTCRON_SYNC_PREFETCH`` above 1 (opt-in) the runs are recorded on one settling thread,
 whatever has queued up in one batch, and answered back on the consumer's loop (kombu's
 ``Hub.call_soon``), so a child takes its next reserved message while its last run is recorded;
-at worker shutdown the thread records what is queued before the statistics are logged. Claiming
+once Celery is stopping the worker (its loop may not turn again) the thread is drained and
+the runs are answered from the main thread. A reserved message waits behind the running one
+and dies with its worker (back after the visibility timeout, not the lease TTL). Claiming
 in the main process ahead of the children is the part of issue 18 not done.
 
 The hook is Celery's own: the task's ``Request`` class (:class:`SettlingRequest`). Celery builds
