@@ -5,7 +5,8 @@ broker; one producer publishes N messages (batched), and we time until a Redis c
 run increments reaches N (``bench.async_agents.measure``: one warm worker per trial, trials
 alternating between the systems). The peers (``bench.sync_overhead``): a plain Celery task,
 Celery + celery-once ``QueueOnce`` (a Redis lock per message, graceful), ``QueueOnce`` + a Redis
-idempotency record; and a 50 ms agent under agentcron, plain Celery and ``QueueOnce``. The CPU
+idempotency record; and a 50 ms agent under agentcron, plain Celery and ``QueueOnce``. The floor
+is a plain task making the guard's four round trips with no logic (``so.floor_noop``). The CPU
 of the worker's main process and of its prefork children is read from /proc (``bench.cpu``);
 the CPU target compares those two (PostgreSQL and Redis serve other work on a shared machine).
 """
@@ -50,6 +51,7 @@ class System:
     agent: bool = False
     guarded: bool = False
     settle_in_main: bool = False  # AGENTCRON_SYNC_SETTLE=main: the main process records runs
+    prefetch: int = 1  # AGENTCRON_SYNC_PREFETCH (with settle_in_main: the settling thread)
     rates: list[float] = field(default_factory=list)
     cpu: dict[str, float] = field(default_factory=dict)
 
@@ -74,11 +76,16 @@ def systems() -> list[System]:
     def once(kind: str) -> Enqueue:
         return lambda n, t: so.once_enqueue(kind, n, t)
 
+    def floor(kind: str) -> Enqueue:
+        return lambda n, t: so.floor_enqueue(kind, n, t)
+
     found: list[System] = []
     for c in (2, 4):
         found += [System(f"agentcron guarded no-op, -c {c}", c, "agentcron.sync",
                          guarded("bench_noop"), guarded=True),
-                  System(f"plain Celery no-op, -c {c}", c, aa.PLAIN_QUEUE, plain("bench.noop"))]
+                  System(f"plain Celery no-op, -c {c}", c, aa.PLAIN_QUEUE, plain("bench.noop")),
+                  System(f"  floor: the guard's round trips, no logic, -c {c}", c,
+                         aa.PLAIN_QUEUE, floor("noop"))]  # fmt: skip
         if so.ONCE_TASKS:
             found.append(System(f"Celery + QueueOnce no-op, -c {c}", c, aa.PLAIN_QUEUE,
                                 once("noop")))  # fmt: skip
@@ -88,13 +95,22 @@ def systems() -> list[System]:
     found.append(System("  the same, main process records (SETTLE=main), -c 2", 2,
                         "agentcron.sync", guarded("bench_noop"), guarded=True,
                         settle_in_main=True))
+    for c in (2, 4):
+        found.append(System(f"  the same, SETTLE=main + PREFETCH=4 (settling thread), -c {c}", c,
+                            "agentcron.sync", guarded("bench_noop"), guarded=True,
+                            settle_in_main=True, prefetch=4))  # fmt: skip
     found += [System("agentcron guarded 50 ms agent, -c 2", 2, "agentcron.sync",
                      guarded("bench_agent50"), agent=True, guarded=True),
               System("  the same, main process records (SETTLE=main), 50 ms, -c 2", 2,
                      "agentcron.sync", guarded("bench_agent50"), agent=True, guarded=True,
                      settle_in_main=True),
+              System("  the same, SETTLE=main + PREFETCH=2 (settling thread), 50 ms, -c 2", 2,
+                     "agentcron.sync", guarded("bench_agent50"), agent=True, guarded=True,
+                     settle_in_main=True, prefetch=2),
               System("plain Celery 50 ms agent, -c 2", 2, aa.PLAIN_QUEUE, plain("bench.agent50"),
-                     agent=True)]  # fmt: skip
+                     agent=True),
+              System("  floor: the guard's round trips, no logic, 50 ms, -c 2", 2,
+                     aa.PLAIN_QUEUE, floor("agent50"), agent=True)]  # fmt: skip
     if so.ONCE_TASKS:
         found.append(System("Celery + QueueOnce 50 ms agent, -c 2", 2, aa.PLAIN_QUEUE,
                             once("agent50"), agent=True))  # fmt: skip
@@ -107,6 +123,7 @@ def run(quick: bool, section: Section) -> None:
 
     plan = Plan.for_mode(quick)
     Ledger(aa.POSTGRES_URL).upgrade()
+    so.floor_setup()
     schedule = Path(tempfile.mkdtemp(prefix="bench-")) / "beat_schedule.py"
     schedule.write_text(so.SCHEDULE)
     measured = systems()
@@ -116,6 +133,8 @@ def run(quick: bool, section: Section) -> None:
             env = aa.agentcron_env(schedule) if system.guarded else {}
             if system.settle_in_main:
                 env["AGENTCRON_SYNC_SETTLE"] = "main"
+            if system.prefetch > 1:
+                env["AGENTCRON_SYNC_PREFETCH"] = str(system.prefetch)
             trial: dict[str, float] = {}
             system.rates += aa.measure(system.argv(), env, system.enqueue, runs, 1, cpu=trial)
             for group, ms in trial.items():

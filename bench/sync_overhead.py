@@ -116,6 +116,76 @@ def _client() -> Any:
 
 
 ONCE_TASKS = _once_tasks()
+FLOOR_TABLE = "bench_floor_runs"
+_FLOOR: dict[str, Any] = {}
+
+
+def _floor_stores() -> tuple[Any, Any, Any]:
+    """This process's floor stores: the guard's lease store on its own client, and two
+    autocommit PostgreSQL connections (claims without a WAL flush wait, completions with one,
+    as the ledger commits them)."""
+    if "leases" not in _FLOOR:
+        import psycopg
+
+        from agentcron.leases.redis import RedisLeaseStore
+
+        dsn = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
+        claims = psycopg.connect(dsn, autocommit=True)
+        claims.execute("SET synchronous_commit = off")
+        _FLOOR.update(leases=RedisLeaseStore(redis.Redis.from_url(REDIS_URL)), claims=claims,
+                      completions=psycopg.connect(dsn, autocommit=True))  # fmt: skip
+    return _FLOOR["leases"], _FLOOR["claims"], _FLOOR["completions"]
+
+
+def floor_setup() -> None:
+    """The floor's table (a window key, its token and state), emptied."""
+    import psycopg
+
+    dsn = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {FLOOR_TABLE} (window_key text PRIMARY KEY, "
+                     "token bigint NOT NULL, state text NOT NULL, updated_at timestamptz)")
+        conn.execute(f"TRUNCATE {FLOOR_TABLE}")
+
+
+def _floor_run(window: str, body: Any) -> None:
+    """The guard's four round trips around ``body``, with none of its logic: lease acquire
+    (the same Lua script), a claim and a fenced completion (one statement each, the claim's
+    commit not waiting for the WAL flush, the completion's waiting), the lease's release."""
+    leases, claims, completions = _floor_stores()
+    lease = leases.acquire(f"floor:{window}", f"floor.{window}", 60.0)
+    if lease is None:
+        return
+    claims.execute(f"INSERT INTO {FLOOR_TABLE} VALUES (%s, %s, 'running', now()) ON CONFLICT "
+                   "(window_key) DO UPDATE SET token = excluded.token, state = 'running', "
+                   f"updated_at = now() WHERE {FLOOR_TABLE}.state = 'running'",
+                   (window, lease.token))  # fmt: skip
+    body()
+    completions.execute(f"UPDATE {FLOOR_TABLE} SET state = 'succeeded', updated_at = now() "
+                        "WHERE window_key = %s AND token = %s", (window, lease.token))  # fmt: skip
+    leases.release(lease)
+
+
+@app.task(name="bench.floor_noop")  # type: ignore[untyped-decorator]
+def floor_noop(window: str) -> None:
+    """The floor of a guarded no-op: its round trips, no logic."""
+    _floor_run(window, _incr)
+
+
+@app.task(name="bench.floor_agent50")  # type: ignore[untyped-decorator]
+def floor_agent50(window: str) -> None:
+    """The floor of a guarded 50 ms agent."""
+    _floor_run(window, lambda: agent50(None))
+
+
+def floor_enqueue(kind: str, n: int, trial: int) -> None:
+    """Publish ``n`` floor tasks (distinct windows), batched."""
+    task = floor_noop if kind == "noop" else floor_agent50
+    batch = time.monotonic_ns()  # new windows every call: each claim inserts, as a guarded run's
+    with app.producer_or_acquire() as producer, producer.batch(1000):
+        for i in range(n):
+            task.apply_async(kwargs={"window": f"{batch}:{trial}:{i}"}, queue=PLAIN_QUEUE,
+                             producer=producer, retry=False)  # fmt: skip
 
 
 def once_enqueue(kind: str, n: int, trial: int) -> None:

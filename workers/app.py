@@ -30,7 +30,7 @@ from workers import sqla_transport
 from workers.operate import register as register_operations
 
 log = logging.getLogger("agentcron.workers")
-__all__ = ["app", "celery_config", "eviction_warning", "settings"]
+__all__ = ["app", "celery_config", "eviction_warning", "settings", "sync_prefetch"]
 ASYNC_POOL = "workers.pool:AsyncIOPool"
 TRANSPORT = "workers.transport:Transport"
 
@@ -54,8 +54,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         **bounds,
         "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
+        "task_reject_on_worker_lost": True,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         # Celery's consumer plus a guard: a lost Redis connection is torn down without an
         # AttributeError that would make the worker exit (workers/consumer.py, bug C).
@@ -83,9 +83,23 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         config["worker_pool"] = ASYNC_POOL
         config["worker_concurrency"] = settings.async_concurrency
         config["agentcron_delivery_interval"] = settings.delivery_interval  # outbox sender
-    elif settings.sync_concurrency:
-        config["worker_concurrency"] = settings.sync_concurrency
+    else:
+        if settings.sync_concurrency:
+            config["worker_concurrency"] = settings.sync_concurrency
+        config["worker_prefetch_multiplier"] = sync_prefetch(settings)
     return config
+
+
+def sync_prefetch(settings: Settings) -> int:
+    """``AGENTCRON_SYNC_PREFETCH`` (opt-in, default 1): messages a prefork worker reserves per
+    child. Above 1, with ``AGENTCRON_SYNC_SETTLE=main``, a child that returns gets its next
+    message at once while the main process records the run it returned (``workers.settle``);
+    a reserved message waits behind the running ones (for as long as they run)."""
+    text = settings.extra.get("AGENTCRON_SYNC_PREFETCH", "1")
+    if not text.isdigit() or not 1 <= int(text) <= 1000:
+        raise SystemExit(f"AGENTCRON_SYNC_PREFETCH must be a whole number from 1 to 1000, "
+                         f"not {text[:40]!r}")  # fmt: skip
+    return int(text)
 
 
 sqla_transport.install()  # the embedded broker's poison rows go to dead letters, too

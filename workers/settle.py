@@ -8,8 +8,14 @@ the lease it still holds) through the pool's result pipe, and the main process r
 one round trip, then statistics, observers and callbacks once per recorded outcome) and only
 then acknowledges the message and sends Celery's *task-succeeded* event. The default
 (``child``) keeps every write in the child: measured at prefetch multiplier 1, settling in the
-main process serialises what two children did in parallel and is slower (bench/RESULTS.md);
-it is the base for claiming in the main process ahead of the children (issue 18, not done).
+main process serialises what two children did in parallel and is slower (bench/RESULTS.md).
+With ``AGENTCRON_SYNC_PREFETCH`` above 1 (opt-in) the runs are recorded on one settling thread,
+whatever has queued up in one batch, and answered back on the consumer's loop (kombu's
+``Hub.call_soon``), so a child takes its next reserved message while its last run is recorded;
+once Celery is stopping the worker (its loop may not turn again) the thread is drained and
+the runs are answered from the main thread. A reserved message waits behind the running one
+and dies with its worker (back after the visibility timeout, not the lease TTL). Claiming
+in the main process ahead of the children is the part of issue 18 not done.
 
 The hook is Celery's own: the task's ``Request`` class (:class:`SettlingRequest`). Celery builds
 a subclass of it per task (``create_request_cls``) whose ``on_success`` acknowledges; ours wraps
@@ -29,6 +35,8 @@ for the ledger's commit.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +48,8 @@ from agentcron.guard import Outcome
 from agentcron.messages import RunMessage
 
 log = logging.getLogger("agentcron.settle")
+SETTLE_BATCH = 500
+"""The most runs the settling thread records in one ledger statement."""
 Answer = Callable[..., Any]
 
 
@@ -64,20 +74,79 @@ class _Returned:
 
 
 class Settler:
-    """Records the runs prefork children returned, on the consumer's loop."""
+    """Records the runs prefork children returned: on the consumer's loop, or (``threaded``)
+    on one settling thread that records whatever has queued up in one batch and answers
+    Celery back on the consumer's loop (kombu's ``Hub.call_soon`` wakes the loop)."""
 
     def __init__(self, runtime_of: Callable[[], Any], summary: Callable[[Outcome], Any]) -> None:
         self.runtime_of = runtime_of
         self.summary = summary
         self.batches = 0
         self.settled = 0
+        self.thread_batches = 0  # of the batches, those recorded on the settling thread
+        self.threaded = False  # set by workers.tasks when the worker prefetches beyond -c
+        self._queue: queue.SimpleQueue[tuple[_Returned, Any] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._lock = threading.Lock()
+        self._unanswered: list[tuple[_Returned, Any]] = []
 
     def add(self, returned: _Returned) -> None:
-        """Settle ``returned`` now, on the consumer's loop, before it is acknowledged."""
-        self.settle([returned])
+        """Settle ``returned`` before it is acknowledged (on the settling thread when
+        ``threaded`` and the consumer's loop runs, else here and now). Once the worker is
+        shutting down (its loop may not turn again) the thread is drained and everything is
+        answered from here, as the children's last runs come back."""
+        if self.threaded and _shutting_down():
+            self.stop()
+        hub = _hub() if self.threaded and not self._stopping else None
+        if hub is None:
+            self.settle([returned])
+            return
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._drain, name="agentcron-settler",
+                                            daemon=True)  # fmt: skip
+            self._thread.start()
+        self._queue.put((returned, hub))
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Record what is queued, answer it from this thread, and end the settling thread
+        (worker shutdown); from now on runs are settled where they return."""
+        self._stopping = True
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            self._queue.put(None)
+            thread.join(timeout)
+        with self._lock:
+            unanswered, self._unanswered = self._unanswered, []
+        _answer_all(unanswered, quietly=True)
+
+    def _drain(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < SETTLE_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            runs = [item for item in batch if item is not None]
+            if runs:
+                self.thread_batches += 1
+                answers = self.record([returned for returned, _ in runs])
+                with self._lock:
+                    held = self._stopping or _shutting_down()  # the loop may not turn again:
+                    if held:
+                        self._unanswered += answers  # stop() answers them, in the main thread
+                if not held:
+                    runs[0][1].call_soon(_answer_all, answers)
+            if len(runs) < len(batch):
+                return
 
     def settle(self, batch: list[_Returned]) -> None:
         """Record ``batch`` (one transaction, one lease round trip), then answer Celery."""
+        _answer_all(self.record(batch))
+
+    def record(self, batch: list[_Returned]) -> list[tuple[_Returned, Any]]:
+        """Record ``batch``: each run with the summary Celery is answered with."""
         summaries: list[Any]
         try:
             runtime = self.runtime_of()
@@ -91,8 +160,34 @@ class Settler:
                 batch)
         self.batches += 1
         self.settled += len(batch)
-        for returned, summary in zip(batch, summaries, strict=True):
+        return list(zip(batch, summaries, strict=True))
+
+
+def _answer_all(answers: list[tuple[_Returned, Any]], quietly: bool = False) -> None:
+    """Celery's ``on_success`` for each settled run: the acknowledgement."""
+    for returned, summary in answers:
+        try:
             returned.answer(returned.request, (0, saferepr(summary), returned.runtime))
+        except Exception:
+            if not quietly:
+                raise
+            log.warning("acknowledging %s at shutdown failed; it is redelivered after the "
+                        "visibility timeout and found recorded", returned.request.id)  # fmt: skip
+
+
+def _shutting_down() -> bool:
+    """Whether Celery is stopping this worker (warm or cold)."""
+    from celery.worker import state
+
+    return any(flag is not None and flag is not False  # an exit code: 0 is a warm stop
+               for flag in (state.should_stop, state.should_terminate))
+
+
+def _hub() -> Any:
+    """The consumer's event loop (kombu's hub) when this thread runs one, else None."""
+    from kombu.asynchronous import get_event_loop
+
+    return get_event_loop()
 
 
 SETTLER: Settler | None = None  # set by workers.tasks

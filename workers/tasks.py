@@ -131,6 +131,8 @@ def _after_fork(**_: Any) -> None:
 @signals.worker_process_shutdown.connect  # type: ignore[untyped-decorator]
 @signals.worker_shutdown.connect  # type: ignore[untyped-decorator]
 def _log_statistics(**_: Any) -> None:
+    if settle.SETTLER is not None and not _CHILD:
+        settle.SETTLER.stop()  # the runs still queued for settling are recorded first
     runtime = _BUILT.get("runtime")
     if runtime is None:
         return
@@ -138,7 +140,8 @@ def _log_statistics(**_: Any) -> None:
     if (settle.SETTLER is not None and not _CHILD and app.conf.worker_pool == "prefork"
             and settles_in_main()):  # fmt: skip
         # a prefork worker's main process: it recorded what its children ran (agentcron.up_stats)
-        stats.update(settled=settle.SETTLER.settled, settle_batches=settle.SETTLER.batches)
+        stats.update(settled=settle.SETTLER.settled, settle_batches=settle.SETTLER.batches,
+                     settle_thread_batches=settle.SETTLER.thread_batches)
     log.info("run statistics: %s", ", ".join(f"{k}={v:g}" for k, v in stats.items()))
 
 
@@ -148,6 +151,8 @@ def _ready(**_: Any) -> None:
     and must not first reach the stores when one is down (the runs would wait on it)."""
     if _CHILD or not settles_in_main():
         return
+    if settle.SETTLER is not None:  # children take their next message while runs settle
+        settle.SETTLER.threaded = app.conf.worker_prefetch_multiplier > 1
     try:
         worker_runtime()
     except Exception as exc:  # the first settlement tries again

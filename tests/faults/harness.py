@@ -256,6 +256,12 @@ class Cluster:
             "PYTHONPATH": f"{ROOT}{os.pathsep}{self.root}",
         })  # fmt: skip
         env.update({f"AGENTCRON_{k.upper()}": str(v) for k, v in self.settings.items()})
+        # FAULTS_WORKER_ENV="AGENTCRON_SYNC_SETTLE=main,AGENTCRON_SYNC_PREFETCH=4": run the
+        # scenarios against an opt-in path (the scenario's own settings still win)
+        for pair in filter(None, os.environ.get("FAULTS_WORKER_ENV", "").split(",")):
+            name, _, value = pair.partition("=")
+            if name.startswith("AGENTCRON_") and f"{name[10:].lower()}" not in self.settings:
+                env[name] = value
         env.update(extra)
         return env
 

@@ -71,16 +71,21 @@ def ledger(postgres_url: str) -> Iterator[Ledger]:
     ledger.close()
 
 
+@pytest.mark.parametrize("prefetch", ["1", "4"], ids=["inline", "settling-thread"])
 def test_children_run_and_the_main_process_records_every_run(
-    tmp_path: Path, redis_client: Any, redis_url: str, postgres_url: str, ledger: Ledger
-) -> None:
+    tmp_path: Path, redis_client: Any, redis_url: str, postgres_url: str, ledger: Ledger,
+    prefetch: str,
+) -> None:  # fmt: skip
+    """Prefetch 1: settled on the consumer's loop. Prefetch 4 (``AGENTCRON_SYNC_PREFETCH``):
+    on the settling thread, answered back on the loop; the same promises."""
     (tmp_path / "settle_agents.py").write_text(textwrap.dedent(AGENTS))
     (tmp_path / "beat_schedule.py").write_text(textwrap.dedent(SCHEDULE))
     use_broker(redis_url)
     env = worker_env(AGENTCRON_DATABASE_URL=postgres_url,
                      AGENTCRON_SCHEDULE_PATH=str(tmp_path / "beat_schedule.py"),
                      AGENTCRON_DATA_DIR=str(tmp_path / "data"),
-                     AGENTCRON_SYNC_SETTLE="main")  # fmt: skip
+                     AGENTCRON_SYNC_SETTLE="main",
+                     AGENTCRON_SYNC_PREFETCH=prefetch)  # fmt: skip
     log = tmp_path / "sync.log"
     msgs = [message(n) for n in range(RUNS)]
     with celery_worker("-Q", "agentcron.sync", "-c", "2", "-n", "settle@e2e", env=env,
@@ -105,11 +110,12 @@ def test_children_run_and_the_main_process_records_every_run(
     text = log.read_text()
     deferred = [float(n) for n in re.findall(r"run statistics: .*?\bdeferred=(\d+)", text)]
     settled = re.findall(r"run statistics: .*?\bsuccesses=(\d+).*?settled=(\d+), "
-                         r"settle_batches=(\d+)", text)  # fmt: skip
+                         r"settle_batches=(\d+), settle_thread_batches=(\d+)", text)  # fmt: skip
     assert sum(deferred) == RUNS, text[-3000:]  # every run stopped short of its completion
     assert len(settled) == 1, text[-3000:]  # one main process recorded them all
-    successes, count, batches = (int(x) for x in settled[0])
+    successes, count, batches, on_thread = (int(x) for x in settled[0])
     assert successes == count == RUNS and 1 <= batches <= RUNS
+    assert on_thread == (batches if prefetch != "1" else 0)  # where they were recorded
 
 
 def _state(ledger: Ledger, msg: RunMessage) -> RunState | None:
