@@ -22,7 +22,7 @@ from agentcron.series import Metrics, get_metrics
 
 if TYPE_CHECKING:
     from agentcron.alerts import Alerter
-    from agentcron.guard import Outcome
+    from agentcron.guard import Guard, Outcome
     from agentcron.jobs import JobSpec
     from agentcron.ledger.store import Ledger
     from agentcron.messages import RunMessage
@@ -156,9 +156,9 @@ def record_watch(report: WatchReport, metrics: Metrics | None = None) -> None:
         m.reenqueued.labels(key.split("@", 1)[0]).inc()
 
 
-def install(guard: Any, ledger: Ledger, alerter: Alerter | None = None) -> RunObserver:
+def install(guard: Guard, ledger: Ledger, alerter: Alerter | None = None) -> RunObserver:
     """Attach a :class:`RunObserver` to ``guard`` (once); the worker's one-line hook."""
-    for observer in getattr(guard, "observers", []):
+    for observer in guard.observers:
         if isinstance(observer, RunObserver):
             return observer
     if alerter is None:
@@ -166,12 +166,8 @@ def install(guard: Any, ledger: Ledger, alerter: Alerter | None = None) -> RunOb
 
         alerter = safe_alerter(guard.settings)
     observer = RunObserver(ledger, alerter=alerter)
-    if hasattr(guard, "spend") and hasattr(guard, "limits"):
-        from agentcron.spend.prom import install as install_spend
+    from agentcron.spend.prom import install as install_spend
 
-        install_spend(guard, alerter)  # tokens, cost, budgets, limits; budget alerts
-    if hasattr(guard, "observers"):
-        guard.observers.append(observer)
-    else:
-        log.warning("this guard has no observers hook: run metrics are not recorded")
+    install_spend(guard, alerter)  # tokens, cost, budgets, limits; budget alerts
+    guard.observers.append(observer)
     return observer
