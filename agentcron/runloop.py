@@ -83,6 +83,7 @@ Sleep = Callable[[float], Awaitable[bool]]
 async def attempt_loop(
     call: Callable[[int], Awaitable[T]], *, first: int, max_attempts: int, backoff: Backoff,
     retry: Retry, sleep: Sleep, final: tuple[type[Exception], ...] = (),
+    failed: Exception | None = None,
 ) -> Ended[T]:  # fmt: skip
     """Call ``call(attempt)`` from attempt ``first`` until one returns or ``max_attempts`` have
     failed, waiting ``backoff`` between attempts.
@@ -90,20 +91,26 @@ async def attempt_loop(
     An exception of a ``final`` type ends the loop at once with it as the error, no retry (the
     guard's time limit, a cancelled run, a configuration error); a :class:`BaseException` that is
     not an :class:`Exception` (the task's cancellation) propagates.
+
+    With ``failed``, attempt ``first`` was already made by the caller and raised it: the guard
+    makes its first attempt itself, so that no loop frame or closure is kept per run while
+    ten thousand agents are in flight (the loop starts only when an attempt fails).
     """
     attempt = first
     while True:
-        try:
-            result = await call(attempt)
-        except Exception as exc:
-            if isinstance(exc, final) or attempt >= max_attempts:
-                return Ended(attempt, error=exc)
-            delay = backoff.delay(attempt)
-            following = await retry(attempt, exc, delay)
-            if following is None:
-                return Ended(attempt, error=exc, stopped=True)
-            if not await sleep(delay):
-                return Ended(attempt, error=exc, stopped=True)
-            attempt = following
-            continue
-        return Ended(attempt, result=result)
+        exc = failed
+        failed = None
+        if exc is None:
+            try:
+                return Ended(attempt, result=await call(attempt))
+            except Exception as raised:
+                exc = raised
+        if isinstance(exc, final) or attempt >= max_attempts:
+            return Ended(attempt, error=exc)
+        delay = backoff.delay(attempt)
+        following = await retry(attempt, exc, delay)
+        if following is None:
+            return Ended(attempt, error=exc, stopped=True)
+        if not await sleep(delay):
+            return Ended(attempt, error=exc, stopped=True)
+        attempt = following

@@ -23,7 +23,7 @@ from agentcron.guard.modes import Mode, RunTimedOut
 from agentcron.guard.outcome import Outcome, RunReport, Settlement, duplicate
 from agentcron.jobs import JobSpec
 from agentcron.leases.base import Lease, LeaseStore
-from agentcron.leases.hub import LeaseHub
+from agentcron.leases.hub import Holding, LeaseHub
 from agentcron.leases.reacquire import Reacquire
 from agentcron.ledger.records import NewWindow, RunState
 from agentcron.ledger.retoken import retoken
@@ -33,7 +33,7 @@ from agentcron.limits.run import stop_on_lost_slot
 from agentcron.messages import RunMessage
 from agentcron.reports.content import PendingReport
 from agentcron.runlog import captured_lines, keep_run_log
-from agentcron.runloop import Backoff, attempt_loop
+from agentcron.runloop import Backoff, Ended, attempt_loop
 from agentcron.secrets import resolve_config, scrub, scrub_value
 from agentcron.settings import Settings, read_environment
 from agentcron.spend.budgets import Spent
@@ -92,22 +92,15 @@ class Attempts:
                                       result, error, error_type, took, started_at,
                                       ctx.reports)  # fmt: skip
 
-        async def invoke(number: int) -> Any:
-            ctx.attempt = number
-            return await mode.invoke(spec.agent, ctx, timeout)
-
-        async def retry(number: int, exc: Exception, delay: float) -> int | None:
-            await self._keep_usage(mode, spec, ctx, spent)
-            return await self._retry(mode, window, holding.lease, ctx, exc, delay)
-
         ttl = spec.lease_ttl.total_seconds()
         stop_on_lost_slot(stop)  # a limit slot lost mid-run stops it as a lost lease does
         with self.hub.hold(lease, ttl, stop, self._reacquire(window, ttl)) as holding:
-            ended = await attempt_loop(
-                invoke, first=attempt, max_attempts=spec.job.max_retries,
-                backoff=Backoff(spec.backoff_base, spec.backoff_cap, self.rng), retry=retry,
-                sleep=self._sleep, final=(RunTimedOut, RunCancelled, ConfigError),
-            )  # fmt: skip
+            try:  # the first attempt; attempt_loop takes over only if it fails
+                ended: Ended[Any] = Ended(attempt, result=await mode.invoke(spec.agent, ctx,
+                                                                            timeout))  # fmt: skip
+            except Exception as first_failure:
+                ended = await self._more_attempts(spec, mode, window, ctx, holding, spent,
+                                                  timeout, first_failure)  # fmt: skip
             failure = ended.error
             if failure is None:
                 return await finish(RunState.SUCCEEDED, ended.result, None, None)
@@ -119,6 +112,26 @@ class Attempts:
                 return await finish(RunState.CANCELLED, None, str(failure), "Cancelled")
             error = f"{type(failure).__name__}: {failure}"  # the agent's failure, recorded
             return await finish(RunState.FAILED, None, error, type(failure).__name__)
+
+    async def _more_attempts(
+        self, spec: JobSpec, mode: Mode, window: NewWindow, ctx: RunContext, holding: Holding,
+        spent: Spent | None, limit: float | None, failed: Exception,
+    ) -> Ended[Any]:  # fmt: skip
+        """After a failed first attempt: the retries, through the one attempt loop."""
+
+        async def invoke(number: int) -> Any:
+            ctx.attempt = number
+            return await mode.invoke(spec.agent, ctx, limit)
+
+        async def retry(number: int, exc: Exception, delay: float) -> int | None:
+            await self._keep_usage(mode, spec, ctx, spent)
+            return await self._retry(mode, window, holding.lease, ctx, exc, delay)
+
+        return await attempt_loop(
+            invoke, first=ctx.attempt, max_attempts=spec.job.max_retries,
+            backoff=Backoff(spec.backoff_base, spec.backoff_cap, self.rng), retry=retry,
+            sleep=self._sleep, final=(RunTimedOut, RunCancelled, ConfigError), failed=failed,
+        )  # fmt: skip
 
     async def _keep_usage(
         self, mode: Mode, spec: JobSpec, ctx: RunContext, spent: Spent | None

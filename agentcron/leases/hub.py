@@ -33,7 +33,7 @@ Reacquirer = Callable[[Lease], Lease | None]
 """Given the lease that vanished, a fresh one for the same run, or None (leases/reacquire.py)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Holding:
     """One lease kept alive for one run."""
 

@@ -96,3 +96,22 @@ def test_one_run_report_type_for_the_guard_and_the_in_process_schedulers() -> No
 
 async def _awake(seconds: float) -> bool:
     return True
+
+
+async def test_a_first_attempt_made_by_the_caller_is_retried_not_repeated() -> None:
+    """``failed=``: attempt ``first`` already raised (the guard makes its first attempt itself,
+    keeping no loop frame per run in flight); the loop backs off and goes on from the next."""
+    calls: list[int] = []
+    retried: list[tuple[int, str]] = []
+
+    async def retry(attempt: int, exc: Exception, delay: float) -> int | None:
+        retried.append((attempt, str(exc)))
+        return attempt + 1
+
+    ended = await attempt_loop(failing(0, calls), first=1, max_attempts=3, backoff=Backoff(0, 0),
+                               retry=retry, sleep=_awake, failed=Boom("attempt 1"))  # fmt: skip
+    assert ended.succeeded and ended.result == "ok 2" and calls == [2]
+    assert retried == [(1, "attempt 1")]
+    final = await attempt_loop(failing(0, calls), first=3, max_attempts=3, backoff=Backoff(0, 0),
+                               retry=retry, sleep=_awake, failed=Boom("attempt 3"))  # fmt: skip
+    assert not final.succeeded and str(final.error) == "attempt 3" and calls == [2]
