@@ -29,7 +29,7 @@ from sqlalchemy import Engine
 from agentcron.agents import DeclaredModules
 from agentcron.alerts import Alert, safe_alerter
 from agentcron.errors import ConfigError
-from agentcron.jobs import Declared, Job, JobSpec, compile_job
+from agentcron.jobs import Declared, Job, JobSpec
 from agentcron.ledger.schedules import ScheduleEntry, ScheduleStore
 from agentcron.settings import Settings
 from agentcron.spec_cache import SpecCache
@@ -46,14 +46,6 @@ def declared_modules(settings: Settings, file_jobs: Iterable[Job] = ()) -> Decla
     except ConfigError as exc:  # a running process goes on with the valid entries
         log.error("%s; ignoring the entries that are not module names", exc)
         return DeclaredModules.of(settings.agent_modules, file_jobs, strict=False)
-
-
-def compile_entry(entry: ScheduleEntry, search_paths: Sequence[Path], config_max_bytes: int,
-                  declared: DeclaredModules, declarations: Declared | None = None) -> JobSpec:  # fmt: skip
-    """The spec of a runtime schedule row: its agent and callbacks only from ``declared``
-    modules (checked before anything is imported), never a class; a budget or limits named
-    from ``declarations`` (the schedule file's BUDGETS and LIMITS). Raises ConfigError."""
-    return compile_job(entry.job(), search_paths, config_max_bytes, declared, declarations)
 
 
 _ALERTED: dict[str, str] = {}
@@ -112,7 +104,10 @@ class Catalogue:
             return None
         if self.is_file_row(entry):
             return self.file_spec(self.file_jobs[entry.name])
-        return self._runtime_cache.compile(entry.job())  # as compile_entry, once per template
+        # a runtime row: its agent and callbacks only from the declared modules (checked
+        # before anything is imported), never a class; a budget or limits named from the
+        # schedule file's declarations; compiled once per template. Raises ConfigError.
+        return self._runtime_cache.compile(entry.job())
 
     def refuse(self, name: str, error: ConfigError | str) -> None:
         """Log and alert (once per process and reason) that the row ``name`` is ignored."""

@@ -12,7 +12,7 @@ from agentcron.beat.sources import SpecSource
 from agentcron.clock import SYSTEM_CLOCK, Clock
 from agentcron.emission.emitter import Emitter
 from agentcron.emission.publisher import CeleryPublisher, Publisher
-from agentcron.jobs import Job, JobSpec, compile_jobs
+from agentcron.jobs import JobSpec, compile_jobs
 from agentcron.ledger.schedules import ScheduleStore
 from agentcron.ledger.store import Ledger
 from agentcron.refclock import ReferenceClock, attach_reference
@@ -58,11 +58,6 @@ def publish_listeners() -> list[str]:
                 names.append(f"{getattr(target, '__module__', '?')}."
                              f"{getattr(target, '__qualname__', repr(target))}")  # fmt: skip
     return names
-
-
-def file_jobs(settings: Settings) -> list[Job]:
-    """The schedule file's jobs, validated all together (none from a half-valid file)."""
-    return [spec.job for spec in file_specs(settings)]
 
 
 def file_specs(settings: Settings) -> list[JobSpec]:
