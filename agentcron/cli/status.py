@@ -1,6 +1,6 @@
 """``agentcron status``: beat leader, workers per queue, queue depths, per job last success / next
-fire / missed windows. Exits 1 when no beat is alive or a queue that jobs use has no live worker,
-so it serves as a health check (docker-compose ``healthcheck``, Kubernetes probes, cron).
+fire / missed windows. Exits 1 when no beat is alive or leads, or a queue that jobs use has no live
+worker, so it serves as a health check (docker-compose ``healthcheck``, Kubernetes probes, cron).
 """
 
 from __future__ import annotations
@@ -45,7 +45,10 @@ class StatusReport:
 
     def problems(self) -> list[str]:
         """Why the system is unhealthy (empty when healthy)."""
-        out = [] if self.beats else ["no beat is alive (no heartbeat)"]
+        if not self.beats:
+            out = ["no beat is alive (no heartbeat)"]
+        else:  # alive but not leading (an election, or the lease store is down): nothing is emitted
+            out = [] if self.leader else ["no beat leads (none holds the leader lease)"]
         for queue in sorted({j.queue for j in self.jobs}):
             if not self.workers.get(queue):
                 out.append(f"no worker consumes {queue}")

@@ -182,6 +182,8 @@ def test_status_problems_name_missing_beat_and_workers() -> None:
     healthy = StatusReport("beat-1", ["beat-1"], {"agentcron.sync": ["w1"]}, {},
                            [JobStatus("a", "agentcron.sync", None, None, 0)])  # fmt: skip
     assert healthy.problems() == []
+    electing = StatusReport(None, ["beat-1"], {"agentcron.sync": ["w1"]}, {}, [])
+    assert electing.problems() == ["no beat leads (none holds the leader lease)"]
 
 
 def test_metered_publisher_observes_the_beat_emission_lag(tmp_path: Path) -> None:
