@@ -13,6 +13,7 @@ the CPU target compares those two (PostgreSQL and Redis serve other work on a sh
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ class System:
     guarded: bool = False
     settle_in_main: bool = False  # AGENTCRON_SYNC_SETTLE=main: the main process records runs
     prefetch: int = 1  # AGENTCRON_SYNC_PREFETCH (with settle_in_main: the settling thread)
+    claim: str = ""  # AGENTCRON_SYNC_CLAIM (main: the main process guards, children execute)
     rates: list[float] = field(default_factory=list)
     cpu: dict[str, float] = field(default_factory=dict)
 
@@ -92,6 +94,9 @@ def systems() -> list[System]:
     if so.ONCE_TASKS:
         found.append(System("QueueOnce + idempotency record no-op, -c 2", 2, aa.PLAIN_QUEUE,
                             once("idem")))  # fmt: skip
+    for c in (2, 4):
+        found.append(System(f"  the same, main process guards (CLAIM=main), -c {c}", c,
+                            "agentcron.sync", guarded("bench_noop"), guarded=True, claim="main"))
     found.append(System("  the same, main process records (SETTLE=main), -c 2", 2,
                         "agentcron.sync", guarded("bench_noop"), guarded=True,
                         settle_in_main=True))
@@ -101,6 +106,9 @@ def systems() -> list[System]:
                             settle_in_main=True, prefetch=4))  # fmt: skip
     found += [System("agentcron guarded 50 ms agent, -c 2", 2, "agentcron.sync",
                      guarded("bench_agent50"), agent=True, guarded=True),
+              System("  the same, main process guards (CLAIM=main), 50 ms, -c 2", 2,
+                     "agentcron.sync", guarded("bench_agent50"), agent=True, guarded=True,
+                     claim="main"),
               System("  the same, main process records (SETTLE=main), 50 ms, -c 2", 2,
                      "agentcron.sync", guarded("bench_agent50"), agent=True, guarded=True,
                      settle_in_main=True),
@@ -126,13 +134,16 @@ def run(quick: bool, section: Section) -> None:
     so.floor_setup()
     schedule = Path(tempfile.mkdtemp(prefix="bench-")) / "beat_schedule.py"
     schedule.write_text(so.SCHEDULE)
-    measured = systems()
+    only = [part for part in os.environ.get("AGENTCRON_BENCH_SYNC_ONLY", "").split(",") if part]
+    measured = [s for s in systems() if not only or any(part in s.name for part in only)]
     for _ in range(plan.trials):
         for system in measured:
             runs = plan.agent_runs if system.agent else plan.runs
             env = aa.agentcron_env(schedule) if system.guarded else {}
             if system.settle_in_main:
                 env["AGENTCRON_SYNC_SETTLE"] = "main"
+            if system.claim:
+                env["AGENTCRON_SYNC_CLAIM"] = system.claim
             if system.prefetch > 1:
                 env["AGENTCRON_SYNC_PREFETCH"] = str(system.prefetch)
             trial: dict[str, float] = {}
@@ -186,7 +197,8 @@ def _targets(by_name: dict[str, System], quick: bool, plan: Plan) -> list[Target
                             value is not None and value >= goal, note))  # fmt: skip
 
     def cpu(name: str, ours: str, theirs: str) -> None:
-        value = ratio(by_name[ours].worker_cpu(), by_name[theirs].worker_cpu())
+        a, b = by_name.get(ours), by_name.get(theirs)
+        value = ratio(a.worker_cpu(), b.worker_cpu()) if a and b else None
         found.append(Target(name, ratio_text(value), "<= 2x plain Celery's worker CPU per run",
                             value is not None and value <= 2.0, note))  # fmt: skip
 

@@ -94,12 +94,25 @@ def sync_prefetch(settings: Settings) -> int:
     """``AGENTCRON_SYNC_PREFETCH`` (opt-in, default 1): messages a prefork worker reserves per
     child. Above 1, with ``AGENTCRON_SYNC_SETTLE=main``, a child that returns gets its next
     message at once while the main process records the run it returned (``workers.settle``);
-    a reserved message waits behind the running ones (for as long as they run)."""
-    text = settings.extra.get("AGENTCRON_SYNC_PREFETCH", "1")
+    a reserved message waits behind the running ones (for as long as they run). With
+    ``AGENTCRON_SYNC_CLAIM=main`` it defaults to 8: the main process claims what it reserves
+    (``workers.claims``)."""
+    default = "8" if claims_in_main(settings) else "1"
+    text = settings.extra.get("AGENTCRON_SYNC_PREFETCH", default)
     if not text.isdigit() or not 1 <= int(text) <= 1000:
         raise SystemExit(f"AGENTCRON_SYNC_PREFETCH must be a whole number from 1 to 1000, "
                          f"not {text[:40]!r}")  # fmt: skip
     return int(text)
+
+
+def claims_in_main(settings: Settings) -> bool:
+    """``AGENTCRON_SYNC_CLAIM=main``: a prefork worker's main process guards the sync runs and
+    its children only run the agents (``workers.claims``); ``child`` (default): each child
+    guards the run it executes."""
+    value = settings.extra.get("AGENTCRON_SYNC_CLAIM", "child")
+    if value not in ("main", "child"):
+        raise SystemExit(f"AGENTCRON_SYNC_CLAIM must be main or child, not {value[:40]!r}")
+    return value == "main"
 
 
 sqla_transport.install()  # the embedded broker's poison rows go to dead letters, too

@@ -201,10 +201,30 @@ class SettlingRequest(Request):  # type: ignore[misc]
         answer = cls.__dict__.get("on_success")  # what Celery's create_request_cls defined
         if answer is not None:
             cls.on_success = _settling(answer)  # type: ignore[method-assign]
+        execute = cls.__dict__.get("execute_using_pool")
+        if execute is not None:
+            cls.execute_using_pool = _claiming(execute, answer)
 
     def on_success(self, failed__retval__runtime: Any, **kwargs: Any) -> Any:
         """Celery's ``on_success``, or settle a deferred run first."""
         return _settling(Request.on_success)(self, failed__retval__runtime, **kwargs)
+
+
+def _claiming(execute: Answer, answer: Answer | None) -> Answer:
+    """``execute_using_pool``, or (``AGENTCRON_SYNC_CLAIM=main``) the main process's guard."""
+    def execute_using_pool(self: Request, pool: Any, **kwargs: Any) -> Any:
+        from workers import claims
+
+        if claims.CLAIMS is None or answer is None or not claims.CLAIMS.serves(pool):
+            return execute(self, pool, **kwargs)
+        if self.revoked():
+            from celery.exceptions import TaskRevokedError
+
+            raise TaskRevokedError(self.id)
+        claims.CLAIMS.submit(self, pool, answer)
+        return None
+
+    return execute_using_pool
 
 
 def _settling(answer: Answer) -> Answer:

@@ -18,8 +18,9 @@ from agentcron.admission import Admitted, admit, confirm_async
 from agentcron.messages import ASYNC_TASK, SYNC_TASK
 from agentcron.settings import Settings
 from agentcron.signing import signed_kwargs
-from workers import settle
-from workers.app import app
+from workers import claims, settle
+from workers.app import app, claims_in_main
+from workers.app import settings as worker_settings
 from workers.pool import defer
 
 if TYPE_CHECKING:
@@ -62,6 +63,10 @@ def prepare(kwargs: dict[str, Any]) -> tuple[Runtime, JobSpec, RunMessage] | Non
     was refused (logged once, acknowledged, not run)."""
     admitted = admit(kwargs, worker_runtime)
     return None if admitted is None else admitted.parts()
+
+
+def _requeue_sync(spec: JobSpec, message: RunMessage, outcome: Outcome) -> None:
+    requeue(SYNC_TASK, spec, message, outcome)
 
 
 def requeue(task: str, spec: JobSpec, message: RunMessage, outcome: Outcome) -> None:
@@ -128,11 +133,19 @@ def _after_fork(**_: Any) -> None:
     settle.install_in_child(app.tasks[SYNC_TASK])
 
 
+@signals.worker_shutting_down.connect  # type: ignore[untyped-decorator]
+def _stop_claiming(**_: Any) -> None:
+    if claims.CLAIMS is not None and not _CHILD:
+        claims.CLAIMS.stopping = True  # what arrives now runs in a child, as without claims
+
+
 @signals.worker_process_shutdown.connect  # type: ignore[untyped-decorator]
 @signals.worker_shutdown.connect  # type: ignore[untyped-decorator]
 def _log_statistics(**_: Any) -> None:
     if settle.SETTLER is not None and not _CHILD:
         settle.SETTLER.stop()  # the runs still queued for settling are recorded first
+    if claims.CLAIMS is not None and not _CHILD:
+        claims.CLAIMS.stop(app.conf.agentcron_shutdown_timeout)
     runtime = _BUILT.get("runtime")
     if runtime is None:
         return
@@ -149,7 +162,7 @@ def _log_statistics(**_: Any) -> None:
 def _ready(**_: Any) -> None:
     """Open the main process's runtime once its children are forked: it settles their runs,
     and must not first reach the stores when one is down (the runs would wait on it)."""
-    if _CHILD or not settles_in_main():
+    if _CHILD or not (settles_in_main() or claims.CLAIMS is not None):
         return
     if settle.SETTLER is not None:  # children take their next message while runs settle
         settle.SETTLER.threaded = app.conf.worker_prefetch_multiplier > 1
@@ -160,3 +173,5 @@ def _ready(**_: Any) -> None:
 
 
 settle.SETTLER = settle.Settler(worker_runtime, summary)
+if claims_in_main(worker_settings) and app.conf.worker_pool == "prefork":
+    claims.CLAIMS = claims.Claims(worker_runtime, summary, _requeue_sync)

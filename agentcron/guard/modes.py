@@ -62,6 +62,18 @@ def time_limit(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+def call_agent(agent: Agent, ctx: RunContext, limit: float | None,
+               timeout_errors: tuple[type[BaseException], ...] = ()) -> Any:  # fmt: skip
+    """Run a sync agent in this thread under ``limit`` seconds (:class:`RunTimedOut`)."""
+    try:
+        with time_limit(limit):
+            return agent.call_sync(ctx)
+    except _SyncTimeLimit as exc:
+        raise RunTimedOut(f"time limit of {limit}s exceeded") from exc
+    except timeout_errors as exc:
+        raise RunTimedOut(f"time limit of {limit}s exceeded") from exc
+
+
 class Mode(Protocol):
     """A strategy for running the guard's flow."""
 
@@ -124,13 +136,7 @@ class SyncMode:
         return ledger.complete_many([request])[0]
 
     async def invoke(self, agent: Agent, ctx: RunContext, limit: float | None) -> Any:
-        try:
-            with time_limit(limit):
-                return agent.call_sync(ctx)
-        except _SyncTimeLimit as exc:
-            raise RunTimedOut(f"time limit of {limit}s exceeded") from exc
-        except self.timeout_errors as exc:
-            raise RunTimedOut(f"time limit of {limit}s exceeded") from exc
+        return call_agent(agent, ctx, limit, self.timeout_errors)
 
     def interrupt(self, ctx: RunContext, reason: str) -> None:
         ctx.request_cancel(reason)

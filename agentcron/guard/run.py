@@ -72,6 +72,7 @@ class Guard(Attempts):
         self.settings = settings
         self.rng = rng or random.Random()
         self.run_stats = RunStats()
+        self.timeout_errors = timeout_errors  # what counts as the job's timeout in an agent
         self._sync_mode = SyncMode(timeout_errors)
         self._async_mode = AsyncMode()
         self._loops = threading.local()
@@ -96,6 +97,11 @@ class Guard(Attempts):
     async def run_async(self, spec: JobSpec, message: RunMessage) -> Outcome:
         """Run a window on the running event loop."""
         return await self._run(spec, message, self._async_mode)
+
+    async def run_in(self, spec: JobSpec, message: RunMessage, mode: Mode) -> Outcome:
+        """Run a window on the running event loop through another ``mode`` (a prefork worker's
+        main process, whose mode hands each attempt to a child: ``workers.children``)."""
+        return await self._run(spec, message, mode)
 
     async def _run(self, spec: JobSpec, message: RunMessage, mode: Mode) -> Outcome:
         window = NewWindow(message.job, message.window_start, message.window_key, message.slot,

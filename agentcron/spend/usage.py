@@ -126,6 +126,19 @@ class UsageMeter:
             self.watcher(self)
         return cost
 
+    def merge(self, usage: Mapping[str, ModelUsage]) -> None:
+        """Add usage counted by another meter (a run's attempt in a prefork child), then let
+        the budget watch it as if it had been added here."""
+        with self._lock:
+            for model, more in usage.items():
+                entry = self.by_model.setdefault(model, ModelUsage())
+                entry.input_tokens += more.input_tokens
+                entry.output_tokens += more.output_tokens
+                entry.cost_usd += more.cost_usd
+                entry.calls += more.calls
+        if usage and self.watcher is not None:
+            self.watcher(self)
+
     @property
     def cost_usd(self) -> float:
         with self._lock:

@@ -29,3 +29,16 @@ def test_the_async_worker_keeps_one_per_slot() -> None:
 def test_a_bad_value_stops_the_worker_naming_it(text: str) -> None:
     with pytest.raises(SystemExit, match="AGENTCRON_SYNC_PREFETCH"):
         sync_prefetch(_settings(AGENTCRON_SYNC_PREFETCH=text))
+
+
+def test_claims_in_the_main_process_reserve_eight_per_child_unless_told() -> None:
+    """``AGENTCRON_SYNC_CLAIM=main``: the main process claims what it reserves (workers.claims)."""
+    assert celery_config(_settings(AGENTCRON_SYNC_CLAIM="main"))["worker_prefetch_multiplier"] == 8
+    told = _settings(AGENTCRON_SYNC_CLAIM="main", AGENTCRON_SYNC_PREFETCH="2")
+    assert celery_config(told)["worker_prefetch_multiplier"] == 2
+    assert celery_config(_settings(AGENTCRON_SYNC_CLAIM="child"))["worker_prefetch_multiplier"] == 1
+
+
+def test_a_bad_claim_setting_stops_the_worker_naming_it() -> None:
+    with pytest.raises(SystemExit, match="AGENTCRON_SYNC_CLAIM must be main or child"):
+        celery_config(_settings(AGENTCRON_SYNC_CLAIM="parent"))

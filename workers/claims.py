@@ -1,0 +1,159 @@
+"""``AGENTCRON_SYNC_CLAIM=main``: a prefork worker's main process guards its sync runs.
+
+The run task's ``Request`` (:class:`workers.settle.SettlingRequest`) does not send a sync run to
+the pool as Celery would: :meth:`Claims.submit` admits the delivery and runs the window through
+the guard on one event loop thread of the main process (:meth:`agentcron.guard.Guard.run_in`
+with :class:`workers.children.ChildMode`), so the claims, lease acquires, completions and
+releases of all the runs in flight go out in batches, as in the asyncio worker, and only the
+agent calls go to the children. When the run has ended (recorded, or a duplicate, or refused) the
+consumer's loop acknowledges the message and sends Celery's *task-succeeded* event with the
+run's summary, as for any task.
+
+The worker reserves ``-c`` x ``AGENTCRON_SYNC_PREFETCH`` messages (8 unless set): with claims in
+the main process a reserved message is claimed at once, and its run waits for a free child
+under a renewed lease. What the guard promises holds as in the asyncio worker: a main process
+killed with runs in flight leaves their messages unacknowledged (redelivered after the visibility
+timeout) and their leases to expire within their TTL, and the redelivery takes the window over
+or finds it done. At a warm shutdown the runs still in flight are given
+``agentcron_shutdown_timeout`` seconds, then cancelled (their leases released, their messages
+not acknowledged: restored to the queue).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from celery.utils.saferepr import saferepr
+
+from agentcron.admission import admit, confirm_async
+from workers.children import ChildMode
+from workers.loop import LoopThread
+
+log = logging.getLogger("agentcron.claims")
+Answer = Callable[..., Any]
+
+
+class Claims:
+    """The main process's guard of sync runs (one event loop thread, one child mode)."""
+
+    def __init__(self, runtime_of: Callable[[], Any], summary: Callable[[Any], Any],
+                 requeue: Callable[..., None]) -> None:  # fmt: skip
+        self.runtime_of = runtime_of
+        self.summary = summary
+        self.requeue = requeue
+        self.stopping = False
+        self.started = 0
+        self.answered = 0
+        self._thread: LoopThread | None = None
+        self._mode: ChildMode | None = None
+        self._pool: Any = None
+        self._running: set[concurrent.futures.Future[Any]] = set()
+        self._late: list[tuple[Answer, Any, Any]] = []  # ended after the consumer's loop stopped
+
+    def serves(self, pool: Any) -> bool:
+        """Whether a request for ``pool`` is run here (a prefork pool, while not stopping)."""
+        return not self.stopping and _is_prefork(pool)
+
+    def submit(self, request: Any, pool: Any, answer: Answer) -> None:
+        """Run ``request``'s window (attempts in ``pool``'s children); answer Celery
+        (``answer``, its ``on_success``) on the consumer's loop."""
+        from kombu.asynchronous import get_event_loop
+
+        hub = get_event_loop()
+        if self._thread is None or self._pool is not pool:
+            self._start(pool, hub)
+        assert self._thread is not None
+        kwargs = dict(request.kwargs)
+        began = time.monotonic()
+        future = self._thread.submit(self._run(kwargs))
+        self._running.add(future)
+        self.started += 1
+
+        def ended(done: concurrent.futures.Future[Any]) -> None:  # on the loop thread
+            self._running.discard(done)
+            if done.cancelled():  # a shutdown: not acknowledged, restored to the queue
+                return
+            error = done.exception()
+            if error is not None:
+                log.error("run %s ended without a record (%s: %s); its lease expires within "
+                          "its TTL", request.id, type(error).__name__, error)  # fmt: skip
+                summary = {"state": None, "detail": f"not recorded: {type(error).__name__}"}
+            else:
+                summary = done.result()
+            retval = (0, saferepr(summary), time.monotonic() - began)
+            if self.stopping:  # the loop may not turn again: stop() answers it
+                self._late.append((answer, request, retval))
+            elif hub is not None:
+                hub.call_soon(self._answer, answer, request, retval)  # type: ignore[no-untyped-call]
+
+        future.add_done_callback(ended)
+        _give_back_slot(pool)
+
+    def _answer(self, answer: Answer, request: Any, retval: Any) -> None:
+        self.answered += 1
+        try:
+            answer(request, retval)
+        except Exception:
+            log.warning("acknowledging %s failed; it is redelivered after the visibility "
+                        "timeout and found recorded", request.id)  # fmt: skip
+
+    def _start(self, pool: Any, hub: Any) -> None:
+        if self._thread is None:
+            self._thread = LoopThread("agentcron-claims")
+            self._thread.start()
+        self._pool = pool
+        self._mode = ChildMode(pool, hub.call_soon, lambda: self.stopping)
+
+    async def _run(self, kwargs: dict[str, Any]) -> Any:
+        admitted = admit(kwargs, self.runtime_of, ask_ledger=False)
+        if admitted is not None:
+            admitted = await confirm_async(admitted)
+        if admitted is None:
+            return None
+        runtime, spec, message = admitted.parts()
+        assert self._mode is not None
+        outcome = await runtime.guard.run_in(spec, message, self._mode)
+        if outcome.requeue_after is not None:
+            await asyncio.to_thread(self.requeue, spec, message, outcome)
+        return self.summary(outcome)
+
+    def stop(self, timeout: float) -> None:
+        """At shutdown: wait up to ``timeout`` seconds for the runs in flight, then cancel the
+        rest (leases released, messages not acknowledged)."""
+        self.stopping = True
+        running = list(self._running)
+        if running:
+            log.info("waiting up to %gs for %d sync run(s) in flight", timeout, len(running))
+            concurrent.futures.wait(running, timeout)
+        for future in list(self._running):
+            future.cancel()
+        if self._thread is not None:
+            self._thread.stop()
+        late, self._late = self._late, []
+        for answer, request, retval in late:
+            self._answer(answer, request, retval)
+
+
+def _give_back_slot(pool: Any) -> None:
+    """Celery took one of the pool's ``-c`` slots for this request (the semaphore a prefork
+    worker acquires before ``execute_using_pool``, given back when a pool job returns); the
+    request holds none while the main process guards it, so the next reserved message is
+    claimed at once. The children's jobs give slots back as they return: the semaphore is
+    bounded by ``-c`` (kombu's ``LaxBoundedSemaphore``)."""
+    slots = getattr(getattr(pool, "_pool", None), "_putlock", None)
+    if slots is not None:
+        slots.release()
+
+
+def _is_prefork(pool: Any) -> bool:
+    from celery.concurrency.prefork import TaskPool
+
+    return isinstance(pool, TaskPool)
+
+
+CLAIMS: Claims | None = None  # set by workers.tasks when AGENTCRON_SYNC_CLAIM=main
