@@ -219,8 +219,9 @@ class ChildMode(AsyncMode):
             if entry.cancelled:
                 _signal(pid)
 
-        def failed(info: Any) -> None:
-            resolve(None, getattr(info, "exception", None) or RuntimeError(repr(info)))
+        def failed(info: Any) -> None:  # billiard's ExceptionInfo, around ExceptionWithTraceback
+            error = getattr(info, "exception", None) or RuntimeError(repr(info))
+            resolve(None, getattr(error, "exc", error))
 
         try:
             self.pool.apply_async(run_in_child, args=(call,), callback=lambda v: resolve(v, None),
