@@ -87,6 +87,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         if settings.sync_concurrency:
             config["worker_concurrency"] = settings.sync_concurrency
         config["worker_prefetch_multiplier"] = sync_prefetch(settings)
+        if claims_in_main(settings):  # the main process runs threads: a child forked from it
+            config["worker_pool_start_method"] = "spawn"  # could inherit a held lock
     return config
 
 

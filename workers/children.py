@@ -29,6 +29,7 @@ import os
 import pickle
 import signal
 import struct
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -48,15 +49,49 @@ from agentcron.spend.usage import ModelUsage
 log = logging.getLogger("agentcron.children")
 CANCEL_SIGNAL = signal.SIGUSR2
 _SLOTS = 4096
-_CANCELS = mmap.mmap(-1, 8 * _SLOTS)  # made before the pool forks: shared with every child
+_PAGE: list[mmap.mmap] = []
+
+
+def cancel_page_path(main_pid: int) -> str:
+    """The shared page where the main process ``main_pid`` marks the attempts to cancel (a
+    file in ``/dev/shm`` when there is one: children are spawned, not forked, so nothing is
+    inherited; see :mod:`workers.claims`)."""
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+    return os.path.join(base, f"agentcron-cancels-{main_pid}")
+
+
+def open_cancel_page(main_pid: int, create: bool) -> mmap.mmap | None:
+    """The page of ``main_pid`` (made, zeroed, by the main process; opened by a child)."""
+    if _PAGE:
+        return _PAGE[0]
+    path = cancel_page_path(main_pid)
+    try:
+        if create:
+            with open(path, "wb") as out:
+                out.write(bytes(8 * _SLOTS))
+        with open(path, "r+b") as shared:
+            page = mmap.mmap(shared.fileno(), 8 * _SLOTS)
+    except OSError:
+        return None
+    _PAGE.append(page)
+    return page
+
+
+def remove_cancel_page() -> None:
+    """The main process at shutdown: the page goes with it."""
+    with contextlib.suppress(OSError):
+        os.unlink(cancel_page_path(os.getpid()))
 
 
 def _mark_cancel(call_id: int) -> None:
-    struct.pack_into("q", _CANCELS, 8 * (call_id % _SLOTS), call_id)
+    page = open_cancel_page(os.getpid(), create=True)
+    if page is not None:
+        struct.pack_into("q", page, 8 * (call_id % _SLOTS), call_id)
 
 
 def _cancel_marked(call_id: int) -> bool:
-    return bool(struct.unpack_from("q", _CANCELS, 8 * (call_id % _SLOTS))[0] == call_id)
+    page = open_cancel_page(os.getppid(), create=False)  # in a child: its main process's page
+    return page is not None and struct.unpack_from("q", page, 8 * (call_id % _SLOTS))[0] == call_id
 
 
 @dataclass(frozen=True, slots=True)

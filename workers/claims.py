@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,7 +32,7 @@ from typing import Any
 from celery.utils.saferepr import saferepr
 
 from agentcron.admission import admit, confirm_async
-from workers.children import ChildMode
+from workers.children import ChildMode, open_cancel_page, remove_cancel_page
 from workers.loop import LoopThread
 
 log = logging.getLogger("agentcron.claims")
@@ -104,6 +105,7 @@ class Claims:
 
     def _start(self, pool: Any, hub: Any) -> None:
         if self._thread is None:
+            open_cancel_page(os.getpid(), create=True)  # before the first attempt is sent
             self._thread = LoopThread("agentcron-claims")
             self._thread.start()
         self._pool = pool
@@ -134,6 +136,7 @@ class Claims:
             future.cancel()
         if self._thread is not None:
             self._thread.stop()
+            remove_cancel_page()
         late, self._late = self._late, []
         for answer, request, retval in late:
             self._answer(answer, request, retval)

@@ -122,7 +122,7 @@ def worker(tmp_path: Path, redis_url: str, postgres_url: str) -> Iterator[Path]:
         assert proc.wait(60) == 0, log.read_text()[-3000:]
     text = log.read_text()  # the main process guarded every run; no child guarded one
     main = re.findall(r"MainProcess\] run statistics: runs=(\d+)", text)
-    children = re.findall(r"ForkPoolWorker-\d+\] run statistics: runs=(\d+)", text)
+    children = re.findall(r"(?:Fork|Spawn)PoolWorker-\d+\] run statistics: runs=(\d+)", text)
     assert len(main) == 1 and int(main[0]) >= 1, text[-3000:]
     assert children and all(runs == "0" for runs in children), text[-3000:]
 

@@ -39,6 +39,13 @@ def test_claims_in_the_main_process_reserve_eight_per_child_unless_told() -> Non
     assert celery_config(_settings(AGENTCRON_SYNC_CLAIM="child"))["worker_prefetch_multiplier"] == 1
 
 
+def test_claims_in_the_main_process_spawn_the_children() -> None:
+    """The main process runs threads (the claims loop, its I/O): a child forked from it, when one
+    is replaced, could inherit a lock another thread held."""
+    assert celery_config(_settings(AGENTCRON_SYNC_CLAIM="main"))["worker_pool_start_method"] == "spawn"
+    assert "worker_pool_start_method" not in celery_config(_settings())
+
+
 def test_a_bad_claim_setting_stops_the_worker_naming_it() -> None:
     with pytest.raises(SystemExit, match="AGENTCRON_SYNC_CLAIM must be main or child"):
         celery_config(_settings(AGENTCRON_SYNC_CLAIM="parent"))
