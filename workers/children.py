@@ -211,11 +211,13 @@ class ChildMode(AsyncMode):
     name = "child"
 
     def __init__(self, pool: Any, call_soon: Callable[..., Any],
-                 stopping: Callable[[], bool] = lambda: False) -> None:  # fmt: skip
+                 stopping: Callable[[], bool] = lambda: False,
+                 after_result: Callable[[], None] = lambda: None) -> None:  # fmt: skip
         super().__init__()
         self.pool = pool
         self.call_soon = call_soon  # the consumer loop's (kombu's hub): the pool is its
         self.stopping = stopping  # the worker is shutting down: no attempt is started
+        self.after_result = after_result  # called on the consumer's thread after each return
         self._ids = itertools.count(1)
         self._in_child: dict[int, _InChild] = {}
 
@@ -257,9 +259,14 @@ class ChildMode(AsyncMode):
         def failed(info: Any) -> None:  # billiard's ExceptionInfo, around ExceptionWithTraceback
             error = getattr(info, "exception", None) or RuntimeError(repr(info))
             resolve(None, getattr(error, "exc", error))
+            self.after_result()
+
+        def returned(value: Any) -> None:
+            resolve(value, None)
+            self.after_result()
 
         try:
-            self.pool.apply_async(run_in_child, args=(call,), callback=lambda v: resolve(v, None),
+            self.pool.apply_async(run_in_child, args=(call,), callback=returned,
                                   error_callback=failed, accept_callback=accepted,
                                   soft_timeout=None, timeout=None)  # fmt: skip
         except Exception as exc:

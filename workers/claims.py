@@ -25,6 +25,7 @@ import asyncio
 import concurrent.futures
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +37,8 @@ from workers.children import ChildMode, open_cancel_page, remove_cancel_page
 from workers.loop import LoopThread
 
 log = logging.getLogger("agentcron.claims")
+LATE_WAIT = 10.0
+"""At shutdown, how long the main thread waits for a returned run to be recorded."""
 Answer = Callable[..., Any]
 
 
@@ -55,6 +58,7 @@ class Claims:
         self._pool: Any = None
         self._running: set[concurrent.futures.Future[Any]] = set()
         self._late: list[tuple[Answer, Any, Any]] = []  # ended after the consumer's loop stopped
+        self._late_ready = threading.Condition()
 
     def serves(self, pool: Any) -> bool:
         """Whether a request for ``pool`` is run here (a prefork pool, while not stopping)."""
@@ -87,8 +91,10 @@ class Claims:
             else:
                 summary = done.result()
             retval = (0, saferepr(summary), time.monotonic() - began)
-            if self.stopping:  # the loop may not turn again: stop() answers it
-                self._late.append((answer, request, retval))
+            if self.stopping:  # the loop may not turn again: answered from the main thread
+                with self._late_ready:
+                    self._late.append((answer, request, retval))
+                    self._late_ready.notify_all()
             elif hub is not None:
                 hub.call_soon(self._answer, answer, request, retval)  # type: ignore[no-untyped-call]
 
@@ -109,7 +115,25 @@ class Claims:
             self._thread = LoopThread("agentcron-claims")
             self._thread.start()
         self._pool = pool
-        self._mode = ChildMode(pool, hub.call_soon, lambda: self.stopping)
+        self._mode = ChildMode(pool, hub.call_soon, lambda: self.stopping, self._after_result)
+
+    def _after_result(self) -> None:
+        """In the main thread, after a child returned: once Celery is stopping the worker (it
+        waits for the pool's jobs, its loop may not turn again), wait for that run to be
+        recorded and acknowledge it here, before the consumer gives its messages back."""
+        if not self.stopping:
+            return
+        deadline = time.monotonic() + LATE_WAIT
+        with self._late_ready:
+            while not self._late and time.monotonic() < deadline:
+                self._late_ready.wait(deadline - time.monotonic())
+        self._answer_late()
+
+    def _answer_late(self) -> None:
+        with self._late_ready:
+            late, self._late = self._late, []
+        for answer, request, retval in late:
+            self._answer(answer, request, retval)
 
     async def _run(self, kwargs: dict[str, Any]) -> Any:
         admitted = admit(kwargs, self.runtime_of, ask_ledger=False)
@@ -137,9 +161,7 @@ class Claims:
         if self._thread is not None:
             self._thread.stop()
             remove_cancel_page()
-        late, self._late = self._late, []
-        for answer, request, retval in late:
-            self._answer(answer, request, retval)
+        self._answer_late()
 
 
 def _give_back_slot(pool: Any) -> None:
