@@ -212,4 +212,7 @@ def _targets(by_name: dict[str, System], quick: bool, plan: Plan) -> list[Target
     note = quick_note(quick, plan.agent_runs, 1000)
     compare("sync-agent50-vs-celery", "agentcron guarded 50 ms agent, -c 2",
             "plain Celery 50 ms agent, -c 2", 0.95, "plain Celery")  # fmt: skip
+    compare("sync-agent50-claim-main-vs-celery",  # the opt-in path, not the default
+            "  the same, main process guards (CLAIM=main), 50 ms, -c 2",
+            "plain Celery 50 ms agent, -c 2", 0.95, "plain Celery")  # fmt: skip
     return found

@@ -61,8 +61,12 @@ class Claims:
         self._late_ready = threading.Condition()
 
     def serves(self, pool: Any) -> bool:
-        """Whether a request for ``pool`` is run here (a prefork pool, while not stopping)."""
-        return not self.stopping and _is_prefork(pool)
+        """Whether a request for ``pool`` is run here: a prefork pool on the consumer's event
+        loop, while the worker is not stopping."""
+        from kombu.asynchronous import get_event_loop
+
+        # without the consumer's event loop (the embedded SQL broker polls): as without claims
+        return not self.stopping and _is_prefork(pool) and get_event_loop() is not None
 
     def submit(self, request: Any, pool: Any, answer: Answer) -> None:
         """Run ``request``'s window (attempts in ``pool``'s children); answer Celery
