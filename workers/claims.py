@@ -35,6 +35,7 @@ from celery.utils.saferepr import saferepr
 from agentcron.admission import admit, confirm_async
 from workers.children import ChildMode, open_cancel_page, remove_cancel_page
 from workers.loop import LoopThread
+from workers.settle import acknowledge, not_recorded
 
 log = logging.getLogger("agentcron.claims")
 LATE_WAIT = 10.0
@@ -51,8 +52,6 @@ class Claims:
         self.summary = summary
         self.requeue = requeue
         self.stopping = False
-        self.started = 0
-        self.answered = 0
         self._thread: LoopThread | None = None
         self._mode: ChildMode | None = None
         self._pool: Any = None
@@ -81,7 +80,6 @@ class Claims:
         began = time.monotonic()
         future = self._thread.submit(self._run(kwargs))
         self._running.add(future)
-        self.started += 1
 
         def ended(done: concurrent.futures.Future[Any]) -> None:  # on the loop thread
             self._running.discard(done)
@@ -91,7 +89,7 @@ class Claims:
             if error is not None:
                 log.error("run %s ended without a record (%s: %s); its lease expires within "
                           "its TTL", request.id, type(error).__name__, error)  # fmt: skip
-                summary = {"state": None, "detail": f"not recorded: {type(error).__name__}"}
+                summary = not_recorded(error)
             else:
                 summary = done.result()
             retval = (0, saferepr(summary), time.monotonic() - began)
@@ -105,13 +103,9 @@ class Claims:
         future.add_done_callback(ended)
         _give_back_slot(pool)
 
-    def _answer(self, answer: Answer, request: Any, retval: Any) -> None:
-        self.answered += 1
-        try:
-            answer(request, retval)
-        except Exception:
-            log.warning("acknowledging %s failed; it is redelivered after the visibility "
-                        "timeout and found recorded", request.id)  # fmt: skip
+    @staticmethod
+    def _answer(answer: Answer, request: Any, retval: Any) -> None:
+        acknowledge(answer, request, retval, quietly=True)
 
     def _start(self, pool: Any, hub: Any) -> None:
         if self._thread is None:

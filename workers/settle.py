@@ -156,8 +156,7 @@ class Settler:
         except Exception as exc:  # the ledger stayed unreachable: the rows stay active
             log.exception("settling %d run(s) failed; their leases expire within their TTL",
                           len(batch))  # fmt: skip
-            summaries = [{"state": None, "detail": f"not recorded: {type(exc).__name__}"}] * len(
-                batch)
+            summaries = [not_recorded(exc)] * len(batch)
         self.batches += 1
         self.settled += len(batch)
         return list(zip(batch, summaries, strict=True))
@@ -166,13 +165,25 @@ class Settler:
 def _answer_all(answers: list[tuple[_Returned, Any]], quietly: bool = False) -> None:
     """Celery's ``on_success`` for each settled run: the acknowledgement."""
     for returned, summary in answers:
-        try:
-            returned.answer(returned.request, (0, saferepr(summary), returned.runtime))
-        except Exception:
-            if not quietly:
-                raise
-            log.warning("acknowledging %s at shutdown failed; it is redelivered after the "
-                        "visibility timeout and found recorded", returned.request.id)  # fmt: skip
+        acknowledge(returned.answer, returned.request,
+                    (0, saferepr(summary), returned.runtime), quietly)  # fmt: skip
+
+
+def acknowledge(answer: Answer, request: Request, retval: Any, quietly: bool) -> None:
+    """Celery's ``on_success`` (``answer``) for a run the main process recorded; ``quietly``: a
+    failure (the worker is stopping) is a warning, the message comes back and is found done."""
+    try:
+        answer(request, retval)
+    except Exception:
+        if not quietly:
+            raise
+        log.warning("acknowledging %s failed; it is redelivered after the visibility timeout "
+                    "and found recorded", request.id)  # fmt: skip
+
+
+def not_recorded(exc: BaseException) -> dict[str, Any]:
+    """The summary Celery is answered with for a run whose record the ledger refused."""
+    return {"state": None, "detail": f"not recorded: {type(exc).__name__}"}
 
 
 def _shutting_down() -> bool:

@@ -53,9 +53,7 @@ def worker_runtime() -> Runtime:
 def settles_in_main() -> bool:
     """``AGENTCRON_SYNC_SETTLE=main``: prefork children leave their runs' completions and lease
     releases to the main process (:mod:`workers.settle`); ``child`` (default): they write them."""
-    from workers.app import settings
-
-    return settings.extra.get("AGENTCRON_SYNC_SETTLE", "child") == "main"
+    return worker_settings.extra.get("AGENTCRON_SYNC_SETTLE", "child") == "main"
 
 
 def prepare(kwargs: dict[str, Any]) -> tuple[Runtime, JobSpec, RunMessage] | None:
