@@ -15,7 +15,9 @@ cancellation (a lost lease, ``cancel_other``, a hard budget) sets ``ctx.cancel_r
 the child: the main process marks the attempt in a shared page and sends ``SIGUSR2``; the child
 honours the signal only for the attempt marked (a signal that arrives after the attempt ended
 finds another number there). A child that dies mid-attempt fails that attempt
-(``WorkerLostError``): it is retried within the window like any failure.
+(:class:`~agentcron.guard.modes.WorkerLost`): it is retried within the window like any failure,
+and a run whose last attempt ended so is recorded ``worker lost N times``, as a window
+redelivered after its workers were lost is on the default path.
 """
 
 from __future__ import annotations
@@ -30,18 +32,24 @@ import pickle
 import signal
 import struct
 import tempfile
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from billiard.exceptions import WorkerLostError
+from sqlalchemy.exc import OperationalError
+
 from agentcron.agents import Agent
 from agentcron.context import RunCancelled, RunContext
 from agentcron.errors import ConfigError
-from agentcron.guard.modes import AsyncMode, RunTimedOut, call_agent
+from agentcron.guard.modes import AsyncMode, RunTimedOut, WorkerLost, call_agent
+from agentcron.jobs import JobSpec
 from agentcron.limits.gate import RunLimits
 from agentcron.reports.content import PendingReport
 from agentcron.runlog import captured_lines
+from agentcron.runtime import Runtime, SpecLoader, dynamic_specs, file_specs
 from agentcron.secrets import resolve_config, scrub
 from agentcron.settings import read_environment
 from agentcron.spend.usage import ModelUsage
@@ -124,6 +132,22 @@ class ChildResult:
 _CURRENT: list[tuple[int, RunContext] | None] = [None]
 
 
+def executor_loaders() -> tuple[SpecLoader, ...]:
+    """A child's spec loaders: the schedule file's, then the ledger's table unless the database
+    is down (the main process has claimed the run; the child only needs its agent and config,
+    and a file job's attempt must not fail on a ledger outage)."""
+
+    def table_unless_down(runtime: Runtime) -> list[JobSpec]:
+        try:
+            return dynamic_specs(runtime)
+        except OperationalError as exc:
+            log.warning("the ledger's jobs were not read (%s); the schedule file's are used",
+                        type(exc).__name__)  # fmt: skip
+            return []
+
+    return (file_specs, table_unless_down)
+
+
 def _on_cancel_signal(signum: int, frame: Any) -> None:
     current = _CURRENT[0]
     if current is not None and _cancel_marked(current[0]):
@@ -199,10 +223,11 @@ def agent_failure(name: str, text: str) -> Exception:
 
 
 class _InChild:
-    __slots__ = ("call_id", "cancelled", "pid")
+    __slots__ = ("call_id", "cancelled", "ended", "pid", "terminated")
 
     def __init__(self, call_id: int) -> None:
         self.call_id, self.pid, self.cancelled = call_id, 0, False
+        self.terminated = self.ended = False
 
 
 class ChildMode(AsyncMode):
@@ -220,6 +245,7 @@ class ChildMode(AsyncMode):
         self.after_result = after_result  # called on the consumer's thread after each return
         self._ids = itertools.count(1)
         self._in_child: dict[int, _InChild] = {}
+        self._lost: dict[int, tuple[weakref.ref[RunContext], int]] = {}  # run -> children lost
 
     async def invoke(self, agent: Agent, ctx: RunContext, limit: float | None) -> Any:
         call = ChildCall(next(self._ids), ctx.job, ctx.window_key, ctx.window_start, ctx.slot,
@@ -240,12 +266,24 @@ class ChildMode(AsyncMode):
         self.call_soon(self._apply, call, entry, resolve)
         try:
             ended = await done
-        except asyncio.CancelledError:
-            self._cancel(entry)  # a shutdown or revoke in the main process
+        except asyncio.CancelledError:  # a shutdown or Celery's cancel: the attempt is stopped
+            self._cancel(entry)
+            self._terminate(entry)
             raise
+        except WorkerLostError as exc:
+            raise WorkerLost(self._count_lost(ctx)) from exc
         finally:
             self._in_child.pop(id(ctx), None)
         return _merged(ctx, ended)
+
+    def _count_lost(self, ctx: RunContext) -> int:
+        """How many of ``ctx``'s run's attempts lost their child, this one included."""
+        key = id(ctx)
+        ref, times = self._lost.get(key, (None, 0))
+        if ref is None:  # forgotten with the run's context
+            ref = weakref.ref(ctx, lambda _: self._lost.pop(key, None))
+        self._lost[key] = (ref, times + 1)
+        return times + 1
 
     def _apply(self, call: ChildCall, entry: _InChild,
                resolve: Callable[[Any, BaseException | None], None]) -> None:  # fmt: skip
@@ -253,15 +291,20 @@ class ChildMode(AsyncMode):
 
         def accepted(pid: int, *_: Any) -> None:
             entry.pid = pid
-            if entry.cancelled:
+            if entry.terminated:
+                self._terminate(entry)
+            elif entry.cancelled:
                 _signal(pid)
 
         def failed(info: Any) -> None:  # billiard's ExceptionInfo, around ExceptionWithTraceback
+            entry.ended = True
             error = getattr(info, "exception", None) or RuntimeError(repr(info))
             resolve(None, getattr(error, "exc", error))
-            self.after_result()
+            if not entry.terminated:  # a terminated attempt's run was cancelled: no record
+                self.after_result()
 
         def returned(value: Any) -> None:
+            entry.ended = True
             resolve(value, None)
             self.after_result()
 
@@ -277,6 +320,14 @@ class ChildMode(AsyncMode):
         entry = self._in_child.get(id(ctx))
         if entry is not None:
             self._cancel(entry)
+
+    def _terminate(self, entry: _InChild) -> None:
+        """Stop the attempt's child (``SIGTERM``, as Celery terminates a task's child); the
+        pool replaces it. Once the attempt has returned, its child runs another: left alone."""
+        entry.terminated = True
+        if entry.pid and not entry.ended:
+            with contextlib.suppress(Exception):
+                self.pool.terminate_job(entry.pid, signal.SIGTERM)
 
     @staticmethod
     def _cancel(entry: _InChild) -> None:

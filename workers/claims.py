@@ -56,6 +56,7 @@ class Claims:
         self._mode: ChildMode | None = None
         self._pool: Any = None
         self._running: set[concurrent.futures.Future[Any]] = set()
+        self._by_request: dict[str, concurrent.futures.Future[Any]] = {}
         self._late: list[tuple[Answer, Any, Any]] = []  # ended after the consumer's loop stopped
         self._late_ready = threading.Condition()
 
@@ -78,11 +79,16 @@ class Claims:
         assert self._thread is not None
         kwargs = dict(request.kwargs)
         began = time.monotonic()
+        # active in Celery's eyes (inspect, Flower; cancelled at a cold shutdown or a lost
+        # connection: :meth:`cancel`), run by this process
+        request.on_accepted(os.getpid(), began)
         future = self._thread.submit(self._run(kwargs))
         self._running.add(future)
+        self._by_request[request.id] = future
 
         def ended(done: concurrent.futures.Future[Any]) -> None:  # on the loop thread
             self._running.discard(done)
+            self._by_request.pop(request.id, None)
             if done.cancelled():  # a shutdown: not acknowledged, restored to the queue
                 return
             error = done.exception()
@@ -102,6 +108,13 @@ class Claims:
 
         future.add_done_callback(ended)
         _give_back_slot(pool)
+
+    def cancel(self, request_id: str) -> None:
+        """Celery cancels the request (a cold shutdown, a lost broker connection): its run ends
+        unrecorded, the attempt in a child terminated, the message not acknowledged."""
+        future = self._by_request.get(request_id)
+        if future is not None:
+            future.cancel()
 
     @staticmethod
     def _answer(answer: Answer, request: Any, retval: Any) -> None:

@@ -220,6 +220,15 @@ class SettlingRequest(Request):  # type: ignore[misc]
         """Celery's ``on_success``, or settle a deferred run first."""
         return _settling(Request.on_success)(self, failed__retval__runtime, **kwargs)
 
+    def cancel(self, pool: Any, signal: Any = None, emit_retry: bool = True) -> None:
+        """Celery's cancel (a cold shutdown, a lost broker connection); a run the main process
+        guards (:mod:`workers.claims`) is cancelled there, its child's attempt terminated."""
+        from workers import claims
+
+        super().cancel(pool, signal, emit_retry=emit_retry)
+        if claims.CLAIMS is not None:
+            claims.CLAIMS.cancel(self.id)
+
 
 def _claiming(execute: Answer, answer: Answer | None) -> Answer:
     """``execute_using_pool``, or (``AGENTCRON_SYNC_CLAIM=main``) the main process's guard."""

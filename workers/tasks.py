@@ -21,6 +21,7 @@ from agentcron.signing import signed_kwargs
 from workers import claims, settle
 from workers.app import app, claims_in_main
 from workers.app import settings as worker_settings
+from workers.children import executor_loaders
 from workers.pool import defer
 
 if TYPE_CHECKING:
@@ -42,7 +43,8 @@ def worker_runtime() -> Runtime:
 
     with _LOCK:
         if "runtime" not in _BUILT:
-            runtime = Runtime(Settings.from_env(), timeout_errors=(SoftTimeLimitExceeded,))
+            runtime = Runtime(Settings.from_env(), timeout_errors=(SoftTimeLimitExceeded,),
+                              **_CHILD.get("runtime_options", {}))  # fmt: skip
             set_runtime(runtime)
             install_metrics(runtime.guard, runtime.ledger)  # run metrics, pings, failure alerts
             runtime.guard.defer_settlement = bool(_CHILD.get("defer")) and settles_in_main()
@@ -129,6 +131,12 @@ def _after_fork(**_: Any) -> None:
     reset_runtime()
     _CHILD["defer"] = True  # this child executes; the main process records (workers.settle)
     settle.install_in_child(app.tasks[SYNC_TASK])
+    if claims_in_main(worker_settings):  # its jobs' specs read now, not when a store is down
+        _CHILD["runtime_options"] = {"loaders": executor_loaders()}
+        try:
+            worker_runtime()
+        except Exception as exc:  # the first attempt sent here tries again
+            log.warning("runtime not ready at start (%s: %s)", type(exc).__name__, exc)
 
 
 @signals.worker_shutting_down.connect  # type: ignore[untyped-decorator]

@@ -19,7 +19,7 @@ from agentcron.backoff import backoff_delay
 from agentcron.clock import Clock
 from agentcron.context import RunCancelled, RunContext
 from agentcron.errors import ConfigError
-from agentcron.guard.modes import Mode, RunTimedOut
+from agentcron.guard.modes import Mode, RunTimedOut, WorkerLost
 from agentcron.guard.outcome import Outcome, RunReport, Settlement, duplicate
 from agentcron.jobs import JobSpec
 from agentcron.leases.base import Lease, LeaseStore
@@ -110,6 +110,8 @@ class Attempts:
                 return await finish(RunState.TIMEOUT, None, str(failure), "Timeout")
             if isinstance(failure, RunCancelled):
                 return await finish(RunState.CANCELLED, None, str(failure), "Cancelled")
+            if isinstance(failure, WorkerLost):  # recorded as a window redelivered after losses
+                return await finish(RunState.FAILED, None, str(failure), "WorkerLost")
             error = f"{type(failure).__name__}: {failure}"  # the agent's failure, recorded
             return await finish(RunState.FAILED, None, error, type(failure).__name__)
 

@@ -32,6 +32,15 @@ class RunTimedOut(Exception):
     """The run exceeded its job's timeout."""
 
 
+class WorkerLost(Exception):
+    """The process running an attempt died in it (a prefork child killed mid-attempt); the text
+    counts the attempts of the run that ended so, as a redelivered window's record does."""
+
+    def __init__(self, times: int) -> None:
+        super().__init__(f"worker lost {times} times")
+        self.times = times
+
+
 class _SyncTimeLimit(BaseException):
     """Raised inside a sync agent by the interval timer (a BaseException, so that an agent's
     ``except Exception`` does not swallow it)."""

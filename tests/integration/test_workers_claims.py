@@ -11,6 +11,7 @@ in the child, and a cancellation reaches the agent in the child.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import textwrap
@@ -62,6 +63,15 @@ def slow(ctx):
     store().rpush("claims-effects:" + ctx.window_key, ctx.attempt)
     time.sleep(30)
 
+def doomed(ctx):
+    store().rpush("claims-effects:" + ctx.window_key, ctx.attempt)
+    os._exit(3)  # every attempt's child dies
+
+def sleepy(ctx):
+    store().rpush("claims-started:" + ctx.window_key, os.getpid())
+    time.sleep(30)
+    store().rpush("claims-effects:" + ctx.window_key, ctx.attempt)
+
 def patient(ctx):
     store().rpush("claims-started:" + ctx.window_key, os.getpid())
     deadline = time.monotonic() + 30
@@ -81,6 +91,9 @@ JOBS = [
         backoff_base=0.1, backoff_cap=0.2),
     Job("claimed_slow", agent="claims_agents:slow", schedule="@yearly", timeout=1),
     Job("claimed_patient", agent="claims_agents:patient", schedule="@yearly"),
+    Job("claimed_doomed", agent="claims_agents:doomed", schedule="@yearly", max_retries=2,
+        backoff_base=0.1, backoff_cap=0.2),
+    Job("claimed_sleepy", agent="claims_agents:sleepy", schedule="@yearly"),
 ]
 '''
 START = datetime(2026, 2, 1, tzinfo=UTC)
@@ -104,15 +117,19 @@ def ledger(postgres_url: str) -> Iterator[Ledger]:
     ledger.close()
 
 
-@pytest.fixture
-def worker(tmp_path: Path, redis_url: str, postgres_url: str) -> Iterator[Path]:
+def claims_env(tmp_path: Path, redis_url: str, postgres_url: str) -> dict[str, str]:
     (tmp_path / "claims_agents.py").write_text(textwrap.dedent(AGENTS))
     (tmp_path / "beat_schedule.py").write_text(textwrap.dedent(SCHEDULE))
     use_broker(redis_url)
-    env = worker_env(AGENTCRON_DATABASE_URL=postgres_url,
-                     AGENTCRON_SCHEDULE_PATH=str(tmp_path / "beat_schedule.py"),
-                     AGENTCRON_DATA_DIR=str(tmp_path / "data"),
-                     AGENTCRON_SYNC_CLAIM="main")  # fmt: skip
+    return worker_env(AGENTCRON_DATABASE_URL=postgres_url,
+                      AGENTCRON_SCHEDULE_PATH=str(tmp_path / "beat_schedule.py"),
+                      AGENTCRON_DATA_DIR=str(tmp_path / "data"),
+                      AGENTCRON_SYNC_CLAIM="main")  # fmt: skip
+
+
+@pytest.fixture
+def worker(tmp_path: Path, redis_url: str, postgres_url: str) -> Iterator[Path]:
+    env = claims_env(tmp_path, redis_url, postgres_url)
     log = tmp_path / "sync.log"
     with celery_worker("-Q", "agentcron.sync", "-c", "2", "-n", "claims@e2e", env=env,
                        log=log) as proc:  # fmt: skip
@@ -205,3 +222,46 @@ def test_a_cancellation_reaches_the_agent_in_its_child(
     wait_for(lambda: redis_client.llen(f"claims-cancelled:{msg.window_key}"), timeout=20,
              what="the agent saw the cancellation")  # fmt: skip
     assert redis_client.lrange(f"claims-cancelled:{msg.window_key}", 0, -1) == [b"True"]
+
+
+def test_a_run_whose_children_all_die_is_recorded_as_workers_lost(
+    worker: Path, redis_client: Any, ledger: Ledger
+) -> None:
+    msg = message("claimed_doomed", 0)
+    send(ledger, [msg])
+    wait_for(lambda: _state(ledger, msg) is RunState.FAILED, timeout=60, what="failed")
+    record = ledger.get(msg.job, msg.window_start)
+    assert record is not None and record.error_type == "WorkerLost"
+    assert record.error_message == "worker lost 2 times"  # as on the default path
+    assert redis_client.lrange(f"claims-effects:{msg.window_key}", 0, -1) == [b"1", b"2"]
+
+
+def test_a_cold_shutdown_terminates_the_attempt_in_its_child(
+    tmp_path: Path, redis_url: str, postgres_url: str, redis_client: Any, ledger: Ledger
+) -> None:
+    """Celery cancels its active requests (``SIGQUIT``): the child running the attempt is
+    terminated, the run is not recorded as ended and its message is not acknowledged."""
+    env = claims_env(tmp_path, redis_url, postgres_url)
+    log = tmp_path / "cold.log"
+    msg = message("claimed_sleepy", 0)
+    with celery_worker("-Q", "agentcron.sync", "-c", "1", "-n", "cold@e2e", env=env,
+                       log=log) as proc:  # fmt: skip
+        wait_ready("cold@e2e")
+        send(ledger, [msg])
+        wait_for(lambda: redis_client.llen(f"claims-started:{msg.window_key}"), timeout=30,
+                 what="the sleepy agent started")  # fmt: skip
+        child = int(redis_client.lindex(f"claims-started:{msg.window_key}", 0))
+        proc.send_signal(signal.SIGQUIT)
+        proc.wait(20)
+    wait_for(lambda: not _alive(child), timeout=10, what="the child to be gone")
+    assert not redis_client.llen(f"claims-effects:{msg.window_key}"), log.read_text()[-3000:]
+    assert _state(ledger, msg) is RunState.RUNNING  # left for a redelivery to take over
+    assert redis_client.hlen("unacked") + redis_client.llen("agentcron.sync") == 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
