@@ -7,7 +7,8 @@ with :class:`workers.children.ChildMode`), so the claims, lease acquires, comple
 releases of all the runs in flight go out in batches, as in the asyncio worker, and only the
 agent calls go to the children. When the run has ended (recorded, or a duplicate, or refused) the
 consumer's loop acknowledges the message and sends Celery's *task-succeeded* event with the
-run's summary, as for any task.
+run's summary, as for any task (posted to that loop through :class:`workers.mailbox.HubMailbox`,
+so that the acknowledgement is not left waiting for the loop's next poll).
 
 The worker reserves ``-c`` x ``AGENTCRON_SYNC_PREFETCH`` messages (8 unless set): with claims in
 the main process a reserved message is claimed at once, and its run waits for a free child
@@ -35,6 +36,7 @@ from celery.utils.saferepr import saferepr
 from agentcron.admission import admit, confirm_async
 from workers.children import ChildMode, open_cancel_page, remove_cancel_page
 from workers.loop import LoopThread
+from workers.mailbox import HubMailbox
 from workers.settle import acknowledge, not_recorded
 
 log = logging.getLogger("agentcron.claims")
@@ -55,6 +57,7 @@ class Claims:
         self._thread: LoopThread | None = None
         self._mode: ChildMode | None = None
         self._pool: Any = None
+        self._mailbox: HubMailbox | None = None  # to the consumer's loop (answers, attempts)
         self._running: set[concurrent.futures.Future[Any]] = set()
         self._by_request: dict[str, concurrent.futures.Future[Any]] = {}
         self._late: list[tuple[Answer, Any, Any]] = []  # ended after the consumer's loop stopped
@@ -74,7 +77,8 @@ class Claims:
         from kombu.asynchronous import get_event_loop
 
         hub = get_event_loop()
-        if self._thread is None or self._pool is not pool:
+        if (self._thread is None or self._pool is not pool or self._mailbox is None
+                or self._mailbox.hub is not hub):
             self._start(pool, hub)
         assert self._thread is not None
         kwargs = dict(request.kwargs)
@@ -103,8 +107,8 @@ class Claims:
                 with self._late_ready:
                     self._late.append((answer, request, retval))
                     self._late_ready.notify_all()
-            elif hub is not None:
-                hub.call_soon(self._answer, answer, request, retval)  # type: ignore[no-untyped-call]
+            elif self._mailbox is not None:
+                self._mailbox.post(self._answer, answer, request, retval)
 
         future.add_done_callback(ended)
         _give_back_slot(pool)
@@ -126,7 +130,9 @@ class Claims:
             self._thread = LoopThread("agentcron-claims")
             self._thread.start()
         self._pool = pool
-        self._mode = ChildMode(pool, hub.call_soon, lambda: self.stopping, self._after_result)
+        if self._mailbox is None or self._mailbox.hub is not hub:
+            self._mailbox = HubMailbox(hub)
+        self._mode = ChildMode(pool, self._mailbox.post, lambda: self.stopping, self._after_result)
 
     def _after_result(self) -> None:
         """In the main thread, after a child returned: once Celery is stopping the worker (it

@@ -10,12 +10,13 @@ then acknowledges the message and sends Celery's *task-succeeded* event. The def
 (``child``) keeps every write in the child: measured at prefetch multiplier 1, settling in the
 main process serialises what two children did in parallel and is slower (bench/RESULTS.md).
 With ``AGENTCRON_SYNC_PREFETCH`` above 1 (opt-in) the runs are recorded on one settling thread,
-whatever has queued up in one batch, and answered back on the consumer's loop (kombu's
-``Hub.call_soon``), so a child takes its next reserved message while its last run is recorded;
+whatever has queued up in one batch, and answered back on the consumer's loop
+(:class:`workers.mailbox.HubMailbox`), so a child takes its next reserved message while its
+last run is recorded;
 once Celery is stopping the worker (its loop may not turn again) the thread is drained and
 the runs are answered from the main thread. A reserved message waits behind the running one
 and dies with its worker (back after the visibility timeout, not the lease TTL). Claiming
-in the main process ahead of the children is the part of issue 18 not done.
+in the main process ahead of the children is :mod:`workers.claims` (``AGENTCRON_SYNC_CLAIM``).
 
 The hook is Celery's own: the task's ``Request`` class (:class:`SettlingRequest`). Celery builds
 a subclass of it per task (``create_request_cls``) whose ``on_success`` acknowledges; ours wraps
@@ -46,6 +47,7 @@ from celery.worker.request import Request
 
 from agentcron.guard import Outcome
 from agentcron.messages import RunMessage
+from workers.mailbox import HubMailbox
 
 log = logging.getLogger("agentcron.settle")
 SETTLE_BATCH = 500
@@ -76,7 +78,7 @@ class _Returned:
 class Settler:
     """Records the runs prefork children returned: on the consumer's loop, or (``threaded``)
     on one settling thread that records whatever has queued up in one batch and answers
-    Celery back on the consumer's loop (kombu's ``Hub.call_soon`` wakes the loop)."""
+    Celery back on the consumer's loop (:class:`workers.mailbox.HubMailbox`)."""
 
     def __init__(self, runtime_of: Callable[[], Any], summary: Callable[[Outcome], Any]) -> None:
         self.runtime_of = runtime_of
@@ -85,7 +87,8 @@ class Settler:
         self.settled = 0
         self.thread_batches = 0  # of the batches, those recorded on the settling thread
         self.threaded = False  # set by workers.tasks when the worker prefetches beyond -c
-        self._queue: queue.SimpleQueue[tuple[_Returned, Any] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[_Returned, HubMailbox] | None] = queue.SimpleQueue()
+        self._mailbox: HubMailbox | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._lock = threading.Lock()
@@ -106,7 +109,9 @@ class Settler:
             self._thread = threading.Thread(target=self._drain, name="agentcron-settler",
                                             daemon=True)  # fmt: skip
             self._thread.start()
-        self._queue.put((returned, hub))
+        if self._mailbox is None or self._mailbox.hub is not hub:
+            self._mailbox = HubMailbox(hub)  # answers go back to the loop as poll events
+        self._queue.put((returned, self._mailbox))
 
     def stop(self, timeout: float = 30.0) -> None:
         """Record what is queued, answer it from this thread, and end the settling thread
@@ -137,7 +142,7 @@ class Settler:
                     if held:
                         self._unanswered += answers  # stop() answers them, in the main thread
                 if not held:
-                    runs[0][1].call_soon(_answer_all, answers)
+                    runs[0][1].post(_answer_all, answers)
             if len(runs) < len(batch):
                 return
 

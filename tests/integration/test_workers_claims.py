@@ -90,7 +90,7 @@ JOBS = [
     Job("claimed_flaky", agent="claims_agents:flaky", schedule="@yearly", max_retries=3,
         backoff_base=0.1, backoff_cap=0.2),
     Job("claimed_slow", agent="claims_agents:slow", schedule="@yearly", timeout=1),
-    Job("claimed_patient", agent="claims_agents:patient", schedule="@yearly"),
+    Job("claimed_patient", agent="claims_agents:patient", schedule="@yearly", lease_ttl=3),
     Job("claimed_doomed", agent="claims_agents:doomed", schedule="@yearly", max_retries=2,
         backoff_base=0.1, backoff_cap=0.2),
     Job("claimed_sleepy", agent="claims_agents:sleepy", schedule="@yearly"),
