@@ -52,7 +52,7 @@ class System:
     agent: bool = False
     guarded: bool = False
     settle_in_main: bool = False  # AGENTCRON_SYNC_SETTLE=main: the main process records runs
-    prefetch: int = 1  # AGENTCRON_SYNC_PREFETCH (with settle_in_main: the settling thread)
+    prefetch: int = 0  # AGENTCRON_SYNC_PREFETCH when set (0: the worker's default)
     claim: str = ""  # AGENTCRON_SYNC_CLAIM (main: the main process guards, children execute)
     rates: list[float] = field(default_factory=list)
     cpu: dict[str, float] = field(default_factory=dict)
@@ -97,6 +97,8 @@ def systems() -> list[System]:
     for c in (2, 4):
         found.append(System(f"  the same, main process guards (CLAIM=main), -c {c}", c,
                             "agentcron.sync", guarded("bench_noop"), guarded=True, claim="main"))
+    found.append(System("  the same, CLAIM=main + PREFETCH=1, -c 2", 2, "agentcron.sync",
+                        guarded("bench_noop"), guarded=True, claim="main", prefetch=1))
     found.append(System("  the same, main process records (SETTLE=main), -c 2", 2,
                         "agentcron.sync", guarded("bench_noop"), guarded=True,
                         settle_in_main=True))
@@ -109,6 +111,9 @@ def systems() -> list[System]:
               System("  the same, main process guards (CLAIM=main), 50 ms, -c 2", 2,
                      "agentcron.sync", guarded("bench_agent50"), agent=True, guarded=True,
                      claim="main"),
+              System("  the same, CLAIM=main + PREFETCH=1, 50 ms, -c 2", 2, "agentcron.sync",
+                     guarded("bench_agent50"), agent=True, guarded=True, claim="main",
+                     prefetch=1),
               System("  the same, main process records (SETTLE=main), 50 ms, -c 2", 2,
                      "agentcron.sync", guarded("bench_agent50"), agent=True, guarded=True,
                      settle_in_main=True),
@@ -144,7 +149,7 @@ def run(quick: bool, section: Section) -> None:
                 env["AGENTCRON_SYNC_SETTLE"] = "main"
             if system.claim:
                 env["AGENTCRON_SYNC_CLAIM"] = system.claim
-            if system.prefetch > 1:
+            if system.prefetch:
                 env["AGENTCRON_SYNC_PREFETCH"] = str(system.prefetch)
             trial: dict[str, float] = {}
             system.rates += aa.measure(system.argv(), env, system.enqueue, runs, 1, cpu=trial)
@@ -214,5 +219,8 @@ def _targets(by_name: dict[str, System], quick: bool, plan: Plan) -> list[Target
             "plain Celery 50 ms agent, -c 2", 0.95, "plain Celery")  # fmt: skip
     compare("sync-agent50-claim-main-vs-celery",  # the opt-in path, not the default
             "  the same, main process guards (CLAIM=main), 50 ms, -c 2",
+            "plain Celery 50 ms agent, -c 2", 0.95, "plain Celery")  # fmt: skip
+    compare("sync-agent50-claim-main-prefetch1-vs-celery",  # the opt-in path, every fault passed
+            "  the same, CLAIM=main + PREFETCH=1, 50 ms, -c 2",
             "plain Celery 50 ms agent, -c 2", 0.95, "plain Celery")  # fmt: skip
     return found
