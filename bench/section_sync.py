@@ -97,8 +97,8 @@ def systems() -> list[System]:
     for c in (2, 4):
         found.append(System(f"  the same, main process guards (CLAIM=main), -c {c}", c,
                             "agentcron.sync", guarded("bench_noop"), guarded=True, claim="main"))
-    found.append(System("  the same, CLAIM=main + PREFETCH=1, -c 2", 2, "agentcron.sync",
-                        guarded("bench_noop"), guarded=True, claim="main", prefetch=1))
+    found.append(System("  the same, CLAIM=main + PREFETCH=8, -c 2", 2, "agentcron.sync",
+                        guarded("bench_noop"), guarded=True, claim="main", prefetch=8))
     found.append(System("  the same, main process records (SETTLE=main), -c 2", 2,
                         "agentcron.sync", guarded("bench_noop"), guarded=True,
                         settle_in_main=True))
@@ -111,9 +111,9 @@ def systems() -> list[System]:
               System("  the same, main process guards (CLAIM=main), 50 ms, -c 2", 2,
                      "agentcron.sync", guarded("bench_agent50"), agent=True, guarded=True,
                      claim="main"),
-              System("  the same, CLAIM=main + PREFETCH=1, 50 ms, -c 2", 2, "agentcron.sync",
+              System("  the same, CLAIM=main + PREFETCH=8, 50 ms, -c 2", 2, "agentcron.sync",
                      guarded("bench_agent50"), agent=True, guarded=True, claim="main",
-                     prefetch=1),
+                     prefetch=8),
               System("  the same, main process records (SETTLE=main), 50 ms, -c 2", 2,
                      "agentcron.sync", guarded("bench_agent50"), agent=True, guarded=True,
                      settle_in_main=True),
@@ -220,7 +220,7 @@ def _targets(by_name: dict[str, System], quick: bool, plan: Plan) -> list[Target
     compare("sync-agent50-claim-main-vs-celery",  # the opt-in path, not the default
             "  the same, main process guards (CLAIM=main), 50 ms, -c 2",
             "plain Celery 50 ms agent, -c 2", 0.95, "plain Celery")  # fmt: skip
-    compare("sync-agent50-claim-main-prefetch1-vs-celery",  # the opt-in path, every fault passed
-            "  the same, CLAIM=main + PREFETCH=1, 50 ms, -c 2",
+    compare("sync-agent50-claim-main-prefetch8-vs-celery",  # the same, 8 reserved per child
+            "  the same, CLAIM=main + PREFETCH=8, 50 ms, -c 2",
             "plain Celery 50 ms agent, -c 2", 0.95, "plain Celery")  # fmt: skip
     return found

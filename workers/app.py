@@ -97,10 +97,10 @@ def sync_prefetch(settings: Settings) -> int:
     child. Above 1, with ``AGENTCRON_SYNC_SETTLE=main``, a child that returns gets its next
     message at once while the main process records the run it returned (``workers.settle``);
     a reserved message waits behind the running ones (for as long as they run). With
-    ``AGENTCRON_SYNC_CLAIM=main`` it defaults to 8: the main process claims what it reserves
-    (``workers.claims``)."""
-    default = "8" if claims_in_main(settings) else "1"
-    text = settings.extra.get("AGENTCRON_SYNC_PREFETCH", default)
+    ``AGENTCRON_SYNC_CLAIM=main`` the main process claims what it reserves (``workers.claims``):
+    above 1, short runs go faster and a reserved message dies with its worker (bench/RESULTS.md,
+    scenarios S05 and S13)."""
+    text = settings.extra.get("AGENTCRON_SYNC_PREFETCH", "1")
     if not text.isdigit() or not 1 <= int(text) <= 1000:
         raise SystemExit(f"AGENTCRON_SYNC_PREFETCH must be a whole number from 1 to 1000, "
                          f"not {text[:40]!r}")  # fmt: skip

@@ -10,14 +10,15 @@ consumer's loop acknowledges the message and sends Celery's *task-succeeded* eve
 run's summary, as for any task (posted to that loop through :class:`workers.mailbox.HubMailbox`,
 so that the acknowledgement is not left waiting for the loop's next poll).
 
-The worker reserves ``-c`` x ``AGENTCRON_SYNC_PREFETCH`` messages (8 unless set): with claims in
-the main process a reserved message is claimed at once, and its run waits for a free child
-under a renewed lease. What the guard promises holds as in the asyncio worker: a main process
-killed with runs in flight leaves their messages unacknowledged (redelivered after the visibility
-timeout) and their leases to expire within their TTL, and the redelivery takes the window over
-or finds it done. At a warm shutdown the runs still in flight are given
-``agentcron_shutdown_timeout`` seconds, then cancelled (their leases released, their messages
-not acknowledged: restored to the queue).
+The worker reserves ``-c`` x ``AGENTCRON_SYNC_PREFETCH`` messages (1 unless set, as on the
+default path). Above 1, a reserved message is claimed at once and its run waits for a free child
+under a renewed lease: short runs go faster, and a reserved message dies with its worker (it
+comes back after the visibility timeout; bench/RESULTS.md). What the guard promises holds as
+in the asyncio worker: a main process killed with runs in flight leaves their messages
+unacknowledged (redelivered after the visibility timeout) and their leases to expire within
+their TTL, and the redelivery takes the window over or finds it done. At a warm shutdown the
+runs still in flight are given ``agentcron_shutdown_timeout`` seconds, then cancelled (their
+leases released, their messages not acknowledged: restored to the queue).
 """
 
 from __future__ import annotations

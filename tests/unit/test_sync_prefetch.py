@@ -33,7 +33,7 @@ def test_a_bad_value_stops_the_worker_naming_it(text: str) -> None:
 
 def test_claims_in_the_main_process_reserve_eight_per_child_unless_told() -> None:
     """``AGENTCRON_SYNC_CLAIM=main``: the main process claims what it reserves (workers.claims)."""
-    assert celery_config(_settings(AGENTCRON_SYNC_CLAIM="main"))["worker_prefetch_multiplier"] == 8
+    assert celery_config(_settings(AGENTCRON_SYNC_CLAIM="main"))["worker_prefetch_multiplier"] == 1
     told = _settings(AGENTCRON_SYNC_CLAIM="main", AGENTCRON_SYNC_PREFETCH="2")
     assert celery_config(told)["worker_prefetch_multiplier"] == 2
     assert celery_config(_settings(AGENTCRON_SYNC_CLAIM="child"))["worker_prefetch_multiplier"] == 1
