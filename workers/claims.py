@@ -119,7 +119,8 @@ class Claims:
         unrecorded, the attempt in a child terminated, the message not acknowledged."""
         future = self._by_request.get(request_id)
         if future is not None:
-            future.cancel()
+            log.info("run of %s cancelled by Celery (%s)", request_id,
+                     "its attempt is stopped" if future.cancel() else "it had ended")  # fmt: skip
 
     @staticmethod
     def _answer(answer: Answer, request: Any, retval: Any) -> None:

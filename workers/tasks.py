@@ -21,7 +21,7 @@ from agentcron.signing import signed_kwargs
 from workers import claims, settle
 from workers.app import app, claims_in_main
 from workers.app import settings as worker_settings
-from workers.children import executor_loaders
+from workers.in_child import executor_loaders
 from workers.pool import defer
 
 if TYPE_CHECKING:

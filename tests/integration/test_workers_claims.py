@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import textwrap
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -252,8 +253,11 @@ def test_a_cold_shutdown_terminates_the_attempt_in_its_child(
                  what="the sleepy agent started")  # fmt: skip
         child = int(redis_client.lindex(f"claims-started:{msg.window_key}", 0))
         proc.send_signal(signal.SIGQUIT)
-        proc.wait(20)
-    wait_for(lambda: not _alive(child), timeout=10, what="the child to be gone")
+        try:
+            wait_for(lambda: not _alive(child), timeout=20, what="the child to be terminated")
+            proc.wait(20)
+        except (AssertionError, subprocess.TimeoutExpired) as exc:
+            raise AssertionError(log.read_text()[-4000:]) from exc
     assert not redis_client.llen(f"claims-effects:{msg.window_key}"), log.read_text()[-3000:]
     assert _state(ledger, msg) is RunState.RUNNING  # left for a redelivery to take over
     assert redis_client.hlen("unacked") + redis_client.llen("agentcron.sync") == 1

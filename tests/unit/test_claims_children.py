@@ -15,7 +15,8 @@ import sqlalchemy
 from agentcron.context import RunContext
 from agentcron.guard.modes import WorkerLost
 from agentcron.settings import Settings
-from workers.children import ChildMode, executor_loaders
+from workers.children import ChildMode
+from workers.in_child import executor_loaders
 
 SCHEDULE = """
 from agentcron import Job
