@@ -170,8 +170,8 @@ class ChildMode(AsyncMode):
         """Stop the attempt's child (``SIGTERM``, as Celery terminates a task's child); the
         pool replaces it. Once the attempt has returned, its child runs another: left alone."""
         entry.terminated = True
-        pid = entry.pid or started_pid(entry.call_id)  # the accept may not be read yet
-        if pid and not entry.ended:
+        pid = _running_pid(entry)
+        if pid:
             try:  # only the pool's own children are signalled
                 self.pool.terminate_job(pid, signal.SIGTERM)
             except Exception as exc:
@@ -183,9 +183,17 @@ class ChildMode(AsyncMode):
     def _cancel(entry: _InChild) -> None:
         entry.cancelled = True
         mark_cancel(entry.call_id)  # then the pid: a child notes its start, then reads the mark
-        pid = entry.pid or started_pid(entry.call_id)
-        if pid and not entry.ended:
+        pid = _running_pid(entry)
+        if pid:
             _signal(pid)
+
+
+def _running_pid(entry: _InChild) -> int:
+    """The child running ``entry``'s attempt (0: none yet, or it has returned); known from the
+    page before the pool's accept message is read."""
+    if entry.ended:
+        return 0
+    return entry.pid or started_pid(entry.call_id)
 
 
 def _signal(pid: int) -> None:

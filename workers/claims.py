@@ -37,7 +37,7 @@ from celery.utils.saferepr import saferepr
 from agentcron.admission import admit, confirm_async
 from workers.children import ChildMode, open_cancel_page, remove_cancel_page
 from workers.loop import LoopThread
-from workers.mailbox import HubMailbox
+from workers.mailbox import HubMailbox, mailbox_for
 from workers.settle import acknowledge, not_recorded
 
 log = logging.getLogger("agentcron.claims")
@@ -59,8 +59,7 @@ class Claims:
         self._mode: ChildMode | None = None
         self._pool: Any = None
         self._mailbox: HubMailbox | None = None  # to the consumer's loop (answers, attempts)
-        self._running: set[concurrent.futures.Future[Any]] = set()
-        self._by_request: dict[str, concurrent.futures.Future[Any]] = {}
+        self._by_request: dict[str, concurrent.futures.Future[Any]] = {}  # the runs in flight
         self._late: list[tuple[Answer, Any, Any]] = []  # ended after the consumer's loop stopped
         self._late_ready = threading.Condition()
 
@@ -87,12 +86,9 @@ class Claims:
         # active in Celery's eyes (inspect, Flower; cancelled at a cold shutdown or a lost
         # connection: :meth:`cancel`), run by this process
         request.on_accepted(os.getpid(), began)
-        future = self._thread.submit(self._run(kwargs))
-        self._running.add(future)
-        self._by_request[request.id] = future
+        future = self._by_request[request.id] = self._thread.submit(self._run(kwargs))
 
         def ended(done: concurrent.futures.Future[Any]) -> None:  # on the loop thread
-            self._running.discard(done)
             self._by_request.pop(request.id, None)
             if done.cancelled():  # a shutdown: not acknowledged, restored to the queue
                 return
@@ -132,8 +128,7 @@ class Claims:
             self._thread = LoopThread("agentcron-claims")
             self._thread.start()
         self._pool = pool
-        if self._mailbox is None or self._mailbox.hub is not hub:
-            self._mailbox = HubMailbox(hub)
+        self._mailbox = mailbox_for(hub)
         self._mode = ChildMode(pool, self._mailbox.post, lambda: self.stopping, self._after_result)
 
     def _after_result(self) -> None:
@@ -171,11 +166,11 @@ class Claims:
         """At shutdown: wait up to ``timeout`` seconds for the runs in flight, then cancel the
         rest (leases released, messages not acknowledged)."""
         self.stopping = True
-        running = list(self._running)
+        running = list(self._by_request.values())
         if running:
             log.info("waiting up to %gs for %d sync run(s) in flight", timeout, len(running))
             concurrent.futures.wait(running, timeout)
-        for future in list(self._running):
+        for future in list(self._by_request.values()):
             future.cancel()
         if self._thread is not None:
             self._thread.stop()

@@ -18,6 +18,7 @@ import collections
 import logging
 import socket
 import threading
+import weakref
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
@@ -64,3 +65,14 @@ class HubMailbox:
                 fn(*args)
             except Exception:
                 log.exception("a callback posted to the consumer's loop failed")
+
+
+_MAILBOXES: weakref.WeakKeyDictionary[Any, HubMailbox] = weakref.WeakKeyDictionary()
+
+
+def mailbox_for(hub: Any) -> HubMailbox:
+    """``hub``'s mailbox (one per hub, made on first use on the hub's thread)."""
+    found = _MAILBOXES.get(hub)
+    if found is None:
+        found = _MAILBOXES[hub] = HubMailbox(hub)
+    return found

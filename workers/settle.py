@@ -47,7 +47,7 @@ from celery.worker.request import Request
 
 from agentcron.guard import Outcome
 from agentcron.messages import RunMessage
-from workers.mailbox import HubMailbox
+from workers.mailbox import HubMailbox, mailbox_for
 
 log = logging.getLogger("agentcron.settle")
 SETTLE_BATCH = 500
@@ -88,7 +88,6 @@ class Settler:
         self.thread_batches = 0  # of the batches, those recorded on the settling thread
         self.threaded = False  # set by workers.tasks when the worker prefetches beyond -c
         self._queue: queue.SimpleQueue[tuple[_Returned, HubMailbox] | None] = queue.SimpleQueue()
-        self._mailbox: HubMailbox | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._lock = threading.Lock()
@@ -109,9 +108,7 @@ class Settler:
             self._thread = threading.Thread(target=self._drain, name="agentcron-settler",
                                             daemon=True)  # fmt: skip
             self._thread.start()
-        if self._mailbox is None or self._mailbox.hub is not hub:
-            self._mailbox = HubMailbox(hub)  # answers go back to the loop as poll events
-        self._queue.put((returned, self._mailbox))
+        self._queue.put((returned, mailbox_for(hub)))  # answers go back as poll events
 
     def stop(self, timeout: float = 30.0) -> None:
         """Record what is queued, answer it from this thread, and end the settling thread
