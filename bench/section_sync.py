@@ -94,6 +94,10 @@ def systems() -> list[System]:
     if so.ONCE_TASKS:
         found.append(System("QueueOnce + idempotency record no-op, -c 2", 2, aa.PLAIN_QUEUE,
                             once("idem")))  # fmt: skip
+    found += [System("  floor without the ledger claim (3 round trips), -c 2", 2, aa.PLAIN_QUEUE,
+                     floor("noop3")),
+              System("  floor, lease acquire and completion only (2 round trips), -c 2", 2,
+                     aa.PLAIN_QUEUE, floor("noop2"))]  # fmt: skip
     for c in (2, 4):
         found.append(System(f"  the same, main process guards (CLAIM=main), -c {c}", c,
                             "agentcron.sync", guarded("bench_noop"), guarded=True, claim="main"))
@@ -123,7 +127,9 @@ def systems() -> list[System]:
               System("plain Celery 50 ms agent, -c 2", 2, aa.PLAIN_QUEUE, plain("bench.agent50"),
                      agent=True),
               System("  floor: the guard's round trips, no logic, 50 ms, -c 2", 2,
-                     aa.PLAIN_QUEUE, floor("agent50"), agent=True)]  # fmt: skip
+                     aa.PLAIN_QUEUE, floor("agent50"), agent=True),
+              System("  floor without the ledger claim (3 round trips), 50 ms, -c 2", 2,
+                     aa.PLAIN_QUEUE, floor("agent50-3"), agent=True)]  # fmt: skip
     if so.ONCE_TASKS:
         found.append(System("Celery + QueueOnce 50 ms agent, -c 2", 2, aa.PLAIN_QUEUE,
                             once("agent50"), agent=True))  # fmt: skip

@@ -148,22 +148,34 @@ def floor_setup() -> None:
         conn.execute(f"TRUNCATE {FLOOR_TABLE}")
 
 
-def _floor_run(window: str, body: Any) -> None:
+def _floor_run(window: str, body: Any, claim: bool = True, release: bool = True) -> None:
     """The guard's four round trips around ``body``, with none of its logic: lease acquire
     (the same Lua script), a claim and a fenced completion (one statement each, the claim's
-    commit not waiting for the WAL flush, the completion's waiting), the lease's release."""
+    commit not waiting for the WAL flush, the completion's waiting), the lease's release.
+
+    Without ``claim`` or ``release``: the floor of a design that leaves out that round trip
+    (nothing in the ledger before the agent runs; the lease left to expire), so a choice between
+    designs can be made on measured figures. Without a claim the completion inserts the row."""
     leases, claims, completions = _floor_stores()
     lease = leases.acquire(f"floor:{window}", f"floor.{window}", 60.0)
     if lease is None:
         return
-    claims.execute(f"INSERT INTO {FLOOR_TABLE} VALUES (%s, %s, 'running', now()) ON CONFLICT "
-                   "(window_key) DO UPDATE SET token = excluded.token, state = 'running', "
-                   f"updated_at = now() WHERE {FLOOR_TABLE}.state = 'running'",
-                   (window, lease.token))  # fmt: skip
+    if claim:
+        claims.execute(f"INSERT INTO {FLOOR_TABLE} VALUES (%s, %s, 'running', now()) ON CONFLICT "
+                       "(window_key) DO UPDATE SET token = excluded.token, state = 'running', "
+                       f"updated_at = now() WHERE {FLOOR_TABLE}.state = 'running'",
+                       (window, lease.token))  # fmt: skip
     body()
-    completions.execute(f"UPDATE {FLOOR_TABLE} SET state = 'succeeded', updated_at = now() "
-                        "WHERE window_key = %s AND token = %s", (window, lease.token))  # fmt: skip
-    leases.release(lease)
+    if claim:
+        completions.execute(f"UPDATE {FLOOR_TABLE} SET state = 'succeeded', updated_at = now() "
+                            "WHERE window_key = %s AND token = %s", (window, lease.token))  # fmt: skip
+    else:
+        completions.execute(f"INSERT INTO {FLOOR_TABLE} VALUES (%s, %s, 'succeeded', now()) ON "
+                            "CONFLICT (window_key) DO UPDATE SET token = excluded.token, "
+                            f"state = 'succeeded', updated_at = now() WHERE {FLOOR_TABLE}.token "
+                            "<= excluded.token", (window, lease.token))  # fmt: skip
+    if release:
+        leases.release(lease)
 
 
 @app.task(name="bench.floor_noop")  # type: ignore[untyped-decorator]
@@ -178,9 +190,31 @@ def floor_agent50(window: str) -> None:
     _floor_run(window, lambda: agent50(None))
 
 
+@app.task(name="bench.floor3_noop")  # type: ignore[untyped-decorator]
+def floor3_noop(window: str) -> None:
+    """The floor of a no-op with no ledger write before the agent (3 round trips)."""
+    _floor_run(window, _incr, claim=False)
+
+
+@app.task(name="bench.floor3_agent50")  # type: ignore[untyped-decorator]
+def floor3_agent50(window: str) -> None:
+    """The floor of a 50 ms agent with no ledger write before the agent (3 round trips)."""
+    _floor_run(window, lambda: agent50(None), claim=False)
+
+
+@app.task(name="bench.floor2_noop")  # type: ignore[untyped-decorator]
+def floor2_noop(window: str) -> None:
+    """The floor of a no-op with only the lease acquire and the durable completion."""
+    _floor_run(window, _incr, claim=False, release=False)
+
+
+FLOOR_TASKS = {"noop": floor_noop, "agent50": floor_agent50, "noop3": floor3_noop,
+               "agent50-3": floor3_agent50, "noop2": floor2_noop}  # fmt: skip
+
+
 def floor_enqueue(kind: str, n: int, trial: int) -> None:
-    """Publish ``n`` floor tasks (distinct windows), batched."""
-    task = floor_noop if kind == "noop" else floor_agent50
+    """Publish ``n`` floor tasks of ``kind`` (a key of ``FLOOR_TASKS``; distinct windows)."""
+    task = FLOOR_TASKS[kind]
     batch = time.monotonic_ns()  # new windows every call: each claim inserts, as a guarded run's
     with app.producer_or_acquire() as producer, producer.batch(1000):
         for i in range(n):
