@@ -136,6 +136,13 @@ def systems() -> list[System]:
     return found
 
 
+def selected(found: list[System], only: str) -> list[System]:
+    """The systems whose name holds one of ``only``'s parts, separated by ``;`` (the names hold
+    commas); all of them when ``only`` is empty."""
+    parts = [part.strip() for part in only.split(";") if part.strip()]
+    return [s for s in found if not parts or any(part in s.name for part in parts)]
+
+
 def run(quick: bool, section: Section) -> None:
     """Fill ``section`` with the sync table, the CPU split and the targets."""
     from agentcron.ledger.store import Ledger
@@ -145,8 +152,7 @@ def run(quick: bool, section: Section) -> None:
     so.floor_setup()
     schedule = Path(tempfile.mkdtemp(prefix="bench-")) / "beat_schedule.py"
     schedule.write_text(so.SCHEDULE)
-    only = [part for part in os.environ.get("AGENTCRON_BENCH_SYNC_ONLY", "").split(",") if part]
-    measured = [s for s in systems() if not only or any(part in s.name for part in only)]
+    measured = selected(systems(), os.environ.get("AGENTCRON_BENCH_SYNC_ONLY", ""))
     for _ in range(plan.trials):
         for system in measured:
             runs = plan.agent_runs if system.agent else plan.runs
@@ -196,12 +202,18 @@ def _table(measured: list[System], by_name: dict[str, System], plan: Plan) -> li
 def _targets(by_name: dict[str, System], quick: bool, plan: Plan) -> list[Target]:
     note = quick_note(quick, plan.runs, 5000)
     found: list[Target] = []
+    rows = {system.name for system in systems()}
+
+    def unmeasured(*names: str) -> str:
+        if all(n in rows for n in names):
+            return "rows left out by AGENTCRON_BENCH_SYNC_ONLY"
+        return "peer not installed"
 
     def compare(name: str, ours: str, theirs: str, goal: float, what: str) -> None:
         a, b = by_name.get(ours), by_name.get(theirs)
         if a is None or b is None:
             found.append(Target(name, "not measured", f">= {goal}x {what}", False,
-                                "peer not installed"))  # fmt: skip
+                                unmeasured(ours, theirs)))  # fmt: skip
             return
         value = ratio(Stats.of(a.rates).median, Stats.of(b.rates).median)
         found.append(Target(name, ratio_text(value), f">= {goal}x {what}",
@@ -209,7 +221,11 @@ def _targets(by_name: dict[str, System], quick: bool, plan: Plan) -> list[Target
 
     def cpu(name: str, ours: str, theirs: str) -> None:
         a, b = by_name.get(ours), by_name.get(theirs)
-        value = ratio(a.worker_cpu(), b.worker_cpu()) if a and b else None
+        if a is None or b is None:
+            found.append(Target(name, "not measured", "<= 2x plain Celery's worker CPU per run",
+                                False, unmeasured(ours, theirs)))  # fmt: skip
+            return
+        value = ratio(a.worker_cpu(), b.worker_cpu())
         found.append(Target(name, ratio_text(value), "<= 2x plain Celery's worker CPU per run",
                             value is not None and value <= 2.0, note))  # fmt: skip
 

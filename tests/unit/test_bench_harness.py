@@ -131,3 +131,24 @@ def test_arq_environment_missing_is_reported_not_raised(tmp_path: Path) -> None:
     python.write_text("#!/bin/sh\nexit 1\n")
     python.chmod(0o755)
     assert environment.arq_environment(python) is None  # an environment without arq
+
+
+def test_the_sync_filter_takes_names_that_hold_commas() -> None:
+    from bench.section_sync import selected, systems
+
+    found = systems()
+    picked = selected(found, "agentcron guarded no-op, -c 2; plain Celery no-op, -c 2")
+    assert [s.name for s in picked] == ["agentcron guarded no-op, -c 2", "plain Celery no-op, -c 2"]
+    assert selected(found, " ; ") == found  # nothing asked: every row
+
+
+def test_a_target_whose_rows_were_left_out_says_so() -> None:
+    from bench.section_sync import Plan, _targets, selected, systems
+
+    picked = selected(systems(), "agentcron guarded no-op, -c 2")
+    for system in picked:
+        system.rates = [100.0]
+    lines = {t.name: t for t in _targets({s.name: s for s in picked}, True, Plan.for_mode(True))}
+    assert lines["sync-vs-celery"].figure == "not measured"
+    assert lines["sync-vs-celery"].note == "rows left out by AGENTCRON_BENCH_SYNC_ONLY"
+    assert lines["sync-cpu-vs-celery"].figure == "not measured"
