@@ -204,16 +204,15 @@ def _targets(by_name: dict[str, System], quick: bool, plan: Plan) -> list[Target
     found: list[Target] = []
     rows = {system.name for system in systems()}
 
-    def unmeasured(*names: str) -> str:
-        if all(n in rows for n in names):
-            return "rows left out by AGENTCRON_BENCH_SYNC_ONLY"
-        return "peer not installed"
+    def unmeasured(name: str, goal: str, ours: str, theirs: str) -> Target:
+        why = ("rows left out by AGENTCRON_BENCH_SYNC_ONLY" if {ours, theirs} <= rows
+               else "peer not installed")  # fmt: skip
+        return Target(name, "not measured", goal, False, why)
 
     def compare(name: str, ours: str, theirs: str, goal: float, what: str) -> None:
         a, b = by_name.get(ours), by_name.get(theirs)
         if a is None or b is None:
-            found.append(Target(name, "not measured", f">= {goal}x {what}", False,
-                                unmeasured(ours, theirs)))  # fmt: skip
+            found.append(unmeasured(name, f">= {goal}x {what}", ours, theirs))
             return
         value = ratio(Stats.of(a.rates).median, Stats.of(b.rates).median)
         found.append(Target(name, ratio_text(value), f">= {goal}x {what}",
@@ -221,13 +220,13 @@ def _targets(by_name: dict[str, System], quick: bool, plan: Plan) -> list[Target
 
     def cpu(name: str, ours: str, theirs: str) -> None:
         a, b = by_name.get(ours), by_name.get(theirs)
+        goal = "<= 2x plain Celery's worker CPU per run"
         if a is None or b is None:
-            found.append(Target(name, "not measured", "<= 2x plain Celery's worker CPU per run",
-                                False, unmeasured(ours, theirs)))  # fmt: skip
+            found.append(unmeasured(name, goal, ours, theirs))
             return
         value = ratio(a.worker_cpu(), b.worker_cpu())
-        found.append(Target(name, ratio_text(value), "<= 2x plain Celery's worker CPU per run",
-                            value is not None and value <= 2.0, note))  # fmt: skip
+        found.append(Target(name, ratio_text(value), goal, value is not None and value <= 2.0,
+                            note))  # fmt: skip
 
     for c in (2, 4):
         suffix = "" if c == 2 else "-c4"
