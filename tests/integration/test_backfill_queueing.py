@@ -16,7 +16,7 @@ import sqlalchemy
 
 from agentcron.ledger.records import RunState
 from agentcron.ledger.store import Ledger
-from tests.integration.test_workers_support import ROOT, celery_worker, use_broker, wait_ready, worker_env
+from tests.integration.workers_support import ROOT, celery_worker, use_broker, wait_ready, worker_env
 from tests.services import wait_for
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ from agentcron.agents import DeclaredModules
 from agentcron.clock import SYSTEM_CLOCK
 from agentcron.jobs import Job
 from agentcron.ledger.schedules import ScheduleStore
-from tests.integration.test_beat_support import (
+from tests.integration.beat_support import (
     RedisBroker,
     beat_env,
     beat_process,

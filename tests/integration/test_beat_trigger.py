@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.integration.test_beat_support import (
+from tests.integration.beat_support import (
     ROOT,
     beat_env,
     queued_keys,

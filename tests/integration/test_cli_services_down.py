@@ -18,7 +18,7 @@ import pytest
 
 from agentcron.cli import main
 from agentcron.cli.celery_agents import agents
-from tests.integration.test_workers_support import CELERY, ROOT
+from tests.integration.workers_support import CELERY, ROOT
 from tests.services import free_port
 
 pytestmark = pytest.mark.integration

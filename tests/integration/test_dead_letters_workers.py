@@ -25,7 +25,7 @@ from agentcron.ledger.records import NewWindow, RunState
 from agentcron.ledger.store import Ledger
 from agentcron.messages import ASYNC_TASK, SYNC_TASK, RunMessage
 from agentcron.windows import window_key
-from tests.integration.test_workers_support import ROOT, celery_worker, worker_env
+from tests.integration.workers_support import ROOT, celery_worker, worker_env
 from tests.poison_entries import envelope, kind_of_label, poison_entries, push
 from tests.services import wait_for
 

@@ -23,7 +23,7 @@ from agentcron.ledger.records import RunState
 from agentcron.ledger.store import Ledger
 from tests.delivery_servers import SmtpServer, smtp_server
 from tests.integration.test_workers_e2e import RECORDER, message, publish
-from tests.integration.test_workers_support import celery_worker, use_broker, wait_ready, worker_env
+from tests.integration.workers_support import celery_worker, use_broker, wait_ready, worker_env
 from tests.services import wait_for
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,7 @@ from agentcron.ledger.store import Ledger
 from agentcron.messages import ASYNC_TASK, SYNC_TASK, RunMessage
 from agentcron.windows import window_key
 from tests.faults.harness import children_of
-from tests.integration.test_workers_support import celery_worker, use_broker, wait_ready, worker_env
+from tests.integration.workers_support import celery_worker, use_broker, wait_ready, worker_env
 from tests.services import wait_for
 from workers.app import app
 

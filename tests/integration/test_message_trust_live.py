@@ -28,7 +28,7 @@ from agentcron.ledger.store import Ledger
 from agentcron.messages import ASYNC_TASK, SYNC_TASK, RunMessage
 from agentcron.signing import signed_kwargs
 from agentcron.windows import window_key
-from tests.integration.test_workers_support import (
+from tests.integration.workers_support import (
     ROOT,
     celery_worker,
     use_broker,

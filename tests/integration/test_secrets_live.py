@@ -19,7 +19,7 @@ from agentcron.ledger.records import NewWindow, RunState
 from agentcron.ledger.store import Ledger
 from agentcron.messages import ASYNC_TASK, SYNC_TASK, RunMessage
 from agentcron.windows import window_key
-from tests.integration.test_workers_support import celery_worker, use_broker, wait_ready, worker_env
+from tests.integration.workers_support import celery_worker, use_broker, wait_ready, worker_env
 from tests.services import free_port, wait_for
 from workers.app import app
 

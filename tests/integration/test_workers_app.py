@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from agentcron.messages import ASYNC_TASK, RunMessage
-from tests.integration.test_workers_support import (
+from tests.integration.workers_support import (
     celery_worker,
     sleep_async,
     use_broker,
@@ -37,7 +37,7 @@ def broker(redis_client: Any, redis_url: str) -> Any:
 def worker(broker: Any, tmp_path: Path) -> Iterator[Path]:
     log = tmp_path / "worker.log"
     with celery_worker("-Q", "agentcron.async", "-n", "app@test",
-                       "-I", "tests.integration.test_workers_support",
+                       "-I", "tests.integration.workers_support",
                        env=worker_env(AGENTCRON_WORKER_POOL="async"), log=log, heartbeat=True):
         wait_ready("app@test")
         yield log

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_workers_support import (
+from tests.integration.workers_support import (
     celery_worker,
     sleep_async,
     sleep_sync,
@@ -35,7 +35,7 @@ def broker(redis_client: Any, redis_url: str) -> Iterator[Any]:
 @pytest.fixture
 def worker(broker: Any, tmp_path: Path) -> Iterator[Any]:
     with celery_worker(*POOL, "-c", "500", "-n", "pool@test",
-                       "-I", "tests.integration.test_workers_support",
+                       "-I", "tests.integration.workers_support",
                        env=worker_env(**BY_CONFIG), log=tmp_path / "worker.log") as proc:
         wait_ready("pool@test")
         yield proc
@@ -91,7 +91,7 @@ def test_revoke_terminate_cancels_the_coroutine(worker: Any, broker: Any) -> Non
 def test_sigterm_drains_runs_in_flight(broker: Any, tmp_path: Path) -> None:
     log = tmp_path / "worker.log"
     with celery_worker(*POOL, "-P", "custom", "-c", "100", "-n", "drain@test",
-                       "-I", "tests.integration.test_workers_support",
+                       "-I", "tests.integration.workers_support",
                        env=worker_env(**BY_OPTION), log=log) as proc:
         wait_ready("drain@test")
         for _ in range(50):
