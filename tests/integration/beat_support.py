@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from agentcron.clock import SYSTEM_CLOCK
-from tests.services import free_port, missing, wait_for
+from tests.services import free_port, missing, stop, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENTS = (
@@ -51,50 +50,33 @@ def beat_env(schedule: Path, broker: str, database: str, **extra: str) -> dict[s
 
 
 @contextmanager
+def celery_process(log: Path, env: dict[str, str], *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A real ``celery -A workers.app ARGS`` process logging to ``log`` (SIGTERM at the end)."""
+    celery = str(Path(sys.executable).with_name("celery"))
+    with log.open("wb") as out:
+        proc = subprocess.Popen([celery, "-A", "workers.app", *args], cwd=ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        try:
+            yield proc
+        finally:
+            stop(proc)
+
+
+@contextmanager
 def beat_process(tmp: Path, env: dict[str, str], name: str = "beat") -> Iterator[subprocess.Popen[bytes]]:
     """A real ``celery -A workers.app beat`` process (stopped with SIGTERM at the end)."""
-    log = open(tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed below
-    celery = str(Path(sys.executable).with_name("celery"))
-    proc = subprocess.Popen(
-        [celery, "-A", "workers.app", "beat", "-s", str(tmp / f"{name}-schedule"),
-         "--loglevel", "INFO"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
+    with celery_process(tmp / f"{name}.log", env, "beat", "-s", str(tmp / f"{name}-schedule"),
+                        "--loglevel", "INFO") as proc:  # fmt: skip
         yield proc
-    finally:
-        stop(proc)
-        log.close()
 
 
 @contextmanager
 def worker_process(tmp: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     """A real sync ``celery worker`` (solo pool) on ``agentcron.sync``."""
-    log = open(tmp / "worker.log", "wb")  # noqa: SIM115 - closed below
-    celery = str(Path(sys.executable).with_name("celery"))
-    proc = subprocess.Popen(
-        [celery, "-A", "workers.app", "worker", "-Q", "agentcron.sync", "-P", "solo",
-         "-n", f"beat-e2e-{tmp.name}@%h", "--loglevel", "INFO", "--without-gossip",
-         "--without-mingle"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
+    with celery_process(tmp / "worker.log", env, "worker", "-Q", "agentcron.sync", "-P", "solo",
+                        "-n", f"beat-e2e-{tmp.name}@%h", "--loglevel", "INFO",
+                        "--without-gossip", "--without-mingle") as proc:  # fmt: skip
         yield proc
-    finally:
-        stop(proc)
-        log.close()
-
-
-def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    """Stop a process and wait for it."""
-    if proc.poll() is None:
-        with suppress(ProcessLookupError):
-            proc.send_signal(sig)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def queued_keys(client: Any, queue: str = "agentcron.sync") -> list[str]:

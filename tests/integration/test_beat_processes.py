@@ -21,12 +21,11 @@ from tests.integration.beat_support import (
     queued_keys,
     reset_ledger,
     rows,
-    stop,
     wait_until,
     worker_process,
     write_schedule,
 )
-from tests.services import wait_for
+from tests.services import stop, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 TICK = 'Job("tick", agent="beatagents:tick", schedule="*/1s")'

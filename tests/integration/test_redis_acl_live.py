@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
@@ -25,7 +24,7 @@ import sqlalchemy
 import yaml
 
 from agentcron.ledger.store import Ledger
-from tests.services import free_port, missing, wait_for
+from tests.services import free_port, missing, stop, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -113,13 +112,7 @@ def process(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop(proc, grace=30)
         out.close()
 
 

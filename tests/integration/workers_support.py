@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ from typing import Any
 
 import redis
 
-from tests.services import REDIS_URL, wait_for
+from tests.services import REDIS_URL, stop, wait_for
 
 os.environ.setdefault("AGENTCRON_BROKER_URL", REDIS_URL)  # before the app reads its settings
 
@@ -85,13 +84,7 @@ def celery_worker(
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop(proc, grace=30)
         if log:
             out.close()  # type: ignore[union-attr]
 
