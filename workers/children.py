@@ -28,7 +28,9 @@ import contextlib
 import itertools
 import logging
 import os
+import select
 import signal
+import threading
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -54,6 +56,9 @@ __all__ = ["ChildMode", "open_cancel_page", "remove_cancel_page"]
 log = logging.getLogger("agentcron.children")
 
 _FAILURES: dict[str, type[Exception]] = {}
+TERM_GRACE = 5.0
+"""Seconds a terminated attempt's child has to exit before it is killed (billiard's own exit
+path waits 1 s after telling the pool)."""
 
 
 def agent_failure(name: str, text: str) -> Exception:
@@ -168,7 +173,8 @@ class ChildMode(AsyncMode):
 
     def _terminate(self, entry: _InChild) -> None:
         """Stop the attempt's child (``SIGTERM``, as Celery terminates a task's child); the
-        pool replaces it. Once the attempt has returned, its child runs another: left alone."""
+        pool replaces it. Once the attempt has returned, its child runs another: left alone.
+        A child still there :data:`TERM_GRACE` seconds later is killed (:func:`_kill_later`)."""
         entry.terminated = True
         pid = _running_pid(entry)
         if pid:
@@ -177,6 +183,8 @@ class ChildMode(AsyncMode):
             except Exception as exc:
                 log.warning("terminating the child %d of a cancelled attempt failed (%s: %s)",
                             pid, type(exc).__name__, exc)  # fmt: skip
+            else:
+                _kill_later(pid, TERM_GRACE)
         log.info("attempt %d terminated (child %s)", entry.call_id, pid or "not started")
 
     @staticmethod
@@ -186,6 +194,34 @@ class ChildMode(AsyncMode):
         pid = _running_pid(entry)
         if pid:
             _signal(pid)
+
+
+def _kill_later(pid: int, grace: float) -> None:
+    """``SIGKILL`` child ``pid`` if it outlives ``grace`` seconds after its ``SIGTERM``.
+
+    The ``SystemExit`` that billiard's ``SIGTERM`` handler raises can be swallowed: by an agent's
+    ``except BaseException``, or when it lands in a finalizer (a ``__del__`` that closes a client
+    the agent just used), where Python reports it and carries on. The child then finishes its
+    attempt, and a cold shutdown waits for it in ``pool.join``. The process is held by a pidfd
+    taken now, so the kill can never reach a process that reused the pid (Linux; elsewhere
+    there is no escalation)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # not Linux, or the child is already gone
+        return
+
+    def watch() -> None:
+        try:
+            exited, _, _ = select.select([pidfd], [], [], grace)  # readable once it exits
+            if not exited:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                log.warning("child %d outlived its SIGTERM by %gs: killed", pid, grace)
+        except OSError:  # gone in between
+            pass
+        finally:
+            os.close(pidfd)
+
+    threading.Thread(target=watch, name=f"agentcron-kill-{pid}", daemon=True).start()
 
 
 def _running_pid(entry: _InChild) -> int:

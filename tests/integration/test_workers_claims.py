@@ -73,6 +73,14 @@ def sleepy(ctx):
     time.sleep(30)
     store().rpush("claims-effects:" + ctx.window_key, ctx.attempt)
 
+def stubborn(ctx):
+    store().rpush("claims-started:" + ctx.window_key, os.getpid())
+    try:
+        time.sleep(30)
+    except BaseException:  # swallows the SystemExit of the child's SIGTERM
+        time.sleep(30)
+    store().rpush("claims-effects:" + ctx.window_key, ctx.attempt)
+
 def patient(ctx):
     store().rpush("claims-started:" + ctx.window_key, os.getpid())
     deadline = time.monotonic() + 30
@@ -91,6 +99,7 @@ JOBS = [
     Job("claimed_flaky", agent="claims_agents:flaky", schedule="@yearly", max_retries=3,
         backoff_base=0.1, backoff_cap=0.2),
     Job("claimed_slow", agent="claims_agents:slow", schedule="@yearly", timeout=1),
+    Job("claimed_stubborn", agent="claims_agents:stubborn", schedule="@yearly"),
     Job("claimed_patient", agent="claims_agents:patient", schedule="@yearly", lease_ttl=3),
     Job("claimed_doomed", agent="claims_agents:doomed", schedule="@yearly", max_retries=2,
         backoff_base=0.1, backoff_cap=0.2),
@@ -237,14 +246,16 @@ def test_a_run_whose_children_all_die_is_recorded_as_workers_lost(
     assert redis_client.lrange(f"claims-effects:{msg.window_key}", 0, -1) == [b"1", b"2"]
 
 
+@pytest.mark.parametrize("job", ["claimed_sleepy", "claimed_stubborn"])
 def test_a_cold_shutdown_terminates_the_attempt_in_its_child(
-    tmp_path: Path, redis_url: str, postgres_url: str, redis_client: Any, ledger: Ledger
+    job: str, tmp_path: Path, redis_url: str, postgres_url: str, redis_client: Any, ledger: Ledger
 ) -> None:
     """Celery cancels its active requests (``SIGQUIT``): the child running the attempt is
-    terminated, the run is not recorded as ended and its message is not acknowledged."""
+    terminated, the run is not recorded as ended and its message is not acknowledged. An agent
+    that swallows the child's ``SystemExit`` is killed after the grace (5 s; it sleeps 60)."""
     env = claims_env(tmp_path, redis_url, postgres_url)
     log = tmp_path / "cold.log"
-    msg = message("claimed_sleepy", 0)
+    msg = message(job, 0)
     with celery_worker("-Q", "agentcron.sync", "-c", "1", "-n", "cold@e2e", env=env,
                        log=log) as proc:  # fmt: skip
         wait_ready("cold@e2e")
@@ -259,6 +270,7 @@ def test_a_cold_shutdown_terminates_the_attempt_in_its_child(
         except (AssertionError, subprocess.TimeoutExpired) as exc:
             raise AssertionError(log.read_text()[-4000:]) from exc
     assert not redis_client.llen(f"claims-effects:{msg.window_key}"), log.read_text()[-3000:]
+    assert ("outlived its SIGTERM" in log.read_text()) == (job == "claimed_stubborn")
     assert _state(ledger, msg) is RunState.RUNNING  # left for a redelivery to take over
     assert redis_client.hlen("unacked") + redis_client.llen("agentcron.sync") == 1
 
