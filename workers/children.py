@@ -177,14 +177,8 @@ class ChildMode(AsyncMode):
         A child still there :data:`TERM_GRACE` seconds later is killed (:func:`_kill_later`)."""
         entry.terminated = True
         pid = _running_pid(entry)
-        if pid:
-            try:  # only the pool's own children are signalled
-                self.pool.terminate_job(pid, signal.SIGTERM)
-            except Exception as exc:
-                log.warning("terminating the child %d of a cancelled attempt failed (%s: %s)",
-                            pid, type(exc).__name__, exc)  # fmt: skip
-            else:
-                _kill_later(pid, TERM_GRACE)
+        if pid and _signal_child(self.pool, pid, signal.SIGTERM):
+            _kill_later(self.pool, pid, TERM_GRACE)
         log.info("attempt %d terminated (child %s)", entry.call_id, pid or "not started")
 
     @staticmethod
@@ -196,15 +190,26 @@ class ChildMode(AsyncMode):
             _signal(pid)
 
 
-def _kill_later(pid: int, grace: float) -> None:
+def _signal_child(pool: Any, pid: int, sig: signal.Signals) -> bool:
+    """Send ``sig`` to ``pid`` through the pool, which signals only its own children."""
+    try:
+        pool.terminate_job(pid, sig)
+    except Exception as exc:
+        log.warning("sending %s to the child %d of a cancelled attempt failed (%s: %s)",
+                    sig.name, pid, type(exc).__name__, exc)  # fmt: skip
+        return False
+    return True
+
+
+def _kill_later(pool: Any, pid: int, grace: float) -> None:
     """``SIGKILL`` child ``pid`` if it outlives ``grace`` seconds after its ``SIGTERM``.
 
     The ``SystemExit`` that billiard's ``SIGTERM`` handler raises can be swallowed: by an agent's
     ``except BaseException``, or when it lands in a finalizer (a ``__del__`` that closes a client
     the agent just used), where Python reports it and carries on. The child then finishes its
-    attempt, and a cold shutdown waits for it in ``pool.join``. The process is held by a pidfd
-    taken now, so the kill can never reach a process that reused the pid (Linux; elsewhere
-    there is no escalation)."""
+    attempt, and a cold shutdown waits for it in ``pool.join``. A pidfd taken now tells whether
+    that very process has exited (a live process's pid is not reused); the kill goes through
+    the pool, which signals only its own children (Linux; elsewhere there is no escalation)."""
     try:
         pidfd = os.pidfd_open(pid)
     except (AttributeError, OSError):  # not Linux, or the child is already gone
@@ -213,13 +218,10 @@ def _kill_later(pid: int, grace: float) -> None:
     def watch() -> None:
         try:
             exited, _, _ = select.select([pidfd], [], [], grace)  # readable once it exits
-            if not exited:
-                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-                log.warning("child %d outlived its SIGTERM by %gs: killed", pid, grace)
-        except OSError:  # gone in between
-            pass
         finally:
             os.close(pidfd)
+        if not exited and _signal_child(pool, pid, signal.SIGKILL):
+            log.warning("child %d outlived its SIGTERM by %gs: killed", pid, grace)
 
     threading.Thread(target=watch, name=f"agentcron-kill-{pid}", daemon=True).start()
 
