@@ -6,7 +6,8 @@ For each enabled job, every window whose slot lies inside the job's catch-up win
   publish like the beat;
 - a row still ``scheduled`` whose message is on no queue (Redis: the queue lists and kombu's
   ``unacked`` hash), or, when the broker cannot be inspected, older than
-  ``watchdog_republish_after`` ⇒ published again (scenarios 7, 8, 9);
+  ``watchdog_republish_after`` ⇒ published again (scenarios 7, 8, 9), up to its grace even
+  when its slot has left the catch-up window;
 - a row left ``claimed`` / ``running`` by a run that is gone (its token does not hold its
   lease), untouched for ``watchdog_min_age`` (blind: ``watchdog_republish_after``) and whose
   message is on no queue ⇒ published again with the next attempt (scenario 6, see
@@ -79,6 +80,8 @@ def grace_of(spec: JobSpec, config: WatchdogConfig) -> timedelta:
 class Watchdog:
     """One pass over every job: :meth:`check`."""
 
+    PENDING_LIMIT = 1000  # 'scheduled' rows read per pass, oldest first
+
     def __init__(self, ledger: Ledger, publisher: Publisher, clock: Clock, alerter: Alerter,
                  once: LeaseStore, *, config: WatchdogConfig | None = None,
                  queued: QueuedWindows | None = None) -> None:  # fmt: skip
@@ -110,8 +113,13 @@ class Watchdog:
             expected += self._expected(spec, now, first)
             overdue += self._overdue(spec, now, first)
         rows = self.windows.recorded([e for _, e in expected] + [e for _, e, _ in overdue])
-        self._enqueue(expected, rows, enabled, now, report)
-        self._mark(overdue, rows, report)
+        owed, late = self._scheduled(enabled, now)
+        self._enqueue(expected, rows, owed, enabled, now, report)
+        marking = [(spec, e.window, horizon) for spec, e, horizon in overdue]
+        marking += [(spec, window_of(row), grace_of(spec, self.config)) for spec, row in late
+                    if row.window_key not in rows]  # fmt: skip
+        rows |= {row.window_key: row for _, row in late}
+        self._mark(marking, rows, report)
         if report.enqueued or report.republished or report.missed:
             log.info("watchdog: %s", report.summary())
         return report
@@ -134,15 +142,13 @@ class Watchdog:
         return [(spec, e, grace + lookback) for e in self.windows.between(spec, start, now - grace)]
 
     def _enqueue(self, expected: list[tuple[JobSpec, Emission]], rows: dict[str, RunRecord],
-                 specs: dict[str, JobSpec], now: datetime, report: WatchReport) -> None:  # fmt: skip
+                 owed: list[tuple[JobSpec, RunRecord]], specs: dict[str, JobSpec], now: datetime,
+                 report: WatchReport) -> None:  # fmt: skip
         """Record and send windows without a row; re-send 'scheduled' rows the broker lost and
         active rows whose run is gone (:mod:`agentcron.watch.stranded`)."""
         fresh = [e for _, e in expected if e.window.window_key not in rows]
         if fresh and self.windows.send(fresh):
             report.enqueued += [e.window.window_key for e in fresh]
-        owed = [(spec, rows[e.window.window_key]) for spec, e in expected
-                if e.window.window_key in rows
-                and rows[e.window.window_key].state is RunState.SCHEDULED]  # fmt: skip
         age = self.config.min_age if self.queued is not None else self.config.republish_after
         active = active_rows(self.ledger.engine, specs, now - timedelta(seconds=age))
         stranded = stranded_rows(active, specs, self.once) if active else []
@@ -157,6 +163,26 @@ class Watchdog:
         self._publish(self._owed(owed, queued, now), report, "left 'scheduled' with no message")
         rescued = rescue_batch(stranded, queued, self.once, self.config.republish_after)
         self._publish(rescued, report, "left claimed/running by a run that is gone")
+
+    def _scheduled(self, specs: dict[str, JobSpec], now: datetime) -> tuple[
+        list[tuple[JobSpec, RunRecord]], list[tuple[JobSpec, RunRecord]]
+    ]:
+        """Rows of enabled jobs still 'scheduled' after ``min_age``: (owed, late).
+
+        Owed, within their grace, whether or not the slot is still inside the catch-up window
+        (which decides what a beat emits after downtime, not whether a recorded window may be
+        lost); sent again, the misfire rule judges each by when it was recorded (late, not
+        lost). Late, past their grace: missed, even when older than :meth:`_overdue` looks.
+        """
+        ripe = now - timedelta(seconds=self.config.min_age)
+        owed: list[tuple[JobSpec, RunRecord]] = []
+        late: list[tuple[JobSpec, RunRecord]] = []
+        for row in self.ledger.pending(ripe, self.PENDING_LIMIT):
+            spec = specs.get(row.job)
+            if spec is not None:
+                within = row.slot + grace_of(spec, self.config) > now
+                (owed if within else late).append((spec, row))
+        return owed, late
 
     def _owed(self, owed: list[tuple[JobSpec, RunRecord]], queued: set[str] | None,
               now: datetime) -> list[Outgoing]:  # fmt: skip
@@ -184,11 +210,10 @@ class Watchdog:
         log.warning("watchdog re-published %d window(s) %s: %s", len(batch), why,
                     ", ".join(o.message.window_key for o in batch[:10]))  # fmt: skip
 
-    def _mark(self, overdue: list[tuple[JobSpec, Emission, timedelta]],
+    def _mark(self, overdue: list[tuple[JobSpec, NewWindow, timedelta]],
               rows: dict[str, RunRecord], report: WatchReport) -> None:  # fmt: skip
         """Mark overdue windows without a success 'missed'; alert each missed window once."""
-        for spec, emission, horizon in overdue:
-            window = emission.window
+        for spec, window, horizon in overdue:
             row = rows.get(window.window_key)
             state = row.state if row is not None else None
             reason = row.error_message if row is not None else None
@@ -210,6 +235,11 @@ class Watchdog:
             return
         self.alerter.alert(Alert(window.job, window.window_key, str(RunState.MISSED), reason))
         report.alerted.append(window.window_key)
+
+
+def window_of(row: RunRecord) -> NewWindow:
+    """The window a ledger row records."""
+    return NewWindow(row.job, row.window_start, row.window_key, row.slot, row.trigger)
 
 
 def enabled_specs(runtime: Runtime) -> list[JobSpec]:

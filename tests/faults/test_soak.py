@@ -179,6 +179,20 @@ def windows_ended(cluster: Cluster, names: list[str], until: datetime) -> bool:
                if aware(r.slot) <= until)  # fmt: skip
 
 
+def stuck(cluster: Cluster, names: list[str], until: datetime) -> str:
+    """The windows that did not end, each with its row and every log line naming it."""
+    rows = [r for name in names for r in recorded(cluster, name)
+            if aware(r.slot) <= until and not r.state.terminal]  # fmt: skip
+    lines = []
+    for row in rows[:5]:
+        lines.append(f"{row.window_key}: state={row.state.value} attempt={row.attempt} "
+                     f"token={row.token} worker={row.worker_id} scheduled={row.scheduled_at} "
+                     f"started={row.started_at} trigger={row.trigger}")  # fmt: skip
+        lines += [f"  {proc.log.name}: {line}" for proc in cluster.procs
+                  for line in proc.text().splitlines() if row.window_key in line]  # fmt: skip
+    return f"{len(rows)} windows not ended:\n" + "\n".join(lines)
+
+
 @pytest.mark.timeout(SECONDS + 420)
 def test_soak_random_kills(cluster: Cluster, record_property: Any) -> None:
     mailbox = Mailbox()
@@ -232,7 +246,10 @@ def soak(cluster: Cluster, record_property: Any, mailbox: Mailbox) -> None:
         cluster.stop(proc)
     cluster.worker("s-final", concurrency=3)
     cluster.worker("a-final", asynchronous=True)
-    poll(lambda: windows_ended(cluster, names, ended), 120, "every window up to the end to end")
+    try:
+        poll(lambda: windows_ended(cluster, names, ended), 120, "every window up to the end to end")
+    except AssertionError as timeout_error:
+        raise AssertionError(f"{timeout_error}\n{stuck(cluster, names, ended)}") from None
     poll(lambda: garbage.dead_lettered().total() >= garbage.pushed.total(), 60,
          "every poison entry dead-lettered")  # fmt: skip
     outbox = Outbox(cluster.ledger.engine, SYSTEM_CLOCK)

@@ -27,6 +27,7 @@ def store(postgres_url: str, clock: FrozenClock,
     ledger.upgrade()
     yield ScheduleStore(ledger.engine, clock)
     ledger.close()
+    reset_postgres(postgres_url)  # the jobs x and y would be later tests' (workers alert on them)
 
 
 def test_file_jobs_are_one_insert_each_definition_stored_as_its_own(

@@ -143,6 +143,29 @@ def test_scheduled_row_with_no_message_is_republished_with_the_next_attempt(tmp_
         "schedule", 1, "agentcron.sync")
 
 
+def test_scheduled_row_is_owed_after_its_catch_up_window_until_its_grace(tmp_path: Path) -> None:
+    """A minutely job catches up one minute after downtime, but a window the beat recorded and
+    the broker lost is sent again whenever the watchdog first sees it within the grace (a beat,
+    a broker or the watchdog's own worker down longer than the catch-up window); seen only
+    later, however much later, it is missed and alerted once (never left 'scheduled')."""
+    clock = FrozenClock("2026-03-17T06:00:00Z")
+    rig = Rig(tmp_path, clock, Queued())
+    spec = compile_job(Job("minutely", agent=agent, schedule="* * * * *"))  # type: ignore[arg-type]
+    assert spec.catchup_window == timedelta(minutes=1)
+    rig.ledger.record_scheduled([rig.window(spec)])
+    clock.advance(600)
+    assert rig.watchdog.check([spec]).republished == ["minutely@2026-03-17T06:00:00Z"]
+    clock.set("2026-03-18T06:00:00Z")  # a day later, far past its grace (1 h 1 min)
+    report = rig.watchdog.check([spec])
+    key = "minutely@2026-03-17T06:00:00Z"  # (the minutes the lookback sees are missed too)
+    assert report.republished == [] and key in report.missed
+    assert [a.window for a in rig.alerter.alerts].count(key) == 1
+    row = rig.ledger.get("minutely", SLOT)
+    assert row is not None and row.state is RunState.MISSED
+    rig.watchdog.check([spec])
+    assert [a.window for a in rig.alerter.alerts].count(key) == 1
+
+
 def test_without_a_broker_view_rows_are_republished_after_the_threshold(tmp_path: Path) -> None:
     clock = FrozenClock("2026-03-17T06:00:00Z")
     rig = Rig(tmp_path, clock, None, WatchdogConfig(republish_after=600))
