@@ -46,8 +46,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         transport["visibility_timeout"] = settings.visibility_timeout
         # kombu sweeps unacked messages back every interval x throttle seconds (default ~100 s):
         # make a dead worker's messages return about one visibility timeout after it died.
-        transport["unacked_restore_interval"] = max(1, min(10, int(settings.visibility_timeout / 4)))
+        interval = max(1, min(10, int(settings.visibility_timeout / 4)))
+        transport["unacked_restore_interval"] = interval
         transport["unacked_restore_throttle"] = 1
+        # Every sweep takes kombu's restore mutex for milliseconds; a worker killed (or cut off
+        # from Redis) while holding it left it for kombu's 300 s, and no worker restored a dead
+        # one's messages meanwhile. Concurrent sweeps are safe (each restore is a WATCH
+        # transaction): the mutex only spares work, so it expires after three sweeps.
+        transport["unacked_mutex_expire"] = 3 * interval
     config: dict[str, Any] = {
         "broker_url": settings.broker_url,
         "broker_transport_options": transport,

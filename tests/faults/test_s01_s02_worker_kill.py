@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.faults.harness import Cluster, JobDecl, poll, unacked_expired, window_message
+from tests.faults.harness import Cluster, JobDecl, Proc, poll, unacked_expired, window_message
 from tests.faults.oracle import check
 
 pytestmark = pytest.mark.faults
@@ -68,3 +68,43 @@ def test_s02_running_worker_redelivers_within_visibility_timeout(cluster: Cluste
     cluster.worker("w2", concurrency=1)  # already running when the visibility timeout passes
     timeout = float(cluster.settings["visibility_timeout"])
     cluster.wait_state(message, {"succeeded"}, timeout + 15)
+
+
+RESTORE_MUTEX = "unacked_mutex"  # kombu's Redis lock around each sweep of unacked messages
+
+
+def stopped_holding_the_restore_mutex(cluster: Cluster, worker: Proc, tries: int = 10) -> bool:
+    """SIGSTOP ``worker`` at a moment it holds kombu's restore mutex (taken for milliseconds
+    every sweep, once a second here); True once caught holding it."""
+    client = cluster.redis()
+    for _ in range(tries):
+        deadline = time.monotonic() + 2
+        while not client.exists(RESTORE_MUTEX) and time.monotonic() < deadline:
+            pass
+        worker.signal(signal.SIGSTOP)
+        if client.exists(RESTORE_MUTEX):
+            return True
+        worker.signal(signal.SIGCONT)
+    return False
+
+
+@pytest.mark.injects("kill -9 of a whole worker caught holding kombu's restore mutex, a "
+                     "message of its own unacknowledged; a new worker started at once")
+def test_s02_worker_killed_holding_the_restore_mutex(cluster: Cluster) -> None:
+    """Before the mutex's expire was bounded, the dead worker's lock stopped every sweep for
+    kombu's 300 s: its message (and any other dead worker's) came back 5 minutes late."""
+    cluster.write_jobs([JobDecl("slow", options={"config": {"seconds": 15}, "lease_ttl": 2})])
+    doomed = cluster.worker("w1", concurrency=1)
+    message = window_message("slow", 0)
+    cluster.publish(message)
+    poll(lambda: cluster.rows("starts"), 30, "the run to start")
+    assert stopped_holding_the_restore_mutex(cluster, doomed), "never caught holding the mutex"
+    doomed.signal(signal.SIGKILL, with_children=True)
+    left = cluster.redis().ttl(RESTORE_MUTEX)
+    assert left > 0, left  # the lock outlives its holder
+    cluster.worker("w2", concurrency=1)
+    timeout = float(cluster.settings["visibility_timeout"])
+    poll(lambda: len(cluster.rows("starts", message.window_key)) == 2, timeout + 20,
+         f"the message back (the dead worker's mutex had {left}s left)")  # fmt: skip
+    cluster.wait_state(message, {"succeeded"}, 40)
+    check(cluster, [message.window_key]).assert_ok(cluster.logs())
