@@ -10,7 +10,7 @@ re-publication: when the broker answers again it publishes the ledger's pending 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,7 +32,8 @@ class WindowLedger(Protocol):
         """Insert windows as 'scheduled'; the keys that were new."""
         ...
 
-    def pending(self, older_than: datetime, limit: int = 1000) -> list[RunRecord]:
+    def pending(self, older_than: datetime, limit: int = 1000, *,
+                jobs: Collection[str] | None = None) -> list[RunRecord]:  # fmt: skip
         """Rows still 'scheduled' since ``older_than``."""
         ...
 

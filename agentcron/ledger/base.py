@@ -7,7 +7,7 @@ SQL :class:`~agentcron.ledger.store.Ledger` (SQLite or PostgreSQL) and the in-me
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -96,7 +96,8 @@ class RunLedger(Protocol):
         """The row of the window named ``window_key``, or None."""
         ...
 
-    def pending(self, older_than: datetime, limit: int = 1000) -> list[RunRecord]:
+    def pending(self, older_than: datetime, limit: int = 1000, *,
+                jobs: Collection[str] | None = None) -> list[RunRecord]:  # fmt: skip
         """Rows still 'scheduled' since ``older_than`` or earlier, oldest first."""
         ...
 

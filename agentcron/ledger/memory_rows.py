@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -95,13 +95,15 @@ class MemoryRows:
             key = self._keys.get(window_key)
             return None if key is None else self._rows[key].record
 
-    def pending(self, older_than: datetime, limit: int = 1000) -> list[RunRecord]:
+    def pending(self, older_than: datetime, limit: int = 1000, *,
+                jobs: Collection[str] | None = None) -> list[RunRecord]:  # fmt: skip
         """Rows still 'scheduled' since ``older_than`` or earlier, oldest first."""
         older_than = _utc(older_than)
         with self._lock:
             rows = [r for r in self._rows.values() if r.record.state is RunState.SCHEDULED
                     and r.record.scheduled_at is not None
-                    and r.record.scheduled_at <= older_than]  # fmt: skip
+                    and r.record.scheduled_at <= older_than
+                    and (jobs is None or r.record.job in jobs)]  # fmt: skip
         rows.sort(key=lambda r: (r.record.scheduled_at, r.id))
         return [r.record for r in rows[:limit]]
 

@@ -9,7 +9,7 @@ and the watchdog ask (no SQL on ledger tables outside ``ledger/``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -73,14 +73,18 @@ class SqlQueries(SqlLedgerBase):
             row = conn.execute(select(RUNS).where(RUNS.c.window_key == window_key)).first()
             return None if row is None else record_of(row)
 
-    def pending(self, older_than: datetime, limit: int = 1000) -> list[RunRecord]:
-        """Rows still 'scheduled' since ``older_than`` or earlier, oldest first."""
+    def pending(self, older_than: datetime, limit: int = 1000, *,
+                jobs: Collection[str] | None = None) -> list[RunRecord]:  # fmt: skip
+        """Rows still 'scheduled' since ``older_than`` or earlier, oldest first (of ``jobs``
+        only, when given)."""
         query = (
             select(RUNS)
             .where(RUNS.c.state == str(RunState.SCHEDULED), RUNS.c.scheduled_at <= older_than)
             .order_by(RUNS.c.scheduled_at, RUNS.c.id)
             .limit(limit)
         )
+        if jobs is not None:
+            query = query.where(RUNS.c.job.in_(sorted(jobs)))
         with begin_read(self._engine) as conn:
             return [record_of(row) for row in conn.execute(query)]
 

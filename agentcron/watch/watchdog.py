@@ -177,7 +177,7 @@ class Watchdog:
         ripe = now - timedelta(seconds=self.config.min_age)
         owed: list[tuple[JobSpec, RunRecord]] = []
         late: list[tuple[JobSpec, RunRecord]] = []
-        for row in self.ledger.pending(ripe, self.PENDING_LIMIT):
+        for row in self.ledger.pending(ripe, self.PENDING_LIMIT, jobs=specs.keys()):
             spec = specs.get(row.job)
             if spec is not None:
                 within = row.slot + grace_of(spec, self.config) > now

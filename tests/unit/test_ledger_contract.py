@@ -222,6 +222,9 @@ def test_pending_lists_old_scheduled_rows_oldest_first(
     pending = ledger.pending(older_than=START + timedelta(seconds=60))
     assert [r.window_start.hour for r in pending] == [11, 8]
     assert len(ledger.pending(older_than=clock.now(), limit=1)) == 1
+    ledger.record_scheduled([window(job="other", start=START)])
+    assert [r.job for r in ledger.pending(clock.now(), jobs={"other"})] == ["other"]
+    assert len(ledger.pending(clock.now(), jobs=["report"])) == 3
 
 
 def test_list_runs_filters_and_count_by_state(ledger: RunLedger) -> None:

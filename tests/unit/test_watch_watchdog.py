@@ -166,6 +166,19 @@ def test_scheduled_row_is_owed_after_its_catch_up_window_until_its_grace(tmp_pat
     assert [a.window for a in rig.alerter.alerts].count(key) == 1
 
 
+def test_rows_of_removed_jobs_do_not_crowd_out_owed_ones(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FrozenClock("2026-03-17T05:00:00Z")
+    rig = Rig(tmp_path, clock, Queued())
+    monkeypatch.setattr(Watchdog, "PENDING_LIMIT", 1)
+    spec = daily()
+    rig.ledger.record_scheduled([rig.window(daily("removed"))])  # older, of a job now gone
+    clock.set("2026-03-17T06:00:00Z")
+    rig.ledger.record_scheduled([rig.window(spec)])
+    clock.advance(600)
+    assert rig.watchdog.check([spec]).republished == ["daily@2026-03-17T06:00:00Z"]
+
+
 def test_without_a_broker_view_rows_are_republished_after_the_threshold(tmp_path: Path) -> None:
     clock = FrozenClock("2026-03-17T06:00:00Z")
     rig = Rig(tmp_path, clock, None, WatchdogConfig(republish_after=600))
