@@ -38,6 +38,14 @@ def envelope(task: str, kwargs: dict[str, Any], queue: str, *,
                        "properties": properties}).encode()  # fmt: skip
 
 
+def redelivered(raw: bytes) -> bytes:
+    """``raw`` as kombu's Redis restore pushes it back (flagged, re-serialised)."""
+    payload = json.loads(raw)
+    payload["headers"]["redelivered"] = True
+    payload["properties"]["delivery_info"]["redelivered"] = True
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
 def poison_entries(queue: str, max_bytes: int) -> dict[str, bytes]:
     """One entry of every kind a worker must dead-letter: ``{kind label: raw entry}``."""
     return {

@@ -11,6 +11,7 @@ consumer, from the same content type check Celery makes).
 from __future__ import annotations
 
 import binascii
+import hashlib
 import json
 from base64 import b64decode
 from typing import Any
@@ -132,3 +133,20 @@ def preview(raw: bytes | str, limit: int = PREVIEW_CHARS) -> str:
 
 def _clip(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+def fingerprint(queue: str, raw: bytes | str) -> str | None:
+    """A broker message's identity, kept by redeliveries: the SHA-256 of its queue, delivery
+    tag and body (kombu's restore marks the envelope ``redelivered`` and changes nothing else).
+    None for an entry that is not such an envelope (it was never reserved, so never comes back)."""
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(payload, dict) or not isinstance(payload.get("properties"), dict):
+        return None
+    tag, body = payload["properties"].get("delivery_tag"), payload.get("body")
+    if not isinstance(tag, str) or not isinstance(body, str):
+        return None
+    return hashlib.sha256("\0".join((queue, tag, body)).encode("utf-8", "surrogateescape")).hexdigest()
+

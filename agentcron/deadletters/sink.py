@@ -59,7 +59,11 @@ class DeadLetterSink:
         stored = ""
         try:
             if self.store is not None:
-                letter_id = self.store.add(reason, queue, raw)
+                letter_id, new = self.store.add_entry(reason, queue, raw)
+                if not new:  # one message, delivered again: one letter, one count, one alert
+                    log.warning("dead letter #%d from %s delivered again (its worker was cut off "
+                                "before acknowledging it); stored once", letter_id, queue)  # fmt: skip
+                    return letter_id
         except Exception as exc:
             self._keep(reason, queue, raw)
             stored = (f" (not stored yet, kept in memory and retried: {type(exc).__name__}: "

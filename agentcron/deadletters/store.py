@@ -11,9 +11,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from agentcron.clock import SYSTEM_CLOCK, Clock
-from agentcron.deadletters.classify import kind_of, preview
+from agentcron.deadletters.classify import fingerprint, kind_of, preview
 from agentcron.ledger.dead_letter_rows import DeadLetterRow
 from agentcron.ledger.engine import begin_read
 
@@ -54,16 +55,33 @@ class DeadLetterStore:
 
     def add(self, reason: str, queue: str, raw: bytes | str) -> int:
         """Store one entry (cut at ``raw_max_bytes``); its id. Trims the table to ``keep``."""
+        return self.add_entry(reason, queue, raw)[0]
+
+    def add_entry(self, reason: str, queue: str, raw: bytes | str) -> tuple[int, bool]:
+        """:meth:`add`, and whether the entry is new: a broker message already stored (the same
+        :func:`~agentcron.deadletters.classify.fingerprint`, redelivered) is not stored again."""
         data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else bytes(raw)
+        mark = fingerprint(queue, data)
         row = {"queue": queue[:200], "kind": kind_of(reason), "reason": reason[:REASON_MAX_CHARS],
                "raw": data[: self.raw_max_bytes], "size": len(data),
-               "truncated": len(data) > self.raw_max_bytes, "created_at": self.clock.now()}
-        with self.engine.begin() as conn:
-            key = conn.execute(insert(DeadLetterRow).values(**row)).inserted_primary_key
-            new_id = int(key[0]) if key is not None else 0
-            if new_id > self.keep:
-                conn.execute(delete(DeadLetterRow).where(DeadLetterRow.id <= new_id - self.keep))
-        return new_id
+               "truncated": len(data) > self.raw_max_bytes, "created_at": self.clock.now(),
+               "fingerprint": mark}  # fmt: skip
+        try:
+            with self.engine.begin() as conn:
+                key = conn.execute(insert(DeadLetterRow).values(**row)).inserted_primary_key
+                new_id = int(key[0]) if key is not None else 0
+                if new_id > self.keep:
+                    conn.execute(delete(DeadLetterRow).where(DeadLetterRow.id <= new_id - self.keep))
+        except IntegrityError:
+            if mark is None:
+                raise
+            with begin_read(self.engine) as conn:
+                same = conn.execute(select(DeadLetterRow.id)
+                                    .where(DeadLetterRow.fingerprint == mark)).scalar()  # fmt: skip
+            if same is None:  # trimmed or requeued in between: store it after all
+                return self.add_entry(reason, queue, raw)
+            return int(same), False
+        return new_id, True
 
     def list(self, limit: int = 100) -> list[DeadLetter]:
         """The newest ``limit`` dead letters, newest first."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Integer, LargeBinary, String, Text
+from sqlalchemy import Boolean, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from agentcron.ledger.models import UTCDateTime
@@ -16,9 +16,12 @@ class DeadLetterRow(Base):
 
     ``raw`` is the entry exactly as it was on the queue (cut at the configured size, then
     ``truncated`` is true and the entry cannot be requeued); ``size`` is its full length.
+    ``fingerprint`` names a broker message (queue, delivery tag, body) that a redelivery brings
+    back (a worker cut off between storing the letter and acknowledging it): stored once.
     """
 
     __tablename__ = "dead_letters"
+    __table_args__ = (Index("ux_dead_letters_fingerprint", "fingerprint", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     queue: Mapped[str] = mapped_column(String(200))
@@ -28,3 +31,4 @@ class DeadLetterRow(Base):
     size: Mapped[int] = mapped_column(Integer)
     truncated: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True, default=None)

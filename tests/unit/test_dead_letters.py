@@ -24,7 +24,14 @@ from agentcron.deadletters import (
     preview,
 )
 from agentcron.ledger.store import Ledger
-from tests.poison_entries import PICKLE, YAML, envelope, kind_of_label, poison_entries
+from tests.poison_entries import (
+    PICKLE,
+    YAML,
+    envelope,
+    kind_of_label,
+    poison_entries,
+    redelivered,
+)
 
 QUEUE = "agentcron.sync"
 
@@ -123,6 +130,18 @@ def test_store_keeps_the_newest_and_cuts_raw(store: DeadLetterStore, clock: Froz
     assert store.purge() == 2 and store.count() == 0  # the big one pushed the oldest out
 
 
+def test_a_redelivered_message_is_stored_once(store: DeadLetterStore) -> None:
+    """A worker cut off between storing a letter and acknowledging its message gets it again."""
+    raw = envelope("agentcron.run_sync", {}, QUEUE)
+    first = store.add_entry("undecodable: x", QUEUE, raw)
+    assert first[1] and store.add_entry("undecodable: x", QUEUE, redelivered(raw)) == (first[0], False)
+    assert store.count() == 1
+    assert store.remove(first[0]) and store.add_entry("undecodable: x", QUEUE, raw)[1]  # requeued
+    assert store.add_entry("undecodable: x", "agentcron.async", raw)[1]  # another queue's message
+    assert store.add_entry("undecodable: x", QUEUE, envelope("agentcron.run_sync", {}, QUEUE))[1]
+    assert store.add("undecodable: y", QUEUE, b"[1]") != store.add("undecodable: y", QUEUE, b"[1]")
+
+
 class _Recorder:
     def __init__(self) -> None:
         self.alerts: list[Alert] = []
@@ -149,9 +168,26 @@ def test_sink_stores_logs_once_counts_and_alerts(
     assert len(lines) == 1 and f"#{letter_id}" in lines[0].getMessage()
 
 
+def test_sink_counts_and_alerts_a_redelivered_message_once(
+    store: DeadLetterStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = _Recorder()
+    counter = Counter("dl_again", "x", ["queue", "kind"], registry=CollectorRegistry())
+    sink = DeadLetterSink(store, alerter=Alerter([recorder]), counter=counter, alert_interval=0)
+    raw = envelope("agentcron.run_sync", {}, QUEUE)
+    with caplog.at_level(logging.INFO):
+        first = sink("undecodable: TypeError", QUEUE, raw)
+        assert sink("undecodable: TypeError", QUEUE, redelivered(raw)) == first
+    assert sink._alerts is not None
+    sink._alerts.shutdown(wait=True)
+    assert store.count() == 1 and counter.labels(QUEUE, "undecodable")._value.get() == 1
+    assert len(recorder.alerts) == 1
+    assert f"dead letter #{first} from {QUEUE} delivered again" in caplog.text
+
+
 def test_sink_never_raises_when_the_store_fails(caplog: pytest.LogCaptureFixture) -> None:
     class Broken:
-        def add(self, *_: Any) -> int:
+        def add_entry(self, *_: Any) -> tuple[int, bool]:
             raise OSError("disk gone")
 
     sink = DeadLetterSink(Broken(), retry_interval=0)  # type: ignore[arg-type]
@@ -240,9 +276,12 @@ def test_entries_the_store_refused_are_kept_and_stored_later(store: DeadLetterSt
         down = True
 
         def add(self, reason: str, queue: str, raw: bytes | str) -> int:
+            return self.add_entry(reason, queue, raw)[0]
+
+        def add_entry(self, reason: str, queue: str, raw: bytes | str) -> tuple[int, bool]:
             if self.down:
                 raise OSError("database down")
-            return store.add(reason, queue, raw)
+            return store.add_entry(reason, queue, raw)
 
     flaky = Flaky()
     sink = DeadLetterSink(flaky, retry_interval=0)  # type: ignore[arg-type]
