@@ -149,4 +149,3 @@ def fingerprint(queue: str, raw: bytes | str) -> str | None:
     if not isinstance(tag, str) or not isinstance(body, str):
         return None
     return hashlib.sha256("\0".join((queue, tag, body)).encode("utf-8", "surrogateescape")).hexdigest()
-

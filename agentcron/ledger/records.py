@@ -73,6 +73,11 @@ class RunRecord:
         """The attempt number of this window's next delivery."""
         return max(self.attempt, 0) + 1
 
+    @property
+    def window(self) -> NewWindow:
+        """The window this row records."""
+        return NewWindow(self.job, self.window_start, self.window_key, self.slot, self.trigger)
+
 
 def record_from(values: Mapping[Any, Any]) -> RunRecord:
     """A record from a row's values by column name (datetimes as the caller typed them)."""

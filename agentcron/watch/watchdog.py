@@ -116,7 +116,7 @@ class Watchdog:
         owed, late = self._scheduled(enabled, now)
         self._enqueue(expected, rows, owed, enabled, now, report)
         marking = [(spec, e.window, horizon) for spec, e, horizon in overdue]
-        marking += [(spec, window_of(row), grace_of(spec, self.config)) for spec, row in late
+        marking += [(spec, row.window, grace_of(spec, self.config)) for spec, row in late
                     if row.window_key not in rows]  # fmt: skip
         rows |= {row.window_key: row for _, row in late}
         self._mark(marking, rows, report)
@@ -235,11 +235,6 @@ class Watchdog:
             return
         self.alerter.alert(Alert(window.job, window.window_key, str(RunState.MISSED), reason))
         report.alerted.append(window.window_key)
-
-
-def window_of(row: RunRecord) -> NewWindow:
-    """The window a ledger row records."""
-    return NewWindow(row.job, row.window_start, row.window_key, row.slot, row.trigger)
 
 
 def enabled_specs(runtime: Runtime) -> list[JobSpec]:
